@@ -1,0 +1,69 @@
+"""Configuration read from the environment; see README for every variable."""
+import os
+from datetime import timedelta
+
+
+def database_url(url: str | None) -> str | None:
+    """Normalise a PostgreSQL URL so SQLAlchemy uses psycopg 3 rather than psycopg2."""
+    if url is None:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is set to 1, true or yes."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+class Config:
+    """Settings for running the app; values come from the environment."""
+
+    # None means "SQLite file in the instance folder", filled in by create_app.
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    # None means "generated once and kept in the instance folder", see create_app.
+    SECRET_KEY = os.environ.get("SECRET_KEY") or None
+
+    # Behind a TLS-terminating proxy: Secure cookies, HSTS, one trusted proxy hop.
+    HTTPS = env_flag("ESTIMATOR_HTTPS")
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(days=30)
+
+    # The CSRF token lives as long as the session: a page left open all day still submits.
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_SSL_STRICT = True
+
+    BOOTSTRAP_SERVE_LOCAL = True
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "30 per minute")
+    PASSWORD_FAILURE_LIMIT = "10 per 15 minutes"
+    JOIN_RATE_LIMIT = "30 per minute"
+
+    # How often live pages ask whether anything changed, in milliseconds.
+    LIVE_POLL_MS = 1000
+
+
+class ProductionConfig(Config):
+    """The same as Config; named so deployments can say what they run."""
+
+
+class TestConfig(Config):
+    """Fresh, fast and deterministic settings for the test suite."""
+
+    TESTING = True
+    SECRET_KEY = "test-only-secret"
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"))
+    WTF_CSRF_ENABLED = False
+    RATELIMIT_STORAGE_URI = "memory://"
+    LOGIN_RATE_LIMIT = "1000 per minute"
+    PASSWORD_FAILURE_LIMIT = "1000 per minute"
+    JOIN_RATE_LIMIT = "1000 per minute"
+    HTTPS = False

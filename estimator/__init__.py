@@ -1,0 +1,133 @@
+"""Estimator: planning poker in which nobody can learn who voted what."""
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from flask import Flask, jsonify, redirect, request, url_for
+from werkzeug.routing import IntegerConverter
+
+from config import Config
+
+from .errors import register_error_handlers, wants_api
+from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config_class: type = Config) -> Flask:
+    """Build the app: the only place where the parts are wired together."""
+    app = Flask(__name__, template_folder="../templates", instance_relative_config=True)
+    app.config.from_object(config_class)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    configure_defaults(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    return app
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """A random key generated on first start and kept in the instance folder.
+
+    Several workers may start at once: the key is written to a temporary file and linked into
+    place, which fails for all but the first, and every worker then reads the same key.
+    """
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        with tempfile.NamedTemporaryFile("w", dir=instance_path, delete=False) as handle:
+            handle.write(secrets.token_hex(32))
+        os.chmod(handle.name, 0o600)
+        try:
+            os.link(handle.name, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(handle.name)
+    return path.read_text().strip()
+
+
+def configure_defaults(app: Flask) -> None:
+    """Fill in what the environment left open: database file, secret key, HTTPS settings."""
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = (
+            "sqlite:///" + str(Path(app.instance_path) / "estimator.sqlite")
+        )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    if app.config.get("HTTPS"):
+        app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True,
+                          PREFERRED_URL_SCHEME="https")
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extensions created in extensions.py to this app."""
+    from .database import configure_sqlite
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    bootstrap.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.session_protection = "basic"
+    register_login(app)
+
+
+def register_login(_app: Flask) -> None:
+    """How Flask-Login finds the user and what it does with anonymous visitors."""
+    from .models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        """The user whose id and current session token are in the cookie."""
+        user_part, _, token = user_id.partition(":")
+        if not user_part.isdigit() or not token:
+            return None
+        user = db.session.get(User, int(user_part))
+        if user is None or not secrets.compare_digest(user.session_token, token):
+            return None
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        """JSON 401 under /api; elsewhere the login page, coming back here afterwards."""
+        if wants_api(request.path):
+            return jsonify(error="Please log in first."), 401
+        target = request.full_path if request.query_string else request.path
+        return redirect(url_for("auth.login", next=target))
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a URL: 1 to 2**31 - 1, so no number the database cannot hold gets in."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=2**31 - 1)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach the blueprints."""
+    app.url_map.converters["id"] = IdConverter
+    from .api import bp as api_bp
+    from .auth import bp as auth_bp
+    from .groups import bp as groups_bp
+    from .voting import bp as voting_bp
+
+    for blueprint in (auth_bp, groups_bp, voting_bp, api_bp):
+        app.register_blueprint(blueprint)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters and globals the templates use."""
+    from .estimates import DECKS, format_number
+
+    app.jinja_env.filters["number"] = format_number
+    app.jinja_env.globals["DECKS"] = DECKS

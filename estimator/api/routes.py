@@ -1,0 +1,54 @@
+"""`GET /api/issues/<id>` and `GET /api/groups/<id>`, with ETags so polling costs next to nothing.
+
+Every change a member could see bumps the group's version (see database.lock_group), so the
+version is the ETag: a poll whose If-None-Match still matches is answered with 304 after one
+query that checks membership and reads the version together.
+"""
+import sqlalchemy as sa
+from flask import abort, current_app, jsonify, request
+from flask_login import current_user, login_required
+
+from ..extensions import db
+from ..groups.state import group_state, load_group
+from ..models import Group, Issue, Membership
+from ..voting.state import issue_state, load_issue
+from . import bp
+
+
+def member_version(*where) -> int:
+    """The version of the group matching `where` if the current user belongs to it, else 404."""
+    version = db.session.scalar(
+        sa.select(Group.version)
+        .join(Membership, Membership.group_id == Group.id)
+        .where(Membership.user_id == current_user.id, *where)
+    )
+    if version is None:
+        abort(404)
+    return version
+
+
+def conditional_json(etag: str, build):
+    """304 when the client has this version; else the JSON that build() makes."""
+    if etag in request.if_none_match:
+        response = current_app.response_class(status=304)
+    else:
+        response = jsonify(build())
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.route("/issues/<id:issue_id>")
+@login_required
+def issue(issue_id: int):
+    """The issue's status: voters (never their cards), progress, result and history."""
+    version = member_version(Issue.id == issue_id, Issue.group_id == Group.id)
+    return conditional_json(f"issue-{issue_id}-v{version}", lambda: issue_state(load_issue(issue_id)))
+
+
+@bp.route("/groups/<id:group_id>")
+@login_required
+def group(group_id: int):
+    """The group: members with roles, issues with state and progress."""
+    version = member_version(Group.id == group_id)
+    return conditional_json(f"group-{group_id}-v{version}", lambda: group_state(load_group(group_id)))

@@ -1,0 +1,22 @@
+"""Where to send a person after login: only ever a path on this site."""
+import unicodedata
+from urllib.parse import urlsplit
+
+from flask import url_for
+
+
+def is_local_path(target: str | None) -> bool:
+    """True when target is a path on this site and cannot be read as another host."""
+    if not target or "\\" in target:
+        return False
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in target):
+        return False
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
+def safe_next(target: str | None) -> str:
+    """The `next` target when it is a local path, else the dashboard."""
+    return target if is_local_path(target) else url_for("groups.dashboard")

@@ -1,0 +1,75 @@
+"""Database helpers shared by the blueprints: SQLite tuning, upserts and the per-group lock."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import has_request_context, request
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .extensions import db
+from .models import Group
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def configure_sqlite(engine: sa.Engine) -> None:
+    """WAL, a busy timeout, foreign keys, secure delete; write requests take the lock up front.
+
+    A write request starts its transaction with BEGIN IMMEDIATE, so two writers queue on the
+    busy timeout instead of one of them failing when it upgrades a read lock.  Secure delete
+    overwrites a revealed ballot's card on disk instead of leaving it in a free page.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(connection):
+        writing = has_request_context() and request.method not in SAFE_METHODS
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _insert(model: type) -> Any:
+    """An INSERT for the session's dialect that supports ON CONFLICT."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def insert_unless_exists(model: type, values: dict[str, Any], unique: list[str]) -> bool:
+    """Insert a row unless one with the same unique columns exists; True when inserted.
+
+    Safe when two requests race: the database's unique constraint decides, nobody sees an error.
+    """
+    statement = _insert(model).values(**values).on_conflict_do_nothing(index_elements=unique)
+    return db.session.execute(statement).rowcount > 0
+
+
+def upsert(model: type, values: dict[str, Any], unique: list[str], update: list[str]) -> None:
+    """Insert a row, or update the given columns of the row with the same unique columns."""
+    statement = _insert(model).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=unique, set_={name: statement.excluded[name] for name in update}
+    )
+    db.session.execute(statement)
+
+
+def lock_group(group_id: int) -> None:
+    """Bump the group's version, which also locks its row until commit.
+
+    Every change to what a group's members see goes through here first: changes to one group
+    happen one after another (a late vote can never slip past a reveal), and live pages learn
+    from the new version that something changed.
+    """
+    db.session.execute(
+        sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1)
+    )
+    # Whatever was read before the lock may have changed meanwhile: read it again on next use.
+    db.session.expire_all()

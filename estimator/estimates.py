@@ -1,0 +1,187 @@
+"""The estimation rules: decks, parsing a card, and the anonymous aggregate of a round.
+
+Pure Python: no Flask, no database. Numbers are exact fractions so that halves and ties are
+decided the same way on every machine.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+UNSURE = "?"
+FIBONACCI = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 100)
+RANGE_MIN, RANGE_MAX = 1, 100
+HALF = "½"
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,3}")
+_ALIASES = {"0.5": HALF, ".5": HALF, "1/2": HALF}
+
+
+@dataclass(frozen=True)
+class Deck:
+    """A set of cards a group estimates with; `range` has no fixed cards."""
+
+    name: str
+    title: str
+    cards: tuple[str, ...] = ()
+    values: Mapping[str, Fraction] = field(default_factory=dict)
+    #: Cards are sizes: results are given as a size, not as a number of points.
+    sized: bool = False
+
+    @property
+    def is_range(self) -> bool:
+        """True for the deck that takes any whole number 1–100."""
+        return not self.cards
+
+    def parse(self, raw: str | None) -> str | None:
+        """Return the canonical card for user input, `?` included, or None when it is not a card."""
+        text = (raw or "").strip()
+        if text == UNSURE:
+            return UNSURE
+        return self.parse_estimate(text)
+
+    def parse_estimate(self, raw: str | None) -> str | None:
+        """Return the canonical numeric card (never `?`) for user input, or None."""
+        text = (raw or "").strip()
+        if self.is_range:
+            if _WHOLE_NUMBER.fullmatch(text) and RANGE_MIN <= int(text) <= RANGE_MAX:
+                return str(int(text))
+            return None
+        text = _ALIASES.get(text, text)
+        for card in self.cards:
+            if text.casefold() == card.casefold():
+                return card
+        return None
+
+    def value(self, card: str) -> Fraction:
+        """The number a card stands for (a size's position for the t-shirt deck)."""
+        if self.is_range:
+            return Fraction(int(card))
+        return self.values[card]
+
+    def sort_key(self, card: str) -> tuple[int, Fraction]:
+        """Order cards as the deck shows them, `?` last."""
+        if card == UNSURE:
+            return (1, Fraction(0))
+        return (0, self.value(card))
+
+    def card_near(self, target: Fraction) -> str:
+        """The deck's card nearest to a number, ties going to the larger card."""
+        return max(self.cards, key=lambda card: (-abs(self.values[card] - target), self.values[card]))
+
+
+def _numeric_deck(name: str, title: str, cards: tuple[str, ...]) -> Deck:
+    values = {card: (Fraction(1, 2) if card == HALF else Fraction(int(card))) for card in cards}
+    return Deck(name, title, cards, values)
+
+
+TSHIRT_SIZES = ("XS", "S", "M", "L", "XL", "XXL")
+
+DECKS: dict[str, Deck] = {
+    deck.name: deck
+    for deck in (
+        Deck("range", "Any number 1–100"),
+        _numeric_deck("fibonacci", "Fibonacci", ("1", "2", "3", "5", "8", "13", "21", "34", "55", "89")),
+        _numeric_deck("modified", "Modified Fibonacci", ("0", HALF, "1", "2", "3", "5", "8", "13", "20", "40", "100")),
+        Deck(
+            "tshirt",
+            "T-shirt sizes",
+            TSHIRT_SIZES,
+            {size: Fraction(position) for position, size in enumerate(TSHIRT_SIZES, start=1)},
+            sized=True,
+        ),
+        _numeric_deck("powers", "Powers of two", ("1", "2", "4", "8", "16", "32", "64")),
+    )
+}
+DEFAULT_DECK = "range"
+
+
+def round_half_up(number: Fraction) -> int:
+    """Nearest whole number, halves rounding up."""
+    return math.floor(number + Fraction(1, 2))
+
+
+def nearest_fibonacci(number: Fraction) -> int:
+    """Nearest of 1 2 3 5 8 13 21 34 55 89 100, ties going to the larger."""
+    return max(FIBONACCI, key=lambda fib: (-abs(fib - number), fib))
+
+
+def two_decimals(number: Fraction) -> float:
+    """A number rounded half up to at most two decimals."""
+    return round_half_up(number * 100) / 100
+
+
+@dataclass(frozen=True)
+class Result:
+    """The anonymous aggregate of one round: counts only, never a voter."""
+
+    votes: int
+    unsure: int
+    average: float | None
+    nearest_integer: int | None
+    nearest_fibonacci: int | None
+    suggestion: str | None
+    low: str | None
+    high: str | None
+    consensus: bool
+    distribution: dict[str, int]
+
+    def as_dict(self) -> dict:
+        """The JSON shape of SPEC.md."""
+        return {
+            "votes": self.votes,
+            "unsure": self.unsure,
+            "average": self.average,
+            "nearest_integer": self.nearest_integer,
+            "nearest_fibonacci": self.nearest_fibonacci,
+            "suggestion": self.suggestion,
+            "low": self.low,
+            "high": self.high,
+            "consensus": self.consensus,
+            "distribution": dict(self.distribution),
+        }
+
+
+def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
+    """Aggregate a round from its tally (card → how many), which is all that is kept of it."""
+    distribution = {
+        card: tally[card] for card in sorted(tally, key=deck.sort_key) if tally[card] > 0
+    }
+    unsure = distribution.get(UNSURE, 0)
+    numeric = {card: count for card, count in distribution.items() if card != UNSURE}
+    votes = sum(distribution.values())
+    if not numeric:
+        return Result(votes, unsure, None, None, None, None, None, None, False, distribution)
+
+    total = sum(deck.value(card) * count for card, count in numeric.items())
+    mean = total / sum(numeric.values())
+    cards = list(numeric)  # already in deck order
+    if deck.sized:
+        nearest_integer = fibonacci = None
+        suggestion = deck.cards[round_half_up(mean) - 1]
+    else:
+        nearest_integer = round_half_up(mean)
+        fibonacci = nearest_fibonacci(mean)
+        suggestion = str(fibonacci) if deck.is_range else deck.card_near(mean)
+    return Result(
+        votes=votes,
+        unsure=unsure,
+        average=two_decimals(mean),
+        nearest_integer=nearest_integer,
+        nearest_fibonacci=fibonacci,
+        suggestion=suggestion,
+        low=cards[0],
+        high=cards[-1],
+        consensus=len(cards) == 1,
+        distribution=distribution,
+    )
+
+
+def format_number(number: float | None) -> str:
+    """Show a number with up to two decimals and no trailing zeros."""
+    if number is None:
+        return "–"
+    return f"{number:.2f}".rstrip("0").rstrip(".")

@@ -1,0 +1,6 @@
+"""Dashboard, groups, invitations and members."""
+from flask import Blueprint
+
+bp = Blueprint("groups", __name__)
+
+from . import routes  # noqa: E402,F401  (routes register themselves on bp)

@@ -1,0 +1,166 @@
+"""Dashboard, group page, invitations and member management."""
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+
+from ..extensions import db, limiter
+from ..forms import EmptyForm
+from ..models import Group, Membership
+from ..permissions import require_member, require_owner
+from . import bp
+from .forms import GroupForm, IssueForm, JoinForm, RoleForm
+from .rules import (GroupError, add_issue, create_group, group_by_invite, join_group, new_invite,
+                    remove_member, set_role)
+from .state import group_state, load_group
+
+
+def my_groups() -> list[Membership]:
+    """The current user's memberships with their groups, newest group first."""
+    return list(db.session.scalars(
+        sa.select(Membership)
+        .where(Membership.user_id == current_user.id)
+        .join(Group)
+        .options(sa.orm.contains_eager(Membership.group))
+        .order_by(Group.id.desc())
+    ))
+
+
+def render_dashboard(form: GroupForm, status: int = 200):
+    """The landing page, or "My groups" with the create-group form when logged in."""
+    if not current_user.is_authenticated:
+        return render_template("groups/landing.html")
+    return render_template("groups/dashboard.html", form=form, memberships=my_groups()), status
+
+
+def render_group(group_id: int, membership: Membership, issue_form: IssueForm | None = None,
+                 status: int = 200):
+    """The group page; the owner also gets the invite link and the add-issue form."""
+    group = load_group(group_id)
+    return render_template(
+        "groups/group.html", group=group, state=group_state(group), membership=membership,
+        issue_form=issue_form or IssueForm(), button=EmptyForm(), role_form=RoleForm(),
+    ), status
+
+
+@bp.route("/")
+def dashboard():
+    """Landing page, or the user's groups."""
+    return render_dashboard(GroupForm())
+
+
+@bp.route("/groups", methods=["GET", "POST"])
+@login_required
+def create():
+    """Create a group and become its facilitator; GET goes back to the form."""
+    form = GroupForm()
+    if not form.is_submitted():
+        return redirect(url_for("groups.dashboard"))
+    if not form.validate():
+        return render_dashboard(form, 422)
+    group = create_group(current_user, form.name.data, form.deck.data)
+    db.session.commit()
+    flash(f"Group “{group.name}” created. Share its invite link with your team.", "success")
+    return redirect(url_for("groups.show", group_id=group.id))
+
+
+@bp.route("/groups/<id:group_id>")
+@login_required
+def show(group_id: int):
+    """The group page: members, issues and (for the owner) invite link and issue form."""
+    return render_group(group_id, require_member(group_id))
+
+
+@bp.route("/groups/<id:group_id>/issues", methods=["GET", "POST"])
+@login_required
+def add_issue_view(group_id: int):
+    """Add an issue (owner only); GET goes back to the group page."""
+    membership = require_owner(group_id)
+    form = IssueForm()
+    if not form.is_submitted():
+        return redirect(url_for("groups.show", group_id=group_id))
+    if form.validate():
+        try:
+            issue = add_issue(membership.group, form.key.data, form.description.data)
+        except GroupError as error:
+            db.session.rollback()
+            form.key.errors.append(str(error))
+        else:
+            db.session.commit()
+            flash(f"Issue {issue.key} added: the team can vote now.", "success")
+            return redirect(url_for("groups.show", group_id=group_id))
+    return render_group(group_id, require_member(group_id), form, 422)
+
+
+def join_limit() -> str:
+    """The configured limit on join attempts per client address."""
+    return current_app.config["JOIN_RATE_LIMIT"]
+
+
+@bp.route("/join/<token>", methods=["GET", "POST"])
+@login_required
+@limiter.limit(join_limit, methods=["POST"])
+def join(token: str):
+    """GET asks "Join <group>?"; POST joins."""
+    group = group_by_invite(token)
+    if group is None:
+        abort(404, "This invite link is unknown or has been replaced by a new one.")
+    if any(m.user_id == current_user.id for m in group.memberships):
+        return render_template("groups/already_member.html", group=group), 409
+    form = JoinForm()
+    if form.validate_on_submit():
+        if not join_group(group, current_user, form.role.data):
+            db.session.rollback()
+            return render_template("groups/already_member.html", group=group), 409
+        db.session.commit()
+        flash(f"You joined “{group.name}”.", "success")
+        return redirect(url_for("groups.show", group_id=group.id))
+    return render_template("groups/join.html", group=group, form=form), 422 if form.errors else 200
+
+
+@bp.route("/groups/<id:group_id>/invite", methods=["GET", "POST"])
+@login_required
+def regenerate_invite(group_id: int):
+    """Replace the invite link (owner only); the old link stops working."""
+    membership = require_owner(group_id)
+    if EmptyForm().validate_on_submit():
+        new_invite(membership.group)
+        db.session.commit()
+        flash("A new invite link was made; the old one no longer works.", "success")
+    return redirect(url_for("groups.show", group_id=group_id))
+
+
+@bp.route("/groups/<id:group_id>/members/<id:user_id>/role", methods=["GET", "POST"])
+@login_required
+def change_role(group_id: int, user_id: int):
+    """Make a member an observer or a voting member again (owner only)."""
+    membership = require_owner(group_id)
+    form = RoleForm()
+    if form.validate_on_submit():
+        try:
+            changed = set_role(membership.group, user_id, form.role.data)
+        except GroupError as error:
+            db.session.rollback()
+            flash(str(error), "danger")
+        else:
+            db.session.commit()
+            flash(f"{changed.user.nickname} is now {changed.role}.", "success")
+    elif form.is_submitted():
+        flash("Please choose member or observer.", "danger")
+    return redirect(url_for("groups.show", group_id=group_id))
+
+
+@bp.route("/groups/<id:group_id>/members/<id:user_id>/remove", methods=["GET", "POST"])
+@login_required
+def remove(group_id: int, user_id: int):
+    """Remove a member from the group (owner only)."""
+    membership = require_owner(group_id)
+    if EmptyForm().validate_on_submit():
+        try:
+            nickname = remove_member(membership.group, user_id)
+        except GroupError as error:
+            db.session.rollback()
+            flash(str(error), "danger")
+        else:
+            db.session.commit()
+            flash(f"{nickname} was removed from the group.", "success")
+    return redirect(url_for("groups.show", group_id=group_id))

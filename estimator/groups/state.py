@@ -1,0 +1,67 @@
+"""A group as its members see it, loaded in a fixed number of queries; shared by page and API."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Ballot, Group, Issue, Membership, Round
+
+
+def load_group(group_id: int) -> Group | None:
+    """The group with its members and issues (and their rounds) loaded."""
+    return db.session.scalar(
+        sa.select(Group)
+        .where(Group.id == group_id)
+        .options(
+            selectinload(Group.memberships).selectinload(Membership.user),
+            selectinload(Group.issues).selectinload(Issue.rounds),
+            selectinload(Group.owner),
+        )
+    )
+
+
+def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
+    """How many people voted in each round, in one query."""
+    if not round_ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(Ballot.round_id, sa.func.count())
+        .where(Ballot.round_id.in_(round_ids))
+        .group_by(Ballot.round_id)
+    )
+    return dict(rows.tuples().all())
+
+
+def voters_expected(group: Group) -> int:
+    """How many members vote (observers are never waited for)."""
+    return sum(1 for membership in group.memberships if membership.votes)
+
+
+def group_state(group: Group) -> dict:
+    """The group in the JSON shape of SPEC.md (`GET /api/groups/<id>`)."""
+    current_rounds = {issue.id: issue.current_round for issue in group.issues}
+    cast = ballots_per_round([r.id for r in current_rounds.values()])
+    expected = voters_expected(group)
+    return {
+        "id": group.id,
+        "name": group.name,
+        "deck": group.deck,
+        "owner": group.owner.nickname,
+        "members": [
+            {"nickname": m.user.nickname, "role": m.role} for m in group.memberships
+        ],
+        "issues": [
+            {
+                "id": issue.id,
+                "key": issue.key,
+                "description": issue.description,
+                "state": issue.state,
+                "round": current_rounds[issue.id].number,
+                "votes_cast": cast.get(current_rounds[issue.id].id, 0),
+                "votes_expected": expected,
+                "final_estimate": issue.final_estimate,
+            }
+            for issue in group.issues
+        ],
+    }

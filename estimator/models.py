@@ -1,0 +1,199 @@
+"""Database models.
+
+Anonymity lives in the schema: a `Ballot` ties a voter to a card only while its round is open.
+At reveal the cards are counted into `Tally` rows (card → how many, no voter) and every ballot's
+card is cleared in the same transaction, so afterwards no row links a value to a person.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .estimates import DECKS, Deck
+from .extensions import db
+
+ROLES = ("owner", "member", "observer")
+VOTING_ROLES = ("owner", "member")
+ISSUE_STATES = ("voting", "revealed", "estimated")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(timezone.utc)
+
+
+def new_token() -> str:
+    """A URL-safe random token with 256 bits of randomness."""
+    return secrets.token_urlsafe(32)
+
+
+class User(UserMixin, db.Model):
+    """A person, known by a nickname that is unique regardless of case."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nickname: Mapped[str] = mapped_column(sa.String(32))
+    #: The nickname folded for comparison; the unique constraint makes concurrent sign-ups safe.
+    nickname_key: Mapped[str] = mapped_column(sa.Text, unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    #: Part of the login cookie; changing it signs out every copy of that cookie.
+    session_token: Mapped[str] = mapped_column(sa.String(64), default=new_token)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    def get_id(self) -> str:
+        """Flask-Login's cookie value: the id and the current session token."""
+        return f"{self.id}:{self.session_token}"
+
+    @property
+    def has_password(self) -> bool:
+        """Whether this nickname is protected by a password."""
+        return self.password_hash is not None
+
+
+class Group(db.Model):
+    """A team estimating together with one deck."""
+
+    __tablename__ = "groups"
+    __table_args__ = (sa.CheckConstraint(sa.column("deck").in_(list(DECKS)), name="deck"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    deck: Mapped[str] = mapped_column(sa.String(16))
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    invite_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_token)
+    #: Bumped by every change anyone can see; live pages poll it through the ETag.
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    owner: Mapped[User] = relationship()
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", order_by="Membership.id"
+    )
+    issues: Mapped[list[Issue]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", order_by="Issue.id"
+    )
+
+    @property
+    def deck_rules(self) -> Deck:
+        """The deck's cards and rules."""
+        return DECKS[self.deck]
+
+
+class Membership(db.Model):
+    """A user's place in a group: owner, member (votes) or observer (watches)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        sa.UniqueConstraint("group_id", "user_id", name="uq_memberships_group_user"),
+        sa.CheckConstraint(sa.column("role").in_(ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    joined_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    group: Mapped[Group] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship()
+
+    @property
+    def votes(self) -> bool:
+        """Whether this member gives estimates (observers do not)."""
+        return self.role in VOTING_ROLES
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this member facilitates the group."""
+        return self.role == "owner"
+
+
+class Issue(db.Model):
+    """A piece of work the group estimates, in one or more rounds."""
+
+    __tablename__ = "issues"
+    __table_args__ = (
+        sa.UniqueConstraint("group_id", "key", name="uq_issues_group_key"),
+        sa.CheckConstraint(sa.column("state").in_(ISSUE_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(32))
+    description: Mapped[str] = mapped_column(sa.String(500), default="")
+    state: Mapped[str] = mapped_column(sa.String(16), default="voting")
+    final_estimate: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    group: Mapped[Group] = relationship(back_populates="issues")
+    rounds: Mapped[list[Round]] = relationship(
+        back_populates="issue", cascade="all, delete-orphan", order_by="Round.number"
+    )
+
+    @property
+    def current_round(self) -> Round:
+        """The latest round; every issue has at least one."""
+        return self.rounds[-1]
+
+
+class Round(db.Model):
+    """One vote on an issue; a re-vote opens the next round."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "number", name="uq_rounds_issue_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issues.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(default=1)
+    revealed_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime(timezone=True))
+
+    issue: Mapped[Issue] = relationship(back_populates="rounds")
+    ballots: Mapped[list[Ballot]] = relationship(
+        back_populates="round", cascade="all, delete-orphan", order_by="Ballot.id"
+    )
+    tallies: Mapped[list[Tally]] = relationship(
+        back_populates="round", cascade="all, delete-orphan", order_by="Tally.id"
+    )
+
+    @property
+    def revealed(self) -> bool:
+        """Whether this round's result has been shown."""
+        return self.revealed_at is not None
+
+
+class Ballot(db.Model):
+    """That a voter took part in a round; the card is kept only until the reveal."""
+
+    __tablename__ = "ballots"
+    __table_args__ = (sa.UniqueConstraint("round_id", "user_id", name="uq_ballots_round_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: NULL after the reveal: the link between this voter and a value is gone for good.
+    card: Mapped[Optional[str]] = mapped_column(sa.String(8))
+
+    round: Mapped[Round] = relationship(back_populates="ballots")
+
+
+class Tally(db.Model):
+    """How many voters of a revealed round chose a card; no voter is named."""
+
+    __tablename__ = "tallies"
+    __table_args__ = (
+        sa.UniqueConstraint("round_id", "card", name="uq_tallies_round_card"),
+        sa.CheckConstraint("count > 0", name="count_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
+    card: Mapped[str] = mapped_column(sa.String(8))
+    count: Mapped[int]
+
+    round: Mapped[Round] = relationship(back_populates="tallies")

@@ -1,0 +1,47 @@
+"""One permission check per role, used by every view that needs it."""
+import sqlalchemy as sa
+from flask import abort
+from flask_login import current_user
+
+from .extensions import db
+from .models import Issue, Membership
+
+
+def membership_of(group_id: int) -> Membership | None:
+    """The current user's membership of a group, or None."""
+    if not current_user.is_authenticated:
+        return None
+    return db.session.scalar(
+        sa.select(Membership).where(
+            Membership.group_id == group_id, Membership.user_id == current_user.id
+        )
+    )
+
+
+def require_member(group_id: int) -> Membership:
+    """The current user's membership; 404 for anyone else, so a group's existence never leaks."""
+    membership = membership_of(group_id)
+    if membership is None:
+        abort(404)
+    return membership
+
+
+def require_owner(group_id: int) -> Membership:
+    """The owner's membership; 403 for other members, 404 for outsiders."""
+    membership = require_member(group_id)
+    if not membership.is_owner:
+        abort(403, "Only the group's facilitator can do that.")
+    return membership
+
+
+def require_voter(group_id: int) -> Membership:
+    """A membership that votes; observers get 403."""
+    membership = require_member(group_id)
+    if not membership.votes:
+        abort(403, "Observers watch the vote but do not take part in it.")
+    return membership
+
+
+def issue_or_404(issue_id: int) -> Issue:
+    """The issue, or 404 (a non-member gets the same 404 from the membership check)."""
+    return db.get_or_404(Issue, issue_id)

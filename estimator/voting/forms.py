@@ -1,0 +1,50 @@
+"""Forms of the voting blueprint; which cards are valid depends on the group's deck."""
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import ValidationError
+
+from ..estimates import RANGE_MAX, RANGE_MIN, Deck
+
+
+class DeckForm(FlaskForm):
+    """A form whose field is checked against a deck given when the form is made."""
+
+    def __init__(self, deck: Deck, *args, **kwargs):
+        self.deck = deck
+        super().__init__(*args, **kwargs)
+
+    def card_error(self, unsure: bool) -> str:
+        """What to tell someone who typed something that is not a card of this deck."""
+        if self.deck.is_range:
+            choice = f"Choose a whole number from {RANGE_MIN} to {RANGE_MAX}"
+        else:
+            choice = f"Choose one of the cards {' '.join(self.deck.cards)}"
+        return choice + (", or ? if you are not sure." if unsure else ".")
+
+
+class EstimateForm(DeckForm):
+    """A secret estimate: one card of the deck, or `?`."""
+
+    value = StringField("Your estimate")
+    submit = SubmitField("Vote")
+
+    def validate_value(self, field) -> None:
+        """Keep the canonical card, or refuse what is not one."""
+        card = self.deck.parse(field.data)
+        if card is None:
+            raise ValidationError(self.card_error(unsure=True))
+        field.data = card
+
+
+class AcceptForm(DeckForm):
+    """The team's final estimate, pre-filled with the suggestion."""
+
+    estimate = StringField("Final estimate")
+    submit = SubmitField("Record final estimate")
+
+    def validate_estimate(self, field) -> None:
+        """Keep the canonical card (never `?`), or refuse what is not one."""
+        card = self.deck.parse_estimate(field.data)
+        if card is None:
+            raise ValidationError(self.card_error(unsure=False))
+        field.data = card

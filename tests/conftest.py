@@ -1,0 +1,150 @@
+"""Fixtures: a fresh database per test (SQLite by default, DATABASE_URL for PostgreSQL)."""
+import os
+import re
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from config import TestConfig, database_url
+from estimator import create_app
+from estimator.extensions import db
+
+
+@pytest.fixture(autouse=True)
+def _push_request_context():
+    """Replace pytest-flask's request context around each test.
+
+    Every request must get its own app context and database session, as it does in production;
+    a context pushed around the whole test would make all requests of a test share one session.
+    """
+    yield
+
+
+@pytest.fixture
+def client(app):
+    """A test client that, unlike pytest-flask's, keeps no request context after a request."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory) -> str:
+    """The test database: DATABASE_URL when set, else a SQLite file of this run."""
+    url = database_url(os.environ.get("DATABASE_URL"))
+    return url or "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")
+
+
+def make_config(uri: str, **settings) -> type:
+    """A TestConfig subclass on the test database with some settings changed."""
+    return type("Config", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": uri, **settings})
+
+
+@pytest.fixture(scope="session")
+def schema(database_uri, tmp_path_factory):
+    """The schema, built once per run by the migrations themselves."""
+    app = create_app(make_config(database_uri))
+    app.instance_path = str(tmp_path_factory.mktemp("instance"))
+    with app.app_context():
+        with db.engine.begin() as connection:
+            if db.engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        upgrade()
+        db.engine.dispose()
+    return database_uri
+
+
+def empty_tables() -> None:
+    """Delete every row, children first."""
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def settings() -> dict:
+    """Config overrides for one test; a test module can override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(schema, settings, tmp_path):
+    """The app on a freshly emptied database."""
+    app = create_app(make_config(schema, **settings))
+    app.instance_path = str(tmp_path)
+    with app.app_context():
+        empty_tables()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def login(client, nickname: str, password: str = "", next_url: str | None = None):
+    """Log in through the form, as a person would; returns the response."""
+    url = "/login" if next_url is None else f"/login?next={next_url}"
+    return client.post(url, data={"nickname": nickname, "password": password})
+
+
+@pytest.fixture
+def owner(client):
+    """A logged-in client named Olivia."""
+    login(client, "Olivia")
+    return client
+
+
+@pytest.fixture
+def new_client(app):
+    """A factory of further logged-in clients, one per person."""
+
+    def make(nickname: str):
+        other = app.test_client()
+        assert login(other, nickname).status_code == 302
+        return other
+
+    return make
+
+
+def create_group(client, name: str = "Team Rocket", deck: str = "range") -> int:
+    """Create a group through the form; returns its id."""
+    response = client.post("/groups", data={"name": name, "deck": deck})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return int(re.fullmatch(r"/groups/(\d+)", response.headers["Location"]).group(1))
+
+
+def invite_path(app, group_id: int) -> str:
+    """The group's current invite path, read from the database."""
+    from estimator.models import Group
+
+    with app.app_context():
+        return f"/join/{db.session.get(Group, group_id).invite_token}"
+
+
+def join(app, client, group_id: int, role: str = "member"):
+    """Join a group through its invite link."""
+    return client.post(invite_path(app, group_id), data={"role": role})
+
+
+def add_issue(app, client, group_id: int, key: str = "PROJ-1", description: str = "") -> int:
+    """Add an issue as the owner; returns its id."""
+    from estimator.models import Issue
+
+    response = client.post(f"/groups/{group_id}/issues", data={"key": key, "description": description})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with app.app_context():
+        return db.session.scalar(sa.select(Issue.id).where(Issue.group_id == group_id, Issue.key == key))
+
+
+def vote(client, issue_id: int, value: str):
+    """Cast a vote through the form."""
+    return client.post(f"/issues/{issue_id}/estimate", data={"value": value})
+
+
+@pytest.fixture
+def team(app, owner, new_client):
+    """Olivia's range-deck group with members Bob and Carol and one issue."""
+    group_id = create_group(owner)
+    bob, carol = new_client("Bob"), new_client("Carol")
+    for member in (bob, carol):
+        assert join(app, member, group_id).status_code == 302
+    issue_id = add_issue(app, owner, group_id)
+    return {"group": group_id, "issue": issue_id, "owner": owner, "bob": bob, "carol": carol}

@@ -1,0 +1,13 @@
+from tests.conftest import login, vote
+
+
+def test_whole_flow(app, team):
+    owner, bob, carol = team["owner"], team["bob"], team["carol"]
+    issue = team["issue"]
+    assert vote(bob, issue, "5").status_code == 302
+    assert vote(carol, issue, "8").status_code == 302
+    page = owner.get(f"/issues/{issue}").get_data(as_text=True)
+    assert "2 of 3" in page
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
+    page = owner.get(f"/issues/{issue}").get_data(as_text=True)
+    assert "6.5" in page
