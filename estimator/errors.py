@@ -34,8 +34,10 @@ def error_response(status: int, message: str):
 def handle_http_error(error: HTTPException):
     """Any HTTP error with the best message we have for it."""
     status = error.code or 500
-    # A description given to abort() is meant for the user; werkzeug's defaults are generic.
-    described = error.description and error.description != type(error).description
+    # A description given to abort() is meant for the user; werkzeug's defaults and
+    # Flask-Limiter's ("30 per 1 minute") are not.
+    described = (error.description and error.description != type(error).description
+                 and status != 429)
     message = error.description if described else MESSAGES.get(status, error.name)
     return error_response(status, message)
 

@@ -30,7 +30,7 @@ def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
         .where(Ballot.round_id.in_(round_ids))
         .group_by(Ballot.round_id)
     )
-    return dict(rows.tuples().all())
+    return {round_id: count for round_id, count in rows}
 
 
 def voters_expected(group: Group) -> int:

@@ -1,0 +1,204 @@
+"""Secret estimates, the anonymous reveal, final estimates and re-votes."""
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from estimator.extensions import db
+from estimator.models import Ballot, Round, Tally
+from tests.conftest import add_issue, create_group, join, vote
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def visible(response) -> str:
+    """The page's text as a person reads it: tags dropped, white space collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", text(response)).split()).replace(" .", ".")
+
+
+def ballots(app) -> list[tuple[int, str | None]]:
+    with app.app_context():
+        return db.session.execute(sa.select(Ballot.user_id, Ballot.card).order_by(Ballot.id)).all()
+
+
+def card_group(app, owner, new_client, deck: str):
+    """A group with the given deck, members Bob and Carol, and one issue."""
+    group_id = create_group(owner, f"{deck} team", deck)
+    members = [new_client(name) for name in ("Bob", "Carol")]
+    for member in members:
+        join(app, member, group_id)
+    return add_issue(app, owner, group_id), members
+
+
+def test_estimate_page_shows_the_deck(app, owner, new_client):
+    issue, (bob, _) = card_group(app, owner, new_client, "tshirt")
+    page = text(bob.get(f"/issues/{issue}/estimate"))
+    for size in ("XS", "S", "M", "L", "XL", "XXL", "?"):
+        assert f'name="value" value="{size}"' in page
+
+
+def test_range_estimate_page_has_a_number_field_and_a_question_mark(team):
+    page = text(team["bob"].get(f"/issues/{team['issue']}/estimate"))
+    assert 'type="number" min="1" max="100"' in page and 'value="?"' in page
+
+
+def test_status_shows_who_voted_never_what(app, team):
+    issue = team["issue"]
+    assert vote(team["bob"], issue, "42").status_code == 302
+    for viewer in (team["owner"], team["carol"]):
+        page = text(viewer.get(f"/issues/{issue}"))
+        assert "1 of 3" in page
+        assert re.search(r"Bob</span>\s*<span class=\"text-success\"", page)
+        assert "42" not in page
+    # the voter sees their own card
+    assert "Your card: <strong>42</strong>" in text(team["bob"].get(f"/issues/{issue}"))
+
+
+def test_voting_again_replaces_the_vote(app, team):
+    issue = team["issue"]
+    vote(team["bob"], issue, "3")
+    vote(team["bob"], issue, "?")
+    assert [card for _, card in ballots(app)] == ["?"]
+    assert "1 of 3" in text(team["owner"].get(f"/issues/{issue}"))
+
+
+@pytest.mark.parametrize("value", ["0", "101", "-1", "abc", "5.5", "", "1e1", "<b>5</b>", "9" * 5000])
+def test_bad_range_estimates_are_refused(app, team, value):
+    response = vote(team["bob"], team["issue"], value)
+    assert response.status_code == 422
+    assert "whole number from 1 to 100" in text(response)
+    assert ballots(app) == []
+
+
+@pytest.mark.parametrize("deck, value", [("fibonacci", "4"), ("tshirt", "XXXL"), ("powers", "3"),
+                                         ("modified", "21"), ("fibonacci", "100")])
+def test_cards_not_in_the_deck_are_refused(app, owner, new_client, deck, value):
+    issue, (bob, _) = card_group(app, owner, new_client, deck)
+    response = vote(bob, issue, value)
+    assert response.status_code == 422 and "Choose one of the cards" in text(response)
+    assert ballots(app) == []
+
+
+def test_reveal_shows_the_anonymous_result(app, team):
+    issue = team["issue"]
+    vote(team["bob"], issue, "3")
+    vote(team["carol"], issue, "8")
+    vote(team["owner"], issue, "?")
+    assert team["owner"].post(f"/issues/{issue}/reveal").status_code == 302
+    page = text(team["carol"].get(f"/issues/{issue}"))
+    assert "revealed" in page
+    assert "5.5" in page           # average
+    assert ">6<" in page           # nearest whole number (5.5 rounds up)
+    assert "1 not sure" in page
+    assert "Suggestion" in page
+    # nowhere is a name next to a value
+    assert not re.search(r"(Bob|Carol|Olivia)[^<]*</span>\s*<span[^>]*>\s*(3|8|\?)\s*<", page)
+
+
+def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
+    issue = team["issue"]
+    vote(team["bob"], issue, "13")
+    vote(team["carol"], issue, "13")
+    vote(team["owner"], issue, "2")
+    assert all(card is not None for _, card in ballots(app))
+    team["owner"].post(f"/issues/{issue}/reveal")
+    # no ballot keeps a value; the values survive only as counts per card, with no voter
+    assert [card for _, card in ballots(app)] == [None, None, None]
+    with app.app_context():
+        tallies = db.session.execute(sa.select(Tally.card, Tally.count).order_by(Tally.card)).all()
+        assert sorted(tallies) == [("13", 2), ("2", 1)]
+        assert "user_id" not in Tally.__table__.columns
+        # and no other table holds a card
+        for table in db.metadata.sorted_tables:
+            if table.name not in {"ballots", "tallies"}:
+                assert not {"card", "value"} & set(table.columns.keys()), table.name
+
+
+def test_reveal_needs_a_vote_and_says_how_many_are_missing(app, team):
+    owner, issue = team["owner"], team["issue"]
+    assert "0 of 3 voted — 3 missing" in visible(owner.get(f"/issues/{issue}"))
+    assert "disabled>Reveal votes" in text(owner.get(f"/issues/{issue}"))
+    response = owner.post(f"/issues/{issue}/reveal", follow_redirects=True)
+    assert "Nobody has voted yet" in text(response)
+    vote(team["bob"], issue, "5")
+    assert "1 of 3 voted — 2 missing" in visible(owner.get(f"/issues/{issue}"))
+
+
+def test_no_vote_after_the_reveal(app, team):
+    issue = team["issue"]
+    vote(team["bob"], issue, "5")
+    team["owner"].post(f"/issues/{issue}/reveal")
+    response = vote(team["carol"], issue, "8")
+    assert response.status_code == 409 and "already revealed" in text(response)
+    assert len(ballots(app)) == 1
+
+
+def test_accept_prefilled_with_suggestion_then_recorded(app, team):
+    owner, issue = team["owner"], team["issue"]
+    vote(team["bob"], issue, "3")
+    vote(team["carol"], issue, "5")
+    owner.post(f"/issues/{issue}/reveal")
+    page = text(owner.get(f"/issues/{issue}"))
+    assert re.search(r'name="estimate"[^>]*value="5"', page)  # 4 → nearest Fibonacci 5
+    assert owner.post(f"/issues/{issue}/accept", data={"estimate": "4"}).status_code == 302
+    group_page = text(team["bob"].get(f"/groups/{team['group']}"))
+    assert "estimated" in group_page and "<strong>4</strong>" in group_page
+
+
+@pytest.mark.parametrize("estimate", ["", "?", "0", "abc", "101"])
+def test_bad_final_estimates_are_refused(app, team, estimate):
+    owner, issue = team["owner"], team["issue"]
+    vote(team["bob"], issue, "3")
+    owner.post(f"/issues/{issue}/reveal")
+    response = owner.post(f"/issues/{issue}/accept", data={"estimate": estimate})
+    assert response.status_code == 422 and "whole number from 1 to 100" in text(response)
+    assert "revealed" in text(owner.get(f"/issues/{issue}"))
+
+
+def test_accept_before_reveal_is_refused(app, team):
+    owner, issue = team["owner"], team["issue"]
+    response = owner.post(f"/issues/{issue}/accept", data={"estimate": "5"}, follow_redirects=True)
+    assert "Reveal the votes before" in text(response)
+    assert "voting" in text(owner.get(f"/issues/{issue}"))
+
+
+def test_revote_opens_a_new_round_and_keeps_history(app, team):
+    owner, issue = team["owner"], team["issue"]
+    vote(team["bob"], issue, "2")
+    vote(team["carol"], issue, "21")
+    owner.post(f"/issues/{issue}/reveal")
+    assert owner.post(f"/issues/{issue}/revote").status_code == 302
+    page = text(team["bob"].get(f"/issues/{issue}"))
+    assert "round 2" in page and "Earlier rounds" in page and "Round 1" in page
+    assert "11.5" in page  # the first round's average stays visible
+    assert "0 of 3" in page
+    vote(team["bob"], issue, "8")
+    owner.post(f"/issues/{issue}/reveal")
+    owner.post(f"/issues/{issue}/accept", data={"estimate": "8"})
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Round)) == 2
+
+
+def test_revote_while_voting_is_refused(app, team):
+    response = team["owner"].post(f"/issues/{team['issue']}/revote", follow_redirects=True)
+    assert "still open" in text(response)
+
+
+def test_vote_by_script_gets_json(app, team):
+    response = team["bob"].post(f"/issues/{team['issue']}/estimate", data={"value": "13"},
+                                headers={"Accept": "application/json"})
+    assert response.status_code == 200 and response.json["card"] == "13"
+    bad = team["bob"].post(f"/issues/{team['issue']}/estimate", data={"value": "0"},
+                           headers={"Accept": "application/json"})
+    assert bad.status_code == 422 and "whole number" in bad.json["error"]
+
+
+def test_card_deck_flow_with_half_card(app, owner, new_client):
+    issue, (bob, carol) = card_group(app, owner, new_client, "modified")
+    vote(bob, issue, "½")
+    vote(carol, issue, "0.5")
+    owner.post(f"/issues/{issue}/reveal")
+    page = text(bob.get(f"/issues/{issue}"))
+    assert "consensus" in page and "½" in page
