@@ -48,8 +48,11 @@ def insert_unless_exists(model: type, values: dict[str, Any], unique: list[str])
 
     Safe when two requests race: the database's unique constraint decides, nobody sees an error.
     """
-    statement = _insert(model).values(**values).on_conflict_do_nothing(index_elements=unique)
-    return db.session.execute(statement).rowcount > 0
+    statement = (
+        _insert(model).values(**values).on_conflict_do_nothing(index_elements=unique)
+        .returning(model.__table__.c.id)  # rowcount is not reliable here; a returned id is
+    )
+    return db.session.execute(statement).first() is not None
 
 
 def upsert(model: type, values: dict[str, Any], unique: list[str], update: list[str]) -> None:
