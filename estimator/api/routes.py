@@ -13,6 +13,7 @@ from ..groups.state import group_state, load_group
 from ..models import Group, Issue, Membership
 from ..voting.state import issue_state, load_issue
 from . import bp
+from .live import etag
 
 
 def member_version(*where) -> int:
@@ -43,7 +44,7 @@ def conditional_json(etag: str, build):
 def issue(issue_id: int):
     """The issue's status: voters (never their cards), progress, result and history."""
     version = member_version(Issue.id == issue_id, Issue.group_id == Group.id)
-    return conditional_json(f"issue-{issue_id}-v{version}", lambda: issue_state(load_issue(issue_id)))
+    return conditional_json(etag("issue", issue_id, version), lambda: issue_state(load_issue(issue_id)))
 
 
 @bp.route("/groups/<id:group_id>")
@@ -51,4 +52,4 @@ def issue(issue_id: int):
 def group(group_id: int):
     """The group: members with roles, issues with state and progress."""
     version = member_version(Group.id == group_id)
-    return conditional_json(f"group-{group_id}-v{version}", lambda: group_state(load_group(group_id)))
+    return conditional_json(etag("group", group_id, version), lambda: group_state(load_group(group_id)))

@@ -3,6 +3,7 @@ import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
+from ..api.live import live_context
 from ..extensions import db, limiter
 from ..forms import EmptyForm
 from ..models import Group, Membership
@@ -38,7 +39,7 @@ def render_group(group_id: int, membership: Membership, issue_form: IssueForm | 
     group = load_group(group_id)
     return render_template(
         "groups/group.html", group=group, state=group_state(group), membership=membership,
-        issue_form=issue_form or IssueForm(), button=EmptyForm(), role_form=RoleForm(),
+        issue_form=issue_form or IssueForm(), **live_context("group", group.id, group.version),
     ), status
 
 

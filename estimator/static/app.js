@@ -1,13 +1,140 @@
-// Estimator's page script: copy buttons, and nothing else yet.
+// Estimator's page script. Plain forms work without it; with it, pages update themselves and
+// votes are cast without a reload. No inline handlers: everything is wired here.
 "use strict";
-document.addEventListener("click", (event) => {
-  const copy = event.target.closest("[data-copy]");
-  if (copy) {
-    const input = document.querySelector(copy.dataset.copy);
-    input.select();
-    navigator.clipboard?.writeText(input.value).then(() => { copy.textContent = "Copied"; });
+
+(() => {
+  const body = document.body;
+  const api = body.dataset.liveApi;
+  const interval = Number(body.dataset.livePoll || 1000);
+  const lostBanner = document.getElementById("connection-lost");
+  let etag = body.dataset.liveEtag || null;
+  let refreshing = null;
+  let timer = null;
+
+  // The server HTML each live region was last given, to replace only regions that changed.
+  // CSRF tokens are signed afresh on every page, so they are left out of the comparison.
+  const lastHtml = new Map();
+  const comparable = (html) => html.replace(/(name="csrf_token"[^>]*value=")[^"]*/g, "$1");
+  document.querySelectorAll("[data-live][id]").forEach((region) => {
+    lastHtml.set(region.id, comparable(region.innerHTML));
+  });
+
+  function setConnected(connected) {
+    if (lostBanner) lostBanner.classList.toggle("d-none", connected);
   }
-  if (event.target.closest("[data-history-back]")) {
-    history.back();
+
+  function editing(region) {
+    const active = document.activeElement;
+    return active && region.contains(active) && active.matches("input, textarea, select");
   }
-});
+
+  // Fetch this page again and swap in the live regions whose server HTML changed, leaving
+  // alone a region in which the person is typing (it is updated when they leave it).
+  async function refreshRegions() {
+    const response = await fetch(window.location.href, {
+      headers: { "X-Requested-With": "fetch" }, cache: "no-store", credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`page answered ${response.status}`);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    fresh.querySelectorAll("[data-live][id]").forEach((incoming) => {
+      const region = document.getElementById(incoming.id);
+      const html = comparable(incoming.innerHTML);
+      if (!region || lastHtml.get(incoming.id) === html) return;
+      if (editing(region)) {
+        region.addEventListener("focusout", () => schedule(0), { once: true });
+        return;
+      }
+      region.innerHTML = incoming.innerHTML;
+      lastHtml.set(incoming.id, html);
+      region.classList.remove("live-flash");
+      void region.offsetWidth; // restart the highlight animation
+      region.classList.add("live-flash");
+    });
+  }
+
+  function refreshOnce() {
+    if (!refreshing) refreshing = refreshRegions().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  // Ask the JSON API whether anything changed; a 304 costs the server next to nothing.
+  async function poll(force = false) {
+    try {
+      const headers = { Accept: "application/json" };
+      if (etag && !force) headers["If-None-Match"] = etag;
+      const response = await fetch(api, { headers, cache: "no-store", credentials: "same-origin" });
+      if (response.status === 401 || response.status === 404) {
+        window.location.reload(); // logged out or removed: the page itself will say so
+        return;
+      }
+      if (response.status !== 304 && !response.ok) throw new Error(`api answered ${response.status}`);
+      setConnected(true);
+      if (response.status === 200) {
+        const newTag = response.headers.get("ETag");
+        if (force || newTag !== etag) await refreshOnce();
+        etag = newTag;
+      }
+    } catch (error) {
+      setConnected(false);
+    } finally {
+      schedule(interval);
+    }
+  }
+
+  function schedule(delay) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, delay);
+  }
+
+  function feedback(form, message, failed) {
+    const box = form.closest("[data-live]")?.querySelector(".vote-feedback");
+    if (!box) return;
+    box.textContent = message;
+    box.classList.toggle("text-danger", failed);
+  }
+
+  // Cast a vote with fetch; the CSRF token travels in the X-CSRFToken header.
+  async function vote(event) {
+    const form = event.target;
+    if (!form.matches(".vote-form")) return;
+    event.preventDefault();
+    const data = new FormData(form, event.submitter);
+    const token = form.querySelector("input[name=csrf_token]")?.value || "";
+    form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    try {
+      const response = await fetch(form.action, {
+        method: "POST", body: data, credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": token },
+      });
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        feedback(form, answer.error || "Your vote could not be saved. Please try again.", true);
+        return;
+      }
+      setConnected(true);
+      await refreshOnce(); // shows the chosen card, from the server's own page
+    } catch (error) {
+      setConnected(false);
+      feedback(form, "The server cannot be reached; your vote was not saved. Please try again.", true);
+    } finally {
+      form.querySelectorAll("button").forEach((button) => { button.disabled = false; });
+    }
+  }
+
+  document.addEventListener("submit", vote);
+
+  document.addEventListener("click", (event) => {
+    const copy = event.target.closest("[data-copy]");
+    if (copy) {
+      const input = document.querySelector(copy.dataset.copy);
+      input.select();
+      navigator.clipboard?.writeText(input.value).then(() => { copy.textContent = "Copied"; }, () => {});
+    }
+    if (event.target.closest("[data-history-back]")) history.back();
+  });
+
+  if (api) {
+    schedule(interval);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(0); });
+  }
+})();

@@ -2,6 +2,7 @@
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..api.live import live_context
 from ..estimates import DECKS, UNSURE
 from ..extensions import db
 from ..forms import EmptyForm
@@ -45,7 +46,7 @@ def render_status(issue: Issue, membership: Membership, *, accept_form: AcceptFo
     return render_template(
         "voting/status.html", issue=issue, group=issue.group, state=state, deck=deck,
         membership=membership, my_card=own_card(issue), estimate_form=EstimateForm(deck, formdata=None),
-        accept_form=accept_form, button=EmptyForm(),
+        accept_form=accept_form, **live_context("issue", issue.id, issue.group.version),
         history=[(r.number, round_result(issue, r)) for r in reversed(issue.rounds[:-1])],
         result=round_result(issue, issue.current_round),
     ), status
@@ -89,7 +90,8 @@ def estimate(issue_id: int):
         return jsonify(error=" ".join(form.value.errors) or "Please try again."), status
     issue, membership = member_issue(issue_id)
     return render_template("voting/estimate.html", issue=issue, group=issue.group, deck=deck,
-                           form=form, my_card=own_card(issue), state=issue_state(issue)), status
+                           form=form, my_card=own_card(issue), state=issue_state(issue),
+                           **live_context("issue", issue.id, issue.group.version)), status
 
 
 def owner_action(issue_id: int, action) -> Issue:
