@@ -1,0 +1,62 @@
+"""The app served by gunicorn with several workers, for browser and concurrency tests."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gunicorn(database_uri: str, log_path: Path, **env) -> tuple[subprocess.Popen, str]:
+    """Serve the app on a free port with WORKERS gunicorn workers; returns the process and its URL."""
+    port = free_port()
+    environment = {**os.environ, "DATABASE_URL": database_uri, "SECRET_KEY": "served-test-secret",
+                   "LOGIN_RATE_LIMIT": "100000 per minute", **env}
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "gthread",
+         "--threads", "4", "--bind", f"127.0.0.1:{port}", "estimator:create_app()"],
+        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/login", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("gunicorn did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(schema, tmp_path_factory):
+    """The URL of the app served by gunicorn with several workers on the test database."""
+    process, url = start_gunicorn(schema, tmp_path_factory.mktemp("gunicorn") / "server.log")
+    yield url
+    stop(process)

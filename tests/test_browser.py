@@ -1,0 +1,167 @@
+"""Two people in two browsers against gunicorn with several workers: pages update themselves."""
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.server import server  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+LIVE = 2000  # ms: what the spec promises
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def people(browser, server, app):  # noqa: F811  (app empties the database first)
+    """A factory of logged-in pages, one browser context per person; console errors are collected."""
+    contexts, problems = [], []
+
+    def person(nickname: str, phone: bool = False):
+        context = browser.new_context(base_url=server,
+                                      viewport={"width": 390, "height": 844} if phone else None)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
+        page.goto("/login")
+        page.fill("#nickname", nickname)
+        page.click("button[type=submit]")
+        expect(page.get_by_role("heading", name="My groups")).to_be_visible()
+        return page
+
+    yield person, problems
+    for context in contexts:
+        context.close()
+
+
+def create_group_with_issue(owner, deck="range"):
+    owner.fill("#name", "Live team")
+    owner.select_option("#deck", deck)
+    owner.click("text=Create group")
+    owner.fill("#key", "LIVE-1")
+    owner.click("text=Add issue")
+    expect(owner.locator("#issues")).to_contain_text("LIVE-1")
+    return owner.url, owner.input_value("#invite-link")
+
+
+def join_via(page, invite):
+    page.goto(invite)
+    page.click("text=Join group")
+    expect(page.locator("#members")).to_contain_text(page.evaluate("document.querySelector('#nav .nav-link[href=\"/account\"]').textContent.trim()"))
+
+
+def mark(page):
+    """Put a marker on the page that a reload would wipe."""
+    page.evaluate("window.__noReload = true")
+
+
+def not_reloaded(page) -> bool:
+    return page.evaluate("window.__noReload === true")
+
+
+def test_votes_reveal_and_new_members_appear_live(people):
+    person, problems = people
+    owner = person("Olivia")
+    group_url, invite = create_group_with_issue(owner)
+    mark(owner)
+
+    bob = person("Bob", phone=True)
+    join_via(bob, invite)
+    expect(owner.locator("#members")).to_contain_text("Bob", timeout=LIVE)  # a new member appears
+    assert not_reloaded(owner)
+
+    owner.click("#issues >> text=LIVE-1")
+    issue_url = owner.url
+    mark(owner)
+    bob.goto(issue_url)
+    mark(bob)
+    expect(owner.locator("#voters")).to_contain_text("0 of 2")
+
+    bob.fill("#vote input[name=value]", "8")
+    bob.click("#vote button:has-text('Vote')")
+    expect(bob.locator(".vote-feedback")).to_contain_text("Your card: 8")
+    assert not_reloaded(bob)  # voted without a reload
+    expect(owner.locator("#voters")).to_contain_text("1 of 2", timeout=LIVE)
+    expect(owner.locator("#voters li", has_text="Bob")).to_contain_text("voted", timeout=LIVE)
+    assert "8" not in owner.locator("#voters").inner_text()
+
+    bob.click("#vote button[value='?']")  # change of mind: still one vote
+    expect(bob.locator(".vote-feedback")).to_contain_text("Your card: ?")
+    owner.fill("#vote input[name=value]", "3")
+    owner.click("#vote button:has-text('Vote')")
+    expect(bob.locator("#voters")).to_contain_text("2 of 2", timeout=LIVE)
+
+    owner.click("text=Reveal votes")
+    expect(bob.locator("#result")).to_contain_text("Result of round 1", timeout=LIVE)
+    expect(bob.locator("#result")).to_contain_text("1 not sure")
+    expect(bob.locator("#vote")).to_be_empty()
+    assert not_reloaded(bob)
+    assert problems == []
+
+
+def test_new_issue_appears_and_typing_is_not_lost(people, app):
+    person, problems = people
+    owner = person("Olivia")
+    group_url, invite = create_group_with_issue(owner, deck="fibonacci")
+    bob = person("Bob")
+    join_via(bob, invite)
+    mark(bob)
+
+    # Olivia half-types the next key while Carol joins: the page updates, her typing stays.
+    owner.goto(group_url)
+    owner.click("#key")
+    owner.keyboard.type("LIVE-2 half")
+    carol = person("Carol")
+    join_via(carol, invite)
+    expect(owner.locator("#members")).to_contain_text("Carol", timeout=LIVE)
+    assert owner.input_value("#key") == "LIVE-2 half"
+    assert owner.evaluate("document.activeElement.id") == "key"
+
+    owner.fill("#key", "LIVE-2")
+    owner.click("text=Add issue")
+    expect(bob.locator("#issues")).to_contain_text("LIVE-2", timeout=LIVE)  # a new issue appears
+    assert not_reloaded(bob)
+    assert problems == []
+
+
+def test_connection_lost_hint_comes_and_goes(people):
+    person, problems = people
+    owner = person("Olivia")
+    create_group_with_issue(owner)
+    banner = owner.locator("#connection-lost")
+    expect(banner).to_be_hidden()
+    owner.route(re.compile(r".*/api/.*"), lambda route: route.abort())
+    expect(banner).to_be_visible(timeout=3000)
+    owner.unroute(re.compile(r".*/api/.*"))
+    expect(banner).to_be_hidden(timeout=3000)
+    problems[:] = [p for p in problems if "net::ERR_FAILED" not in p]  # the aborted polls themselves
+    assert problems == []
+
+
+def test_pages_work_without_javascript(browser, server, app):  # noqa: F811
+    context = browser.new_context(base_url=server, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#nickname", "Nojs")
+    page.click("button[type=submit]")
+    page.fill("#name", "Plain")
+    page.select_option("#deck", "tshirt")
+    page.click("text=Create group")
+    page.fill("#key", "NOJS-1")
+    page.click("text=Add issue")
+    page.click("#issues >> text=NOJS-1")
+    page.click("#vote button[value='L']")
+    expect(page.locator(".alert-success")).to_contain_text("You voted L")
+    page.click("text=Reveal votes")
+    expect(page.locator("#result")).to_contain_text("Suggestion")
+    context.close()
