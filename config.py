@@ -43,6 +43,8 @@ class Config:
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
+    # If the shared counter store is unreachable, count in memory rather than fail requests.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "30 per minute")
     PASSWORD_FAILURE_LIMIT = "10 per 15 minutes"
     JOIN_RATE_LIMIT = "30 per minute"

@@ -13,6 +13,7 @@ from config import Config
 
 from .errors import register_error_handlers, wants_api
 from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+from .security import register_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
+    register_security(app)
     return app
 
 

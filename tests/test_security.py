@@ -1,0 +1,137 @@
+"""Sessions, security headers and running behind a TLS proxy (OWASP ASVS L1 V3, V14)."""
+import re
+
+import pytest
+
+from estimator import create_app
+from tests.conftest import add_issue, create_group, login, make_config, vote
+
+
+def test_security_headers_on_every_kind_of_response(app, team):
+    client = team["bob"]
+    responses = [client.get("/"), client.get(f"/issues/{team['issue']}"), client.get("/static/app.js"),
+                 client.get(f"/api/groups/{team['group']}"), client.get("/nowhere"),
+                 client.post("/groups", data={}), app.test_client().get("/account")]
+    for response in responses:
+        headers = response.headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp and headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert "Strict-Transport-Security" not in headers  # plain HTTP: no HSTS
+        response.close()
+
+
+def test_pages_have_no_inline_script_or_style(app, team):
+    owner, issue, group = team["owner"], team["issue"], team["group"]
+    vote(team["bob"], issue, "3")
+    paths = ["/", "/account", "/logout", f"/groups/{group}", f"/issues/{issue}", f"/issues/{issue}/estimate"]
+    pages = [owner.get(path).get_data(as_text=True) for path in paths]
+    owner.post(f"/issues/{issue}/reveal")
+    pages.append(owner.get(f"/issues/{issue}").get_data(as_text=True))
+    pages.append(app.test_client().get("/login").get_data(as_text=True))
+    for page in pages:
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+        assert " style=" not in page and "<style" not in page
+        assert not re.search(r"\son[a-z]+=", page)  # no inline event handlers
+
+
+def test_login_starts_a_new_session(app, client):
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    login(client, "Fresh")
+    with client.session_transaction() as session:
+        assert "planted" not in session and "_user_id" in session
+
+
+def test_a_copied_session_cookie_is_useless_after_logout(app, client):
+    login(client, "Victim")
+    stolen = client.get_cookie("session").value
+    thief = app.test_client()
+    thief.set_cookie("session", stolen)
+    assert thief.get("/account").status_code == 200  # the copy works while logged in
+    client.post("/logout")
+    assert thief.get("/account").status_code == 302  # and not after logout
+    assert thief.get("/api/groups/1").status_code == 401
+
+
+def test_setting_a_password_signs_out_other_sessions(app, client):
+    login(client, "Twice")
+    other_device = app.test_client()
+    login(other_device, "Twice")
+    client.post("/account", data={"new_password": "long enough", "confirm": "long enough"})
+    assert client.get("/account").status_code == 200
+    assert other_device.get("/account").status_code == 302
+
+
+@pytest.fixture
+def https_app(schema, tmp_path):
+    app = create_app(make_config(schema, HTTPS=True))
+    app.instance_path = str(tmp_path)
+    return app
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_hsts_is_sent(https_app):
+    client = https_app.test_client()
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    response = client.post("/login", data={"nickname": "Secure"}, headers=proxy)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    group_id = create_group(client_with(client, proxy))
+    page = client.get(f"/groups/{group_id}", headers=proxy).get_data(as_text=True)
+    assert 'value="https://localhost/join/' in page  # X-Forwarded-Proto believed
+
+
+class client_with:  # noqa: N801  (reads like a function at the call site)
+    """A client that sends the given headers with every request."""
+
+    def __init__(self, client, headers):
+        self.client, self.headers = client, headers
+
+    def post(self, *args, **kwargs):
+        return self.client.post(*args, headers=self.headers, **kwargs)
+
+
+def test_one_proxy_hop_decides_the_client_address_for_rate_limits(https_app):
+    https_app.config["LOGIN_RATE_LIMIT"] = "2 per minute"
+    client = https_app.test_client()
+
+    def attempt(chain: str):
+        return client.post("/login", data={"nickname": "Hop"},
+                           headers={"X-Forwarded-For": chain, "X-Forwarded-Proto": "https"}).status_code
+
+    # A client cannot dodge the limit by prepending addresses: only the proxy's entry counts.
+    assert [attempt(f"10.0.0.{n}, 198.51.100.1") for n in range(3)] == [302, 302, 429]
+    assert attempt("198.51.100.2") == 302  # another real client is not affected
+
+
+def test_without_a_proxy_forwarded_for_is_ignored(app):
+    app.config["LOGIN_RATE_LIMIT"] = "2 per minute"
+    client = app.test_client()
+    codes = [client.post("/login", data={"nickname": "Spoof"},
+                         headers={"X-Forwarded-For": f"192.0.2.{n}"}).status_code for n in range(3)]
+    assert codes == [302, 302, 429]
+
+
+def test_invite_tokens_carry_at_least_128_bits(app, owner):
+    tokens = set()
+    for n in range(5):
+        group_id = create_group(owner, f"G{n}")
+        page = owner.get(f"/groups/{group_id}").get_data(as_text=True)
+        tokens.add(re.search(r"/join/([A-Za-z0-9_-]+)", page).group(1))
+    assert len(tokens) == 5
+    assert all(len(token) * 6 >= 128 for token in tokens)  # URL-safe base64: 6 bits a character
+
+
+def test_user_text_is_always_escaped(app, team):
+    payload = '<img src=x onerror=alert(1)>{{7*7}}"\''
+    team["owner"].post("/groups", data={"name": payload, "deck": "range"})
+    add_issue(app, team["owner"], team["group"], "K<b>", payload)
+    for path in ("/", f"/groups/{team['group']}"):
+        page = team["owner"].get(path).get_data(as_text=True)
+        assert "<img src=x" not in page and "K<b>" not in page
+        assert "{{7*7}}" in page.replace("&#39;", "'") or "{{7*7}}" in page  # shown, not evaluated
+        assert ">49<" not in page
