@@ -1,0 +1,50 @@
+"""A person talking to the served app over real HTTP: own cookies, CSRF tokens from the pages."""
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # let the test see the 302 itself
+
+
+class Person:
+    """One browser's worth of state: a cookie jar and the server's address."""
+
+    def __init__(self, base_url: str, cookies: CookieJar | None = None):
+        self.base_url = base_url
+        self.cookies = cookies if cookies is not None else CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect)
+
+    def request(self, path: str, data: dict | None = None, headers: dict | None = None):
+        """(status, body, headers) of one request; a POST when data is given."""
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base_url + path, data=body, headers=headers or {})
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, response.read().decode(), response.headers
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read().decode(), error.headers
+
+    def token(self, path: str) -> str:
+        """The CSRF token of the form on a page."""
+        status, page, _ = self.request(path)
+        assert status == 200, (path, status)
+        return re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page).group(1)
+
+    def post(self, path: str, data: dict, token: str) -> int:
+        """Submit a form with a token taken earlier; returns the status."""
+        return self.request(path, {**data, "csrf_token": token})[0]
+
+    def login(self, nickname: str) -> int:
+        return self.post("/login", {"nickname": nickname}, self.token("/login"))
+
+    def api(self, path: str) -> dict:
+        status, body, _ = self.request(path, headers={"Accept": "application/json"})
+        assert status == 200, (path, status, body)
+        return json.loads(body)

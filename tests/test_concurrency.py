@@ -1,0 +1,175 @@
+"""Races against the app served by gunicorn with several workers, on SQLite and PostgreSQL."""
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from estimator.extensions import db
+from estimator.models import Ballot, Group, Membership, Round, Tally, User
+from tests.http import Person
+from tests.server import server, start_gunicorn, stop  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.server
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def at_once(actions) -> list:
+    """Run the callables in threads released together; their results in order."""
+    barrier = threading.Barrier(len(actions))
+    results = [None] * len(actions)
+
+    def run(index, action):
+        barrier.wait()
+        results[index] = action()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def report(capsys, line: str) -> None:
+    """Print a figure into the test log whatever pytest captures."""
+    with capsys.disabled():
+        print(f"\n    [{db.engine.dialect.name}] {line}", end="")
+
+
+@pytest.fixture(autouse=True)
+def app_context(app):
+    """The test reads the database the served app writes (emptied first by `app`)."""
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+def group_with_issue(server, members: int) -> tuple[Person, int, int, str, list[Person]]:  # noqa: F811
+    """Over HTTP: an owner, a group with one issue, and `members` who joined it."""
+    owner = Person(server)
+    owner.login("Owner")
+    owner.post("/groups", {"name": "Race", "deck": "range"}, owner.token("/"))
+    group_id = _latest_group_id()
+    owner.post(f"/groups/{group_id}/issues", {"key": "R-1"}, owner.token(f"/groups/{group_id}"))
+    invite = _invite(group_id)
+    people = []
+    for n in range(members):
+        person = Person(server)
+        person.login(f"Member {n}")
+        assert person.post(invite, {"role": "member"}, person.token(invite)) == 302
+        people.append(person)
+    issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
+    return owner, group_id, issue_id, invite, people
+
+
+def _latest_group_id() -> int:
+    db.session.remove()
+    return db.session.scalar(sa.select(sa.func.max(Group.id)))
+
+
+def _invite(group_id: int) -> str:
+    db.session.remove()
+    return "/join/" + db.session.get(Group, group_id).invite_token
+
+
+def test_twenty_simultaneous_first_logins_make_one_user(server, capsys):  # noqa: F811
+    nickname = f"Swarm {uuid.uuid4().hex[:8]}"
+    people = [Person(server) for _ in range(20)]
+    tokens = [person.token("/login") for person in people]
+    statuses = at_once([lambda p=p, t=t: p.post("/login", {"nickname": nickname}, t)
+                        for p, t in zip(people, tokens)])
+    db.session.remove()
+    users = db.session.scalar(sa.select(sa.func.count()).select_from(User).where(User.nickname == nickname))
+    report(capsys, f"20 simultaneous first logins: {statuses.count(302)}/20 logged in, {users} user, "
+                   f"{sum(s >= 500 for s in statuses)} errors")
+    assert statuses == [302] * 20 and users == 1
+    for person in people:  # each of them is really logged in, as the same user
+        assert person.request("/account")[0] == 200
+
+
+def test_twenty_members_voting_at_the_same_instant_are_all_counted(server, capsys):  # noqa: F811
+    owner, group_id, issue_id, _, people = group_with_issue(server, 20)
+    path = f"/issues/{issue_id}/estimate"
+    tokens = [person.token(path) for person in people]
+    statuses = at_once([lambda p=p, t=t, n=n: p.post(path, {"value": str(n + 1)}, t)
+                        for n, (p, t) in enumerate(zip(people, tokens))])
+    state = owner.api(f"/api/issues/{issue_id}")
+    db.session.remove()
+    ballots = db.session.scalar(sa.select(sa.func.count()).select_from(Ballot))
+    report(capsys, f"20 simultaneous votes: {state['votes_cast']}/20 counted, "
+                   f"{sum(s >= 500 for s in statuses)} errors")
+    assert statuses == [302] * 20
+    assert state["votes_cast"] == 20 and ballots == 20
+
+
+def test_ten_parallel_joins_by_one_person_make_one_membership(server, capsys):  # noqa: F811
+    owner, group_id, _, invite, _ = group_with_issue(server, 0)
+    joiner = Person(server)
+    joiner.login("Joiner")
+    token = joiner.token(invite)
+    tabs = [Person(server, joiner.cookies) for _ in range(10)]
+    statuses = at_once([lambda t=t: t.post(invite, {"role": "member"}, token) for t in tabs])
+    db.session.remove()
+    memberships = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group_id))
+    report(capsys, f"10 parallel joins: {Counter(statuses)}, {memberships - 1} membership")
+    assert sorted(statuses) == [302] + [409] * 9
+    assert memberships == 2  # the owner and the joiner, once
+
+
+def test_reveal_racing_a_late_vote_never_loses_or_leaks_it(server, capsys):  # noqa: F811
+    owner, group_id, _, _, people = group_with_issue(server, 4)
+    late, early = people[0], people[1:]
+    outcomes = Counter()
+    for trial in range(8):
+        key = f"RACE-{trial}"
+        owner.post(f"/groups/{group_id}/issues", {"key": key}, owner.token(f"/groups/{group_id}"))
+        issue_id = next(i["id"] for i in owner.api(f"/api/groups/{group_id}")["issues"] if i["key"] == key)
+        path = f"/issues/{issue_id}/estimate"
+        for person in early:
+            assert person.post(path, {"value": "5"}, person.token(path)) == 302
+        reveal_token, vote_token = owner.token(f"/issues/{issue_id}"), late.token(path)
+        reveal_status, vote_status = at_once([
+            lambda: owner.post(f"/issues/{issue_id}/reveal", {}, reveal_token),
+            lambda: late.post(path, {"value": "13"}, vote_token),
+        ])
+        assert reveal_status == 302 and vote_status in (302, 409), (reveal_status, vote_status)
+        result = owner.api(f"/api/issues/{issue_id}")["result"]
+        counted = result["distribution"].get("13", 0)
+        # the late vote is in the result exactly when the voter was told it was taken
+        assert counted == (1 if vote_status == 302 else 0)
+        assert result["votes"] == 3 + counted
+        outcomes["counted" if counted else "refused"] += 1
+        db.session.remove()
+        open_cards = db.session.scalars(
+            sa.select(Ballot.card).join(Round).where(Round.revealed_at.is_not(None), Ballot.card.is_not(None))
+        ).all()
+        assert open_cards == []  # no value stays tied to a voter after any reveal
+    tallies = db.session.scalar(sa.select(sa.func.sum(Tally.count)))
+    report(capsys, f"reveal vs late vote, 8 trials: {dict(outcomes)}, 0 lost, 0 leaked, "
+                   f"{tallies} tallied votes")
+
+
+def test_login_rate_limit_is_shared_by_all_workers_through_redis(schema, tmp_path, capsys):
+    store = redis.Redis.from_url(REDIS_URL)
+    store.flushdb()
+    process, url = start_gunicorn(schema, tmp_path / "limited.log",
+                                  RATELIMIT_STORAGE_URI=REDIS_URL, LOGIN_RATE_LIMIT="5 per minute")
+    try:
+        people = [Person(url) for _ in range(12)]
+        tokens = [person.token("/login") for person in people]  # pages are not limited
+        statuses = [person.post("/login", {"nickname": f"Limited {n}"}, token)
+                    for n, (person, token) in enumerate(zip(people, tokens))]
+        status, page, _ = people[-1].request("/login", {"nickname": "x", "csrf_token": tokens[-1]})
+    finally:
+        stop(process)
+        keys = len(store.keys("*"))
+        store.flushdb()
+        store.close()
+    report(capsys, f"login limit 5/min over 3 workers with Redis: {Counter(statuses)}")
+    assert statuses == [302] * 5 + [429] * 7
+    assert status == 429 and "Too many attempts" in page
+    assert keys > 0  # the counters lived in Redis
