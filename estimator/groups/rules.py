@@ -1,11 +1,16 @@
 """What can happen to a group: creation, joining, issues, members, the invite link."""
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from ..database import insert_unless_exists, lock_group
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round, User, new_token
+
+
+INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
 
 class GroupError(Exception):
@@ -22,7 +27,9 @@ def create_group(owner: User, name: str, deck: str) -> Group:
 
 
 def group_by_invite(token: str) -> Group | None:
-    """The group whose current invite link carries this token."""
+    """The group whose current invite link carries this token (None for anything malformed)."""
+    if not INVITE_TOKEN.fullmatch(token):
+        return None
     return db.session.scalar(sa.select(Group).where(Group.invite_token == token))
 
 
