@@ -135,3 +135,36 @@ def test_user_text_is_always_escaped(app, team):
         assert "<img src=x" not in page and "K<b>" not in page
         assert "{{7*7}}" in page.replace("&#39;", "'") or "{{7*7}}" in page  # shown, not evaluated
         assert ">49<" not in page
+
+
+def test_login_limit_defaults_to_30_a_minute_and_the_environment_overrides_it():
+    import subprocess
+    import sys
+
+    read = "import config; print(config.Config.LOGIN_RATE_LIMIT)"
+    default = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"}, check=True)
+    override = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", "LOGIN_RATE_LIMIT": "5 per hour"}, check=True)
+    assert (default.stdout.strip(), override.stdout.strip()) == ("30 per minute", "5 per hour")
+
+
+def test_invite_joins_are_rate_limited(app, new_client):
+    app.config["JOIN_RATE_LIMIT"] = "3 per minute"
+    codes = []
+    for n in range(4):
+        person = new_client(f"Joiner {n}")
+        codes.append(person.post(f"/join/{'x' * 43}", data={"role": "member"}).status_code)
+    assert codes == [404, 404, 404, 429]  # guessing invite tokens is slow too
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
+    from estimator.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("a SQLite setting; PostgreSQL has no journal mode")
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+            assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
