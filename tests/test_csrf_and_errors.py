@@ -5,7 +5,7 @@ import time
 import pytest
 
 from estimator import instance_secret_key
-from tests.conftest import create_group, login
+from tests.conftest import login
 
 
 @pytest.fixture

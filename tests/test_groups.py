@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Group, Issue, Membership
-from tests.conftest import add_issue, create_group, invite_path, join, login
+from tests.conftest import add_issue, create_group, invite_path, join
 
 
 def count(app, model) -> int:
@@ -210,3 +210,9 @@ def test_parallel_joins_by_one_person_make_one_membership(app, owner, new_client
 def _session_cookie(client):
     cookie = client.get_cookie("session")
     return cookie.key, cookie.value
+
+
+def test_issue_keys_differing_only_in_case_clash_beyond_ascii(app, team):
+    add_issue(app, team["owner"], team["group"], "ÄRGER-1")
+    response = team["owner"].post(f"/groups/{team['group']}/issues", data={"key": "ärger-1"})
+    assert response.status_code == 422 and "already has an issue" in response.get_data(as_text=True)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from estimator.auth.users import clean_nickname
 from estimator.estimates import DECKS
 from estimator.extensions import db
-from estimator.models import Ballot, Group, Issue, Membership, Round, User
+from estimator.models import Ballot, Group, Issue, Membership, User
 from estimator.text import has_control_characters
 from tests.conftest import vote
 

@@ -1,8 +1,7 @@
 """The committed migrations build exactly the schema the models describe."""
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
-import sqlalchemy as sa
 
 from estimator import create_app
 from estimator.extensions import db

@@ -1,4 +1,4 @@
-from tests.conftest import login, vote
+from tests.conftest import vote
 
 
 def test_whole_flow(app, team):

@@ -4,14 +4,23 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from ..api.live import live_context
+from ..changes import commit_or_explain
 from ..extensions import db, limiter
 from ..forms import EmptyForm
 from ..models import Group, Membership
 from ..permissions import require_member, require_owner
 from . import bp
 from .forms import GroupForm, IssueForm, JoinForm, RoleForm
-from .rules import (GroupError, add_issue, create_group, group_by_invite, join_group, new_invite,
-                    remove_member, set_role)
+from .rules import (
+    GroupError,
+    add_issue,
+    create_group,
+    group_by_invite,
+    join_group,
+    new_invite,
+    remove_member,
+    set_role,
+)
 from .state import group_state, load_group
 
 
@@ -137,14 +146,11 @@ def change_role(group_id: int, user_id: int):
     membership = require_owner(group_id)
     form = RoleForm()
     if form.validate_on_submit():
-        try:
+        def change() -> str:
             changed = set_role(membership.group, user_id, form.role.data)
-        except GroupError as error:
-            db.session.rollback()
-            flash(str(error), "danger")
-        else:
-            db.session.commit()
-            flash(f"{changed.user.nickname} is now {changed.role}.", "success")
+            return f"{changed.user.nickname} is now {changed.role}."
+
+        commit_or_explain(change)
     elif form.is_submitted():
         flash("Please choose member or observer.", "danger")
     return redirect(url_for("groups.show", group_id=group_id))
@@ -156,12 +162,7 @@ def remove(group_id: int, user_id: int):
     """Remove a member from the group (owner only)."""
     membership = require_owner(group_id)
     if EmptyForm().validate_on_submit():
-        try:
-            nickname = remove_member(membership.group, user_id)
-        except GroupError as error:
-            db.session.rollback()
-            flash(str(error), "danger")
-        else:
-            db.session.commit()
-            flash(f"{nickname} was removed from the group.", "success")
+        commit_or_explain(
+            lambda: f"{remove_member(membership.group, user_id)} was removed from the group."
+        )
     return redirect(url_for("groups.show", group_id=group_id))

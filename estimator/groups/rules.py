@@ -5,16 +5,16 @@ import re
 
 import sqlalchemy as sa
 
+from ..changes import RuleError
 from ..database import insert_unless_exists, lock_group
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round, User, new_token
 
-
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
 
-class GroupError(Exception):
-    """A change the rules refuse; the message is for the person who asked."""
+class GroupError(RuleError):
+    """A change to a group that its rules refuse."""
 
 
 def create_group(owner: User, name: str, deck: str) -> Group:
@@ -45,10 +45,9 @@ def join_group(group: Group, user: User, role: str) -> bool:
 def add_issue(group: Group, key: str, description: str) -> Issue:
     """A new issue with its first round open for voting; GroupError when the key is taken."""
     lock_group(group.id)
-    taken = db.session.scalar(
-        sa.select(Issue.id).where(Issue.group_id == group.id, sa.func.lower(Issue.key) == key.lower())
-    )
-    if taken:
+    # Compared in Python: SQLite's lower() folds ASCII only, and "Ä-1" and "ä-1" are one key.
+    keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group.id))
+    if key.casefold() in {existing.casefold() for existing in keys}:
         raise GroupError(f"The group already has an issue {key}.")
     issue = Issue(group_id=group.id, key=key, description=description, state="voting")
     issue.rounds.append(Round(number=1))

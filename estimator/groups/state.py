@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership, Round
+from ..models import Ballot, Group, Issue, Membership
 
 
 def load_group(group_id: int) -> Group | None:

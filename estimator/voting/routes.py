@@ -3,6 +3,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask_login import current_user, login_required
 
 from ..api.live import live_context
+from ..changes import commit_or_explain
 from ..estimates import DECKS, UNSURE
 from ..extensions import db
 from ..forms import EmptyForm
@@ -95,18 +96,11 @@ def estimate(issue_id: int):
 
 
 def owner_action(issue_id: int, action) -> Issue:
-    """Run an owner's step on the issue; a refused step is flashed and changes nothing."""
+    """Run an owner's button-only step on the issue; a refused step is explained and changes nothing."""
     issue, _ = member_issue(issue_id)
     require_owner(issue.group_id)
     if EmptyForm().validate_on_submit():
-        try:
-            message = action(issue)
-        except VotingError as error:
-            db.session.rollback()
-            flash(str(error), "warning")
-        else:
-            db.session.commit()
-            flash(message, "success")
+        commit_or_explain(lambda: action(issue))
     return issue
 
 
@@ -145,12 +139,9 @@ def accept_view(issue_id: int):
         return redirect(url_for("voting.status", issue_id=issue_id))
     if not form.validate():
         return render_status(issue, membership, accept_form=form, status=422)
-    try:
+    def record() -> str:
         accept(issue, form.estimate.data)
-    except VotingError as error:
-        db.session.rollback()
-        flash(str(error), "warning")
-    else:
-        db.session.commit()
-        flash(f"Final estimate for {issue.key}: {issue.final_estimate}.", "success")
+        return f"Final estimate for {issue.key}: {issue.final_estimate}."
+
+    commit_or_explain(record)
     return redirect(url_for("voting.status", issue_id=issue_id))

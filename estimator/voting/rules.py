@@ -5,14 +5,15 @@ from collections import Counter
 
 import sqlalchemy as sa
 
+from ..changes import RuleError
 from ..database import lock_group, upsert
 from ..estimates import DECKS
 from ..extensions import db
 from ..models import Ballot, Issue, Round, Tally, User, utcnow
 
 
-class VotingError(Exception):
-    """A step the rules refuse in the issue's current state; the message says why."""
+class VotingError(RuleError):
+    """A step the voting rules refuse in the issue's current state."""
 
 
 def cast_vote(issue: Issue, voter: User, card: str) -> None:
