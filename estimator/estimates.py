@@ -68,6 +68,11 @@ class Deck:
             return (1, Fraction(0))
         return (0, self.value(card))
 
+    def sizes_around(self, average: float) -> str:
+        """For a sized deck: the size an average position stands for, or the two it lies between."""
+        low, high = math.floor(average), math.ceil(average)
+        return self.cards[low - 1] if low == high else f"{self.cards[low - 1]}–{self.cards[high - 1]}"
+
     def card_near(self, target: Fraction) -> str:
         """The deck's card nearest to a number, ties going to the larger card."""
         return max(self.cards, key=lambda card: (-abs(self.values[card] - target), self.values[card]))

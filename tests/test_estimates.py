@@ -132,3 +132,9 @@ def test_tshirt_average_of_positions_rounded_to_a_size():
 
 def test_format_number_shows_up_to_two_decimals():
     assert [format_number(x) for x in (4.0, 4.5, 4.33, None)] == ["4", "4.5", "4.33", "–"]
+
+
+def test_tshirt_average_is_shown_as_sizes():
+    assert TSHIRT.sizes_around(4.5) == "L–XL"
+    assert TSHIRT.sizes_around(3.0) == "M"
+    assert TSHIRT.sizes_around(1.33) == "XS–S"
