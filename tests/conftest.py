@@ -67,16 +67,30 @@ def settings() -> dict:
 
 
 @pytest.fixture
-def app(schema, settings, tmp_path):
+def make_app(schema, tmp_path):
+    """A factory of apps on the test database with some settings changed; closed afterwards."""
+    made = []
+
+    def make(**settings):
+        app = create_app(make_config(schema, **settings))
+        app.instance_path = str(tmp_path)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app, settings):
     """The app on a freshly emptied database."""
-    app = create_app(make_config(schema, **settings))
-    app.instance_path = str(tmp_path)
+    app = make_app(**settings)
     with app.app_context():
         empty_tables()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    return app
 
 
 def login(client, nickname: str, password: str = "", next_url: str | None = None):

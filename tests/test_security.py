@@ -3,8 +3,7 @@ import re
 
 import pytest
 
-from estimator import create_app
-from tests.conftest import add_issue, create_group, login, make_config, vote
+from tests.conftest import add_issue, create_group, login, vote
 
 
 def test_security_headers_on_every_kind_of_response(app, team):
@@ -66,10 +65,8 @@ def test_setting_a_password_signs_out_other_sessions(app, client):
 
 
 @pytest.fixture
-def https_app(schema, tmp_path):
-    app = create_app(make_config(schema, HTTPS=True))
-    app.instance_path = str(tmp_path)
-    return app
+def https_app(make_app):
+    return make_app(HTTPS=True)
 
 
 def test_behind_a_tls_proxy_cookies_are_secure_and_hsts_is_sent(https_app):
