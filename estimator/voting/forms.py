@@ -21,6 +21,13 @@ class DeckForm(FlaskForm):
             choice = f"Choose one of the cards {' '.join(self.deck.cards)}"
         return choice + (", or ? if you are not sure." if unsure else ".")
 
+    def keep_card(self, field, unsure: bool) -> None:
+        """Replace the field's text by the canonical card, or refuse what is not one."""
+        card = (self.deck.parse if unsure else self.deck.parse_estimate)(field.data)
+        if card is None:
+            raise ValidationError(self.card_error(unsure))
+        field.data = card
+
 
 class EstimateForm(DeckForm):
     """A secret estimate: one card of the deck, or `?`."""
@@ -29,11 +36,8 @@ class EstimateForm(DeckForm):
     submit = SubmitField("Vote")
 
     def validate_value(self, field) -> None:
-        """Keep the canonical card, or refuse what is not one."""
-        card = self.deck.parse(field.data)
-        if card is None:
-            raise ValidationError(self.card_error(unsure=True))
-        field.data = card
+        """A card of the deck, or `?`."""
+        self.keep_card(field, unsure=True)
 
 
 class AcceptForm(DeckForm):
@@ -43,8 +47,5 @@ class AcceptForm(DeckForm):
     submit = SubmitField("Record final estimate")
 
     def validate_estimate(self, field) -> None:
-        """Keep the canonical card (never `?`), or refuse what is not one."""
-        card = self.deck.parse_estimate(field.data)
-        if card is None:
-            raise ValidationError(self.card_error(unsure=False))
-        field.data = card
+        """A card of the deck, never `?`."""
+        self.keep_card(field, unsure=False)
