@@ -46,8 +46,7 @@ def render_status(issue: Issue, membership: Membership, *, accept_form: AcceptFo
                                  estimate=issue.final_estimate or (state["result"] or {}).get("suggestion"))
     return render_template(
         "voting/status.html", issue=issue, group=issue.group, state=state, deck=deck,
-        membership=membership, my_card=own_card(issue), estimate_form=EstimateForm(deck, formdata=None),
-        accept_form=accept_form, **live_context("issue", issue.id, issue.group.version),
+        membership=membership, my_card=own_card(issue), accept_form=accept_form, **live_context("issue", issue.id, issue.group.version),
         history=[(r.number, round_result(issue, r)) for r in reversed(issue.rounds[:-1])],
         result=round_result(issue, issue.current_round),
     ), status
@@ -68,14 +67,14 @@ def estimate(issue_id: int):
     require_voter(issue.group_id)
     deck = DECKS[issue.group.deck]
     form = EstimateForm(deck)
-    status = 200
+    code = 200
     if form.validate_on_submit():
         try:
             cast_vote(issue, current_user, form.value.data)
         except VotingError as error:
             db.session.rollback()
             form.value.errors.append(str(error))
-            status = 409
+            code = 409
         else:
             db.session.commit()
             card = form.value.data
@@ -86,22 +85,21 @@ def estimate(issue_id: int):
             flash(message, "success")
             return redirect(url_for("voting.status", issue_id=issue_id))
     elif form.is_submitted():
-        status = 422
-    if wants_json() and status != 200:
-        return jsonify(error=" ".join(form.value.errors) or "Please try again."), status
+        code = 422
+    if wants_json() and code != 200:
+        return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
     issue, membership = member_issue(issue_id)
     return render_template("voting/estimate.html", issue=issue, group=issue.group, deck=deck,
                            form=form, my_card=own_card(issue), state=issue_state(issue),
-                           **live_context("issue", issue.id, issue.group.version)), status
+                           **live_context("issue", issue.id, issue.group.version)), code
 
 
-def owner_action(issue_id: int, action) -> Issue:
+def owner_action(issue_id: int, action) -> None:
     """Run an owner's button-only step on the issue; a refused step is explained and changes nothing."""
     issue, _ = member_issue(issue_id)
     require_owner(issue.group_id)
     if EmptyForm().validate_on_submit():
         commit_or_explain(lambda: action(issue))
-    return issue
 
 
 @bp.route("/issues/<id:issue_id>/reveal", methods=["GET", "POST"])
@@ -139,6 +137,7 @@ def accept_view(issue_id: int):
         return redirect(url_for("voting.status", issue_id=issue_id))
     if not form.validate():
         return render_status(issue, membership, accept_form=form, status=422)
+
     def record() -> str:
         accept(issue, form.estimate.data)
         return f"Final estimate for {issue.key}: {issue.final_estimate}."
