@@ -93,3 +93,32 @@ def test_cookies_are_httponly_and_lax(app, client):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain HTTP unless ESTIMATOR_HTTPS=1
+
+
+def test_unexpected_errors_get_the_500_page_and_nothing_is_saved(make_app):
+    from estimator.extensions import db
+    from estimator.models import User
+
+    app = make_app(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+
+    @app.route("/boom")
+    def boom():
+        db.session.add(User(nickname="Half", nickname_key="half"))
+        db.session.flush()
+        raise RuntimeError("unexpected")
+
+    response = app.test_client().get("/boom")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "Nothing was saved" in page and 'href="/"' in page
+    with app.app_context():
+        assert db.session.query(User).filter_by(nickname_key="half").count() == 0
+
+
+def test_bootstrap_is_served_by_the_app_itself(app, client):
+    page = client.get("/").get_data(as_text=True)
+    assert "/bootstrap/static/css/bootstrap.min.css" in page and "/bootstrap/static/js/bootstrap.min.js" in page
+    assert "cdn." not in page and 'src="http' not in page and 'href="http' not in page
+    for asset in ("/bootstrap/static/css/bootstrap.min.css", "/bootstrap/static/js/bootstrap.min.js"):
+        response = client.get(asset)
+        assert response.status_code == 200
+        response.close()

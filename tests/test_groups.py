@@ -1,4 +1,5 @@
 """Groups: creating, the group page, invite links, joining, issues and members."""
+import html
 import threading
 
 import pytest
@@ -216,3 +217,9 @@ def test_issue_keys_differing_only_in_case_clash_beyond_ascii(app, team):
     add_issue(app, team["owner"], team["group"], "ÄRGER-1")
     response = team["owner"].post(f"/groups/{team['group']}/issues", data={"key": "ärger-1"})
     assert response.status_code == 422 and "already has an issue" in response.get_data(as_text=True)
+
+
+def test_403_page_says_why(app, team):
+    response = team["bob"].get(f"/issues/{team['issue']}/reveal")
+    assert response.status_code == 403
+    assert "Only the group's facilitator can do that." in html.unescape(response.get_data(as_text=True))
