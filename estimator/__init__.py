@@ -53,7 +53,7 @@ def instance_secret_key(instance_path: str) -> str:
 
 
 def configure_defaults(app: Flask) -> None:
-    """Fill in what the environment left open: database file, secret key, HTTPS settings."""
+    """Fill in what the environment left open: database file and secret key."""
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             "sqlite:///" + str(Path(app.instance_path) / "estimator.sqlite")
@@ -62,9 +62,6 @@ def configure_defaults(app: Flask) -> None:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
-    if app.config.get("HTTPS"):
-        app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True,
-                          PREFERRED_URL_SCHEME="https")
 
 
 def register_extensions(app: Flask) -> None:

@@ -1,4 +1,7 @@
 """Flask extensions, created unbound; create_app binds them to an app."""
+from collections.abc import Callable
+
+from flask import current_app
 from flask_bootstrap import Bootstrap5
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -30,3 +33,8 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
 limiter = Limiter(key_func=get_remote_address)
+
+
+def configured(name: str) -> Callable[[], str]:
+    """A rate limit read from the app's config on each request, so tests and deployments set it."""
+    return lambda: current_app.config[name]

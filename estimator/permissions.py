@@ -4,7 +4,7 @@ from flask import abort
 from flask_login import current_user
 
 from .extensions import db
-from .models import Issue, Membership
+from .models import Membership
 
 
 def membership_of(group_id: int) -> Membership | None:
@@ -26,22 +26,20 @@ def require_member(group_id: int) -> Membership:
     return membership
 
 
-def require_owner(group_id: int) -> Membership:
-    """The owner's membership; 403 for other members, 404 for outsiders."""
-    membership = require_member(group_id)
+def ensure_owner(membership: Membership) -> Membership:
+    """The membership if it is the owner's; 403 for other members."""
     if not membership.is_owner:
         abort(403, "Only the group's facilitator can do that.")
     return membership
 
 
-def require_voter(group_id: int) -> Membership:
-    """A membership that votes; observers get 403."""
-    membership = require_member(group_id)
+def ensure_voter(membership: Membership) -> Membership:
+    """The membership if it votes; observers get 403."""
     if not membership.votes:
         abort(403, "Observers watch the vote but do not take part in it.")
     return membership
 
 
-def issue_or_404(issue_id: int) -> Issue:
-    """The issue, or 404 (a non-member gets the same 404 from the membership check)."""
-    return db.get_or_404(Issue, issue_id)
+def require_owner(group_id: int) -> Membership:
+    """The owner's membership; 403 for other members, 404 for outsiders."""
+    return ensure_owner(require_member(group_id))

@@ -19,9 +19,11 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 
 def register_security(app: Flask) -> None:
-    """Send the security headers; behind a TLS proxy also trust one proxy hop and send HSTS."""
+    """Send the security headers; behind a TLS proxy also Secure cookies, one trusted hop and HSTS."""
     https = bool(app.config.get("HTTPS"))
     if https:
+        app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True,
+                          PREFERRED_URL_SCHEME="https")
         # One proxy hop: its X-Forwarded-For and -Proto are believed, nothing further back.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
 

@@ -28,13 +28,13 @@ def member_version(*where) -> int:
     return version
 
 
-def conditional_json(etag: str, build):
+def conditional_json(tag: str, build):
     """304 when the client has this version; else the JSON that build() makes."""
-    if etag in request.if_none_match:
+    if tag in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
         response = jsonify(build())
-    response.set_etag(etag)
+    response.set_etag(tag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
 

@@ -3,7 +3,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required, login_user, logout_user
 from limits import parse
 
-from ..extensions import db, limiter
+from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..models import new_token
 from . import bp
@@ -32,13 +32,8 @@ def password_problem(user, password: str | None) -> tuple[str, int] | None:
     return None
 
 
-def login_limit() -> str:
-    """The configured limit on login attempts per client address."""
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_limit, methods=["POST"])
+@limiter.limit(configured("LOGIN_RATE_LIMIT"), methods=["POST"])
 def login():
     """Log in with a nickname, creating it on first use."""
     target = request.args.get("next")

@@ -1,11 +1,11 @@
 """Dashboard, group page, invitations and member management."""
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from ..api.live import live_context
 from ..changes import commit_or_explain
-from ..extensions import db, limiter
+from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..models import Group, Membership
 from ..permissions import require_member, require_owner
@@ -98,17 +98,12 @@ def add_issue_view(group_id: int):
             db.session.commit()
             flash(f"Issue {issue.key} added: the team can vote now.", "success")
             return redirect(url_for("groups.show", group_id=group_id))
-    return render_group(group_id, require_member(group_id), form, 422)
-
-
-def join_limit() -> str:
-    """The configured limit on join attempts per client address."""
-    return current_app.config["JOIN_RATE_LIMIT"]
+    return render_group(group_id, membership, form, 422)
 
 
 @bp.route("/join/<token>", methods=["GET", "POST"])
 @login_required
-@limiter.limit(join_limit, methods=["POST"])
+@limiter.limit(configured("JOIN_RATE_LIMIT"), methods=["POST"])
 def join(token: str):
     """GET asks "Join <group>?"; POST joins."""
     group = group_by_invite(token)

@@ -8,7 +8,7 @@ from ..estimates import DECKS, UNSURE
 from ..extensions import db
 from ..forms import EmptyForm
 from ..models import Issue, Membership
-from ..permissions import require_member, require_owner, require_voter
+from ..permissions import ensure_owner, ensure_voter, require_member
 from . import bp
 from .forms import AcceptForm, EstimateForm
 from .rules import VotingError, accept, cast_vote, reveal, revote
@@ -64,7 +64,7 @@ def status(issue_id: int):
 def estimate(issue_id: int):
     """GET shows the deck; POST records (or replaces) the voter's secret card."""
     issue, membership = member_issue(issue_id)
-    require_voter(issue.group_id)
+    ensure_voter(membership)
     deck = DECKS[issue.group.deck]
     form = EstimateForm(deck)
     code = 200
@@ -96,8 +96,8 @@ def estimate(issue_id: int):
 
 def owner_action(issue_id: int, action) -> None:
     """Run an owner's button-only step on the issue; a refused step is explained and changes nothing."""
-    issue, _ = member_issue(issue_id)
-    require_owner(issue.group_id)
+    issue, membership = member_issue(issue_id)
+    ensure_owner(membership)
     if EmptyForm().validate_on_submit():
         commit_or_explain(lambda: action(issue))
 
@@ -131,7 +131,7 @@ def revote_view(issue_id: int):
 def accept_view(issue_id: int):
     """Record the final estimate (owner only); GET goes back to the status page."""
     issue, membership = member_issue(issue_id)
-    require_owner(issue.group_id)
+    ensure_owner(membership)
     form = AcceptForm(DECKS[issue.group.deck])
     if not form.is_submitted():
         return redirect(url_for("voting.status", issue_id=issue_id))
