@@ -11,7 +11,7 @@ from estimator.estimates import DECKS
 from estimator.extensions import db
 from estimator.models import Ballot, Group, Issue, Membership, User
 from estimator.text import has_control_characters
-from tests.conftest import vote
+from tests.conftest import add_issue, create_group, join, vote
 
 NASTY = [
     "' OR 1=1 --", "'; DROP TABLE users; --", "{{ config }}", "{% for x in [] %}", "${7*7}", "<script>alert(1)</script>",
@@ -95,8 +95,6 @@ def test_any_url(app, owner, segment, prefix):
 
 @pytest.mark.parametrize("deck", sorted(DECKS))
 def test_every_deck_refuses_hostile_cards(app, owner, new_client, deck):
-    from tests.conftest import add_issue, create_group, join
-
     group = create_group(owner, deck=deck)
     bob = new_client("Bob")
     join(app, bob, group)
