@@ -58,10 +58,10 @@
   }
 
   // Ask the JSON API whether anything changed; a 304 costs the server next to nothing.
-  async function poll(force = false) {
+  async function poll() {
     try {
       const headers = { Accept: "application/json" };
-      if (etag && !force) headers["If-None-Match"] = etag;
+      if (etag) headers["If-None-Match"] = etag;
       const response = await fetch(api, { headers, cache: "no-store", credentials: "same-origin" });
       if (response.status === 401 || response.status === 404) {
         window.location.reload(); // logged out or removed: the page itself will say so
@@ -71,7 +71,7 @@
       setConnected(true);
       if (response.status === 200) {
         const newTag = response.headers.get("ETag");
-        if (force || newTag !== etag) await refreshOnce();
+        if (newTag !== etag) await refreshOnce();
         etag = newTag;
       }
     } catch (error) {
@@ -86,11 +86,12 @@
     timer = setTimeout(poll, delay);
   }
 
-  function feedback(form, message, failed) {
+  // Say why a vote was not saved, where the page normally confirms it.
+  function voteError(form, message) {
     const box = form.closest("[data-live]")?.querySelector(".vote-feedback");
     if (!box) return;
     box.textContent = message;
-    box.classList.toggle("text-danger", failed);
+    box.classList.add("text-danger");
   }
 
   // Cast a vote with fetch; the CSRF token travels in the X-CSRFToken header.
@@ -108,14 +109,14 @@
       });
       const answer = await response.json().catch(() => ({}));
       if (!response.ok) {
-        feedback(form, answer.error || "Your vote could not be saved. Please try again.", true);
+        voteError(form, answer.error || "Your vote could not be saved. Please try again.");
         return;
       }
       setConnected(true);
       await refreshOnce(); // shows the chosen card, from the server's own page
     } catch (error) {
       setConnected(false);
-      feedback(form, "The server cannot be reached; your vote was not saved. Please try again.", true);
+      voteError(form, "The server cannot be reached; your vote was not saved. Please try again.");
     } finally {
       form.querySelectorAll("button").forEach((button) => { button.disabled = false; });
     }
