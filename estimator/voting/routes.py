@@ -12,7 +12,7 @@ from ..permissions import ensure_owner, ensure_voter, require_member
 from . import bp
 from .forms import AcceptForm, EstimateForm
 from .rules import VotingError, accept, cast_vote, reveal, revote
-from .state import issue_state, load_issue, round_result
+from .state import issue_state, load_issue
 
 
 def member_issue(issue_id: int) -> tuple[Issue, Membership]:
@@ -47,8 +47,9 @@ def render_status(issue: Issue, membership: Membership, *, accept_form: AcceptFo
     return render_template(
         "voting/status.html", issue=issue, group=issue.group, state=state, deck=deck,
         membership=membership, my_card=own_card(issue), accept_form=accept_form, **live_context("issue", issue.id, issue.group.version),
-        history=[(r.number, round_result(issue, r)) for r in reversed(issue.rounds[:-1])],
-        result=round_result(issue, issue.current_round),
+        # the same aggregates the API sends, computed once (templates read dicts like objects)
+        history=[(h["round"], h["result"]) for h in reversed(state["history"])],
+        result=state["result"],
     ), status
 
 
