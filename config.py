@@ -1,4 +1,5 @@
 """Configuration read from the environment; see README for every variable."""
+
 import os
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ def database_url(url: str | None) -> str | None:
         return None
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -1,4 +1,5 @@
 """python run.py [--host H] [--port P]: upgrade the database schema, then serve with gunicorn."""
+
 import argparse
 
 from flask_migrate import upgrade
@@ -33,10 +34,16 @@ def main() -> None:
     with app.app_context():
         upgrade()
     print(f"Estimator is running on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
-    Server(app, {
-        "bind": f"{args.host}:{args.port}", "workers": args.workers,
-        "worker_class": "gthread", "threads": 8, "accesslog": "-",
-    }).run()
+    Server(
+        app,
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+            "worker_class": "gthread",
+            "threads": 8,
+            "accesslog": "-",
+        },
+    ).run()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Uses DATABASE_URL when set (the database must exist), else a fresh SQLite file. Every request
 goes to 127.0.0.1 only, and each phase stops after --seconds.
 """
+
 import argparse
 import os
 import re
@@ -46,8 +47,10 @@ def measure(name: str, clients: int, seconds: float, action) -> None:
         thread.join()
     ms = sorted(x * 1000 for x in latencies)
     p95 = ms[int(len(ms) * 0.95) - 1] if ms else float("nan")
-    print(f"{name:<28} {len(ms) / seconds:8.0f} req/s   p50 {statistics.median(ms):6.1f} ms   "
-          f"p95 {p95:6.1f} ms   errors {len(errors)}")
+    print(
+        f"{name:<28} {len(ms) / seconds:8.0f} req/s   p50 {statistics.median(ms):6.1f} ms   "
+        f"p95 {p95:6.1f} ms   errors {len(errors)}"
+    )
 
 
 def main() -> None:
@@ -70,16 +73,32 @@ def main() -> None:
         issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
         etag = owner.request(f"/api/issues/{issue_id}")[2]["ETag"]
         print(f"database: {uri.split(':')[0]}, {args.clients} clients, {args.seconds:g} s per phase")
-        measure("poll, unchanged (304)", args.clients, args.seconds,
-                lambda i: owner.request(f"/api/issues/{issue_id}", headers={"If-None-Match": etag})[0] == 304)
-        measure("poll, full JSON (200)", args.clients, args.seconds,
-                lambda i: owner.request(f"/api/issues/{issue_id}")[0] == 200)
-        measure("status page render", args.clients, args.seconds,
-                lambda i: owner.request(f"/issues/{issue_id}")[0] == 200)
+        measure(
+            "poll, unchanged (304)",
+            args.clients,
+            args.seconds,
+            lambda i: owner.request(f"/api/issues/{issue_id}", headers={"If-None-Match": etag})[0] == 304,
+        )
+        measure(
+            "poll, full JSON (200)",
+            args.clients,
+            args.seconds,
+            lambda i: owner.request(f"/api/issues/{issue_id}")[0] == 200,
+        )
+        measure(
+            "status page render",
+            args.clients,
+            args.seconds,
+            lambda i: owner.request(f"/issues/{issue_id}")[0] == 200,
+        )
         token = owner.token(f"/issues/{issue_id}/estimate")
         cards = ["1", "2", "3", "5", "8"]
-        measure("vote (POST, redirect)", args.clients, args.seconds,
-                lambda i: owner.post(f"/issues/{issue_id}/estimate", {"value": cards[i % 5]}, token) == 302)
+        measure(
+            "vote (POST, redirect)",
+            args.clients,
+            args.seconds,
+            lambda i: owner.post(f"/issues/{issue_id}/estimate", {"value": cards[i % 5]}, token) == 302,
+        )
     finally:
         stop(process)
 

@@ -1,4 +1,5 @@
 """Estimator: planning poker in which nobody can learn who voted what."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,8 @@ def instance_secret_key(instance_path: str) -> str:
 def configure_defaults(app: Flask) -> None:
     """Fill in what the environment left open: database file and secret key."""
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
-        app.config["SQLALCHEMY_DATABASE_URI"] = (
-            "sqlite:///" + str(Path(app.instance_path) / "estimator.sqlite")
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(
+            Path(app.instance_path) / "estimator.sqlite"
         )
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})

@@ -1,4 +1,5 @@
 """How a view applies a change the domain rules may refuse."""
+
 from collections.abc import Callable
 
 from flask import flash

@@ -1,4 +1,5 @@
 """Database helpers shared by the blueprints: SQLite tuning, upserts and the per-group lock."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,7 +50,9 @@ def insert_unless_exists(model: type, values: dict[str, Any], unique: list[str])
     Safe when two requests race: the database's unique constraint decides, nobody sees an error.
     """
     statement = (
-        _insert(model).values(**values).on_conflict_do_nothing(index_elements=unique)
+        _insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=unique)
         .returning(model.__table__.c.id)  # rowcount is not reliable here; a returned id is
     )
     return db.session.execute(statement).first() is not None
@@ -71,8 +74,6 @@ def lock_group(group_id: int) -> None:
     happen one after another (a late vote can never slip past a reveal), and live pages learn
     from the new version that something changed.
     """
-    db.session.execute(
-        sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1)
-    )
+    db.session.execute(sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1))
     # Whatever was read before the lock may have changed meanwhile: read it again on next use.
     db.session.expire_all()

@@ -1,4 +1,5 @@
 """Error pages: HTML in the site's layout with a way back, JSON under /api."""
+
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -36,8 +37,7 @@ def handle_http_error(error: HTTPException):
     status = error.code or 500
     # A description given to abort() is meant for the user; werkzeug's defaults and
     # Flask-Limiter's ("30 per 1 minute") are not.
-    described = (error.description and error.description != type(error).description
-                 and status != 429)
+    described = error.description and error.description != type(error).description and status != 429
     message = error.description if described else MESSAGES.get(status, error.name)
     return error_response(status, message)
 

@@ -3,6 +3,7 @@
 Pure Python: no Flask, no database. Numbers are exact fractions so that halves and ties are
 decided the same way on every machine.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,9 @@ DECKS: dict[str, Deck] = {
     for deck in (
         Deck("range", "Any number 1–100"),
         _numeric_deck("fibonacci", "Fibonacci", ("1", "2", "3", "5", "8", "13", "21", "34", "55", "89")),
-        _numeric_deck("modified", "Modified Fibonacci", ("0", HALF, "1", "2", "3", "5", "8", "13", "20", "40", "100")),
+        _numeric_deck(
+            "modified", "Modified Fibonacci", ("0", HALF, "1", "2", "3", "5", "8", "13", "20", "40", "100")
+        ),
         Deck(
             "tshirt",
             "T-shirt sizes",
@@ -152,9 +155,7 @@ class Result:
 
 def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
     """Aggregate a round from its tally (card → how many), which is all that is kept of it."""
-    distribution = {
-        card: tally[card] for card in sorted(tally, key=deck.sort_key) if tally[card] > 0
-    }
+    distribution = {card: tally[card] for card in sorted(tally, key=deck.sort_key) if tally[card] > 0}
     unsure = distribution.get(UNSURE, 0)
     numeric = {card: count for card, count in distribution.items() if card != UNSURE}
     votes = sum(distribution.values())

@@ -1,4 +1,5 @@
 """Flask extensions, created unbound; create_app binds them to an app."""
+
 from collections.abc import Callable
 
 from flask import current_app

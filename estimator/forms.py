@@ -1,4 +1,5 @@
 """Forms shared by every blueprint."""
+
 from flask_wtf import FlaskForm
 from wtforms import SubmitField
 

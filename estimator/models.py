@@ -4,11 +4,11 @@ Anonymity lives in the schema: a `Ballot` ties a voter to a card only while its 
 At reveal the cards are counted into `Tally` rows (card → how many, no voter) and every ballot's
 card is cleared in the same transaction, so afterwards no row links a value to a person.
 """
+
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask_login import UserMixin
@@ -24,7 +24,7 @@ ISSUE_STATES = ("voting", "revealed", "estimated")
 
 def utcnow() -> datetime:
     """The current time, timezone-aware."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_token() -> str:
@@ -41,7 +41,7 @@ class User(UserMixin, db.Model):
     nickname: Mapped[str] = mapped_column(sa.String(32))
     #: The nickname folded for comparison; the unique constraint makes concurrent sign-ups safe.
     nickname_key: Mapped[str] = mapped_column(sa.Text, unique=True)
-    password_hash: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     #: Part of the login cookie; changing it signs out every copy of that cookie.
     session_token: Mapped[str] = mapped_column(sa.String(64), default=new_token)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
@@ -128,7 +128,7 @@ class Issue(db.Model):
     key: Mapped[str] = mapped_column(sa.String(32))
     description: Mapped[str] = mapped_column(sa.String(500), default="")
     state: Mapped[str] = mapped_column(sa.String(16), default="voting")
-    final_estimate: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    final_estimate: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     group: Mapped[Group] = relationship(back_populates="issues")
@@ -151,7 +151,7 @@ class Round(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issues.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(default=1)
-    revealed_at: Mapped[Optional[datetime]] = mapped_column(sa.DateTime(timezone=True))
+    revealed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     issue: Mapped[Issue] = relationship(back_populates="rounds")
     ballots: Mapped[list[Ballot]] = relationship(
@@ -177,7 +177,7 @@ class Ballot(db.Model):
     round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     #: NULL after the reveal: the link between this voter and a value is gone for good.
-    card: Mapped[Optional[str]] = mapped_column(sa.String(8))
+    card: Mapped[str | None] = mapped_column(sa.String(8))
 
     round: Mapped[Round] = relationship(back_populates="ballots")
 

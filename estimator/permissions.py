@@ -1,4 +1,5 @@
 """One permission check per role, used by every view that needs it."""
+
 import sqlalchemy as sa
 from flask import abort
 from flask_login import current_user
@@ -12,9 +13,7 @@ def membership_of(group_id: int) -> Membership | None:
     if not current_user.is_authenticated:
         return None
     return db.session.scalar(
-        sa.select(Membership).where(
-            Membership.group_id == group_id, Membership.user_id == current_user.id
-        )
+        sa.select(Membership).where(Membership.group_id == group_id, Membership.user_id == current_user.id)
     )
 
 

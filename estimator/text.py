@@ -1,4 +1,5 @@
 """Rules for free text typed by people: trimmed, bounded, without control characters."""
+
 from wtforms.validators import ValidationError
 
 ALLOWED_CONTROL = "\n\r\t"

@@ -1,4 +1,5 @@
 """Fixtures: a fresh database per test (SQLite by default, DATABASE_URL for PostgreSQL)."""
+
 import os
 import re
 

@@ -1,4 +1,5 @@
 """A person talking to the served app over real HTTP: own cookies, CSRF tokens from the pages."""
+
 import json
 import re
 import urllib.error
@@ -18,7 +19,9 @@ class Person:
     def __init__(self, base_url: str, cookies: CookieJar | None = None):
         self.base_url = base_url
         self.cookies = cookies if cookies is not None else CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect)
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect
+        )
 
     def request(self, path: str, data: dict | None = None, headers: dict | None = None):
         """(status, body, headers) of one request; a POST when data is given."""

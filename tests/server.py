@@ -1,4 +1,5 @@
 """The app served by gunicorn with several workers, for browser and concurrency tests."""
+
 import os
 import socket
 import subprocess
@@ -22,13 +23,33 @@ def free_port() -> int:
 def start_gunicorn(database_uri: str, log_path: Path, **env) -> tuple[subprocess.Popen, str]:
     """Serve the app on a free port with WORKERS gunicorn workers; returns the process and its URL."""
     port = free_port()
-    environment = {**os.environ, "DATABASE_URL": database_uri, "SECRET_KEY": "served-test-secret",
-                   "LOGIN_RATE_LIMIT": "100000 per minute", **env}
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_uri,
+        "SECRET_KEY": "served-test-secret",
+        "LOGIN_RATE_LIMIT": "100000 per minute",
+        **env,
+    }
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "gthread",
-         "--threads", "4", "--bind", f"127.0.0.1:{port}", "estimator:create_app()"],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(WORKERS),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "estimator:create_app()",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
@@ -38,10 +59,10 @@ def start_gunicorn(database_uri: str, log_path: Path, **env) -> tuple[subprocess
             with urllib.request.urlopen(url + "/login", timeout=2) as response:
                 if response.status == 200:
                     return process, url
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("gunicorn did not start:\n" + log_path.read_text())
+                raise RuntimeError("gunicorn did not start:\n" + log_path.read_text()) from error
             time.sleep(0.2)
 
 

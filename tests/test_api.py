@@ -1,4 +1,5 @@
 """The JSON API: shapes, ETags and 304s, 401/404, and never an individual value."""
+
 import json
 
 import pytest
@@ -8,13 +9,44 @@ from sqlalchemy import event
 from estimator.extensions import db
 from tests.conftest import add_issue, join, vote
 
-ISSUE_KEYS = {"id", "group_id", "key", "description", "state", "round", "deck", "voters", "votes_cast",
-              "votes_expected", "result", "final_estimate", "history"}
-RESULT_KEYS = {"votes", "unsure", "average", "nearest_integer", "nearest_fibonacci", "suggestion", "low",
-               "high", "consensus", "distribution"}
+ISSUE_KEYS = {
+    "id",
+    "group_id",
+    "key",
+    "description",
+    "state",
+    "round",
+    "deck",
+    "voters",
+    "votes_cast",
+    "votes_expected",
+    "result",
+    "final_estimate",
+    "history",
+}
+RESULT_KEYS = {
+    "votes",
+    "unsure",
+    "average",
+    "nearest_integer",
+    "nearest_fibonacci",
+    "suggestion",
+    "low",
+    "high",
+    "consensus",
+    "distribution",
+}
 GROUP_KEYS = {"id", "name", "deck", "owner", "members", "issues"}
-GROUP_ISSUE_KEYS = {"id", "key", "description", "state", "round", "votes_cast", "votes_expected",
-                    "final_estimate"}
+GROUP_ISSUE_KEYS = {
+    "id",
+    "key",
+    "description",
+    "state",
+    "round",
+    "votes_cast",
+    "votes_expected",
+    "final_estimate",
+}
 
 
 def test_issue_shape_before_and_after_reveal(app, team, new_client):
@@ -25,26 +57,50 @@ def test_issue_shape_before_and_after_reveal(app, team, new_client):
     assert set(data) == ISSUE_KEYS
     assert data["state"] == "voting" and data["round"] == 1 and data["deck"] == "range"
     assert data["result"] is None and data["history"] == [] and data["final_estimate"] is None
-    assert data["voters"] == [{"nickname": "Olivia", "voted": False}, {"nickname": "Bob", "voted": True},
-                              {"nickname": "Carol", "voted": False}]  # observers are not voters
+    assert data["voters"] == [
+        {"nickname": "Olivia", "voted": False},
+        {"nickname": "Bob", "voted": True},
+        {"nickname": "Carol", "voted": False},
+    ]  # observers are not voters
     assert (data["votes_cast"], data["votes_expected"]) == (1, 3)
     vote(team["carol"], issue, "8")
     owner.post(f"/issues/{issue}/reveal")
     data = team["bob"].get(f"/api/issues/{issue}").json
     assert data["state"] == "revealed"
     assert set(data["result"]) == RESULT_KEYS
-    assert data["result"] == {"votes": 2, "unsure": 0, "average": 6.5, "nearest_integer": 7,
-                              "nearest_fibonacci": 8, "suggestion": "8", "low": "5", "high": "8",
-                              "consensus": False, "distribution": {"5": 1, "8": 1}}
+    assert data["result"] == {
+        "votes": 2,
+        "unsure": 0,
+        "average": 6.5,
+        "nearest_integer": 7,
+        "nearest_fibonacci": 8,
+        "suggestion": "8",
+        "low": "5",
+        "high": "8",
+        "consensus": False,
+        "distribution": {"5": 1, "8": 1},
+    }
     owner.post(f"/issues/{issue}/accept", data={"estimate": "8"})
     owner.post(f"/issues/{issue}/revote")
     data = owner.get(f"/api/issues/{issue}").json
     assert data["round"] == 2 and data["state"] == "voting" and data["result"] is None
-    assert data["history"] == [{"round": 1, "result": {"votes": 2, "unsure": 0, "average": 6.5,
-                                                        "nearest_integer": 7, "nearest_fibonacci": 8,
-                                                        "suggestion": "8", "low": "5", "high": "8",
-                                                        "consensus": False,
-                                                        "distribution": {"5": 1, "8": 1}}}]
+    assert data["history"] == [
+        {
+            "round": 1,
+            "result": {
+                "votes": 2,
+                "unsure": 0,
+                "average": 6.5,
+                "nearest_integer": 7,
+                "nearest_fibonacci": 8,
+                "suggestion": "8",
+                "low": "5",
+                "high": "8",
+                "consensus": False,
+                "distribution": {"5": 1, "8": 1},
+            },
+        }
+    ]
 
 
 def test_group_shape(app, team):
@@ -53,11 +109,19 @@ def test_group_shape(app, team):
     data = team["bob"].get(f"/api/groups/{team['group']}").json
     assert set(data) == GROUP_KEYS
     assert data["name"] == "Team Rocket" and data["deck"] == "range" and data["owner"] == "Olivia"
-    assert data["members"] == [{"nickname": "Olivia", "role": "owner"}, {"nickname": "Bob", "role": "member"},
-                               {"nickname": "Carol", "role": "member"}]
+    assert data["members"] == [
+        {"nickname": "Olivia", "role": "owner"},
+        {"nickname": "Bob", "role": "member"},
+        {"nickname": "Carol", "role": "member"},
+    ]
     assert [set(i) for i in data["issues"]] == [GROUP_ISSUE_KEYS] * 2
     first, second = data["issues"]
-    assert (first["key"], first["votes_cast"], first["votes_expected"], first["state"]) == ("PROJ-1", 1, 3, "voting")
+    assert (first["key"], first["votes_cast"], first["votes_expected"], first["state"]) == (
+        "PROJ-1",
+        1,
+        3,
+        "voting",
+    )
     assert (second["key"], second["description"], second["votes_cast"]) == ("PROJ-2", "Second", 0)
 
 

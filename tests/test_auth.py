@@ -1,4 +1,5 @@
 """Nickname login, passwords, logout, account page and the `next` rule."""
+
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,16 +43,19 @@ def test_nickname_is_trimmed(app, client):
     assert [u.nickname for u in users(app)] == ["Bob Smith"]
 
 
-@pytest.mark.parametrize("nickname, message", [
-    ("", "Please choose a nickname"),
-    ("   ", "Please choose a nickname"),
-    ("x" * 33, "at most 32 characters"),
-    ("bad\x00name", "control characters"),
-    ("tab\tname", "control characters"),
-    ("line\nbreak", "control characters"),
-    ("<script>", "letters, digits, spaces"),
-    ("semi;colon", "letters, digits, spaces"),
-])
+@pytest.mark.parametrize(
+    "nickname, message",
+    [
+        ("", "Please choose a nickname"),
+        ("   ", "Please choose a nickname"),
+        ("x" * 33, "at most 32 characters"),
+        ("bad\x00name", "control characters"),
+        ("tab\tname", "control characters"),
+        ("line\nbreak", "control characters"),
+        ("<script>", "letters, digits, spaces"),
+        ("semi;colon", "letters, digits, spaces"),
+    ],
+)
 def test_bad_nicknames_are_refused_and_nothing_is_stored(app, client, nickname, message):
     response = login(client, nickname)
     assert response.status_code == 422
@@ -108,11 +112,19 @@ def test_account_sets_and_changes_the_password(app, client):
     assert response.status_code == 302
     assert login(app.test_client(), "Frank").status_code == 422
     # changing needs the current password
-    bad = client.post("/account", data={"current_password": "nope nope", "new_password": "second secret",
-                                        "confirm": "second secret"})
+    bad = client.post(
+        "/account",
+        data={"current_password": "nope nope", "new_password": "second secret", "confirm": "second secret"},
+    )
     assert bad.status_code == 422 and "wrong" in bad.get_data(as_text=True)
-    good = client.post("/account", data={"current_password": "first secret", "new_password": "second secret",
-                                         "confirm": "second secret"})
+    good = client.post(
+        "/account",
+        data={
+            "current_password": "first secret",
+            "new_password": "second secret",
+            "confirm": "second secret",
+        },
+    )
     assert good.status_code == 302
     assert login(app.test_client(), "Frank", "second secret").status_code == 302
     # the session that changed the password stays logged in
@@ -149,10 +161,21 @@ def test_next_brings_you_back_after_login(client):
 
 
 HOSTILE = [
-    "//evil.example", "/\\evil.example", "/\t/evil.example", "https:evil.example",
-    "http:///evil.example", "javascript:alert(1)", " //evil.example", "///evil.example",
-    "https://evil.example/", "\\\\evil.example", "/%09/evil.example\n", "", "evil.example",
-    "/\x00/evil.example", "/ok path",
+    "//evil.example",
+    "/\\evil.example",
+    "/\t/evil.example",
+    "https:evil.example",
+    "http:///evil.example",
+    "javascript:alert(1)",
+    " //evil.example",
+    "///evil.example",
+    "https://evil.example/",
+    "\\\\evil.example",
+    "/%09/evil.example\n",
+    "",
+    "evil.example",
+    "/\x00/evil.example",
+    "/ok path",
 ]
 
 

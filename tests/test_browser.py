@@ -1,4 +1,5 @@
 """Two people in two browsers against gunicorn with several workers: pages update themselves."""
+
 import re
 
 import pytest
@@ -8,8 +9,15 @@ from tests.server import server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 LIVE = 2000  # ms: what the spec promises
 
 
@@ -27,8 +35,9 @@ def people(browser, server, app):  # noqa: F811  (app empties the database first
     contexts, problems = [], []
 
     def person(nickname: str, phone: bool = False):
-        context = browser.new_context(base_url=server,
-                                      viewport={"width": 390, "height": 844} if phone else None)
+        context = browser.new_context(
+            base_url=server, viewport={"width": 390, "height": 844} if phone else None
+        )
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
@@ -57,7 +66,9 @@ def create_group_with_issue(owner, deck="range"):
 def join_via(page, invite):
     page.goto(invite)
     page.click("text=Join group")
-    expect(page.locator("#members")).to_contain_text(page.evaluate("document.querySelector('#nav .nav-link[href=\"/account\"]').textContent.trim()"))
+    expect(page.locator("#members")).to_contain_text(
+        page.evaluate("document.querySelector('#nav .nav-link[href=\"/account\"]').textContent.trim()")
+    )
 
 
 def mark(page):

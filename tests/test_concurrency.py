@@ -1,7 +1,9 @@
 """Races against the app served by gunicorn with several workers, on SQLite and PostgreSQL."""
+
 import threading
 import uuid
 from collections import Counter
+from functools import partial
 
 import pytest
 import redis
@@ -79,12 +81,19 @@ def test_twenty_simultaneous_first_logins_make_one_user(server, capsys):  # noqa
     nickname = f"Swarm {uuid.uuid4().hex[:8]}"
     people = [Person(server) for _ in range(20)]
     tokens = [person.token("/login") for person in people]
-    statuses = at_once([lambda p=p, t=t: p.post("/login", {"nickname": nickname}, t)
-                        for p, t in zip(people, tokens)])
+    statuses = at_once(
+        [
+            lambda p=p, t=t: p.post("/login", {"nickname": nickname}, t)
+            for p, t in zip(people, tokens, strict=True)
+        ]
+    )
     db.session.remove()
     users = db.session.scalar(sa.select(sa.func.count()).select_from(User).where(User.nickname == nickname))
-    report(capsys, f"20 simultaneous first logins: {statuses.count(302)}/20 logged in, {users} user, "
-                   f"{sum(s >= 500 for s in statuses)} errors")
+    report(
+        capsys,
+        f"20 simultaneous first logins: {statuses.count(302)}/20 logged in, {users} user, "
+        f"{sum(s >= 500 for s in statuses)} errors",
+    )
     assert statuses == [302] * 20 and users == 1
     for person in people:  # each of them is really logged in, as the same user
         assert person.request("/account")[0] == 200
@@ -94,13 +103,19 @@ def test_twenty_members_voting_at_the_same_instant_are_all_counted(server, capsy
     owner, group_id, issue_id, _, people = group_with_issue(server, 20)
     path = f"/issues/{issue_id}/estimate"
     tokens = [person.token(path) for person in people]
-    statuses = at_once([lambda p=p, t=t, n=n: p.post(path, {"value": str(n + 1)}, t)
-                        for n, (p, t) in enumerate(zip(people, tokens))])
+    statuses = at_once(
+        [
+            lambda p=p, t=t, n=n: p.post(path, {"value": str(n + 1)}, t)
+            for n, (p, t) in enumerate(zip(people, tokens, strict=True))
+        ]
+    )
     state = owner.api(f"/api/issues/{issue_id}")
     db.session.remove()
     ballots = db.session.scalar(sa.select(sa.func.count()).select_from(Ballot))
-    report(capsys, f"20 simultaneous votes: {state['votes_cast']}/20 counted, "
-                   f"{sum(s >= 500 for s in statuses)} errors")
+    report(
+        capsys,
+        f"20 simultaneous votes: {state['votes_cast']}/20 counted, {sum(s >= 500 for s in statuses)} errors",
+    )
     assert statuses == [302] * 20
     assert state["votes_cast"] == 20 and ballots == 20
 
@@ -114,7 +129,8 @@ def test_ten_parallel_joins_by_one_person_make_one_membership(server, capsys):  
     statuses = at_once([lambda t=t: t.post(invite, {"role": "member"}, token) for t in tabs])
     db.session.remove()
     memberships = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group_id))
+        sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group_id)
+    )
     report(capsys, f"10 parallel joins: {Counter(statuses)}, {memberships - 1} membership")
     assert sorted(statuses) == [302] + [409] * 9
     assert memberships == 2  # the owner and the joiner, once
@@ -132,10 +148,12 @@ def test_reveal_racing_a_late_vote_never_loses_or_leaks_it(server, capsys):  # n
         for person in early:
             assert person.post(path, {"value": "5"}, person.token(path)) == 302
         reveal_token, vote_token = owner.token(f"/issues/{issue_id}"), late.token(path)
-        reveal_status, vote_status = at_once([
-            lambda: owner.post(f"/issues/{issue_id}/reveal", {}, reveal_token),
-            lambda: late.post(path, {"value": "13"}, vote_token),
-        ])
+        reveal_status, vote_status = at_once(
+            [
+                partial(owner.post, f"/issues/{issue_id}/reveal", {}, reveal_token),
+                partial(late.post, path, {"value": "13"}, vote_token),
+            ]
+        )
         assert reveal_status == 302 and vote_status in (302, 409), (reveal_status, vote_status)
         result = owner.api(f"/api/issues/{issue_id}")["result"]
         counted = result["distribution"].get("13", 0)
@@ -149,20 +167,24 @@ def test_reveal_racing_a_late_vote_never_loses_or_leaks_it(server, capsys):  # n
         ).all()
         assert open_cards == []  # no value stays tied to a voter after any reveal
     tallies = db.session.scalar(sa.select(sa.func.sum(Tally.count)))
-    report(capsys, f"reveal vs late vote, 8 trials: {dict(outcomes)}, 0 lost, 0 leaked, "
-                   f"{tallies} tallied votes")
+    report(
+        capsys, f"reveal vs late vote, 8 trials: {dict(outcomes)}, 0 lost, 0 leaked, {tallies} tallied votes"
+    )
 
 
 def test_login_rate_limit_is_shared_by_all_workers_through_redis(schema, tmp_path, capsys):
     store = redis.Redis.from_url(REDIS_URL)
     store.flushdb()
-    process, url = start_gunicorn(schema, tmp_path / "limited.log",
-                                  RATELIMIT_STORAGE_URI=REDIS_URL, LOGIN_RATE_LIMIT="5 per minute")
+    process, url = start_gunicorn(
+        schema, tmp_path / "limited.log", RATELIMIT_STORAGE_URI=REDIS_URL, LOGIN_RATE_LIMIT="5 per minute"
+    )
     try:
         people = [Person(url) for _ in range(12)]
         tokens = [person.token("/login") for person in people]  # pages are not limited
-        statuses = [person.post("/login", {"nickname": f"Limited {n}"}, token)
-                    for n, (person, token) in enumerate(zip(people, tokens))]
+        statuses = [
+            person.post("/login", {"nickname": f"Limited {n}"}, token)
+            for n, (person, token) in enumerate(zip(people, tokens, strict=True))
+        ]
         status, page, _ = people[-1].request("/login", {"nickname": "x", "csrf_token": tokens[-1]})
     finally:
         stop(process)

@@ -1,4 +1,5 @@
 """CSRF on every POST, friendly error pages, and configuration defaults."""
+
 import re
 import time
 
@@ -44,7 +45,9 @@ def test_every_form_on_a_page_carries_a_token(app, client):
 
 
 def create_group_with_token(client) -> int:
-    response = client.post("/groups", data={"name": "Tokens", "deck": "range", "csrf_token": token(client, "/")})
+    response = client.post(
+        "/groups", data={"name": "Tokens", "deck": "range", "csrf_token": token(client, "/")}
+    )
     return int(response.headers["Location"].rsplit("/", 1)[1])
 
 
@@ -74,7 +77,9 @@ def test_api_errors_are_json(app, client):
 
 def test_oversized_body_gets_413(app, client):
     response = client.post("/login", data={"nickname": "x" * 100_000})
-    assert response.status_code == 413 and "more data than Estimator accepts" in response.get_data(as_text=True)
+    assert response.status_code == 413 and "more data than Estimator accepts" in response.get_data(
+        as_text=True
+    )
 
 
 def test_wrong_method_is_a_page_not_a_crash(app, client):
@@ -116,7 +121,9 @@ def test_unexpected_errors_get_the_500_page_and_nothing_is_saved(make_app):
 
 def test_bootstrap_is_served_by_the_app_itself(app, client):
     page = client.get("/").get_data(as_text=True)
-    assert "/bootstrap/static/css/bootstrap.min.css" in page and "/bootstrap/static/js/bootstrap.min.js" in page
+    assert (
+        "/bootstrap/static/css/bootstrap.min.css" in page and "/bootstrap/static/js/bootstrap.min.js" in page
+    )
     assert "cdn." not in page and 'src="http' not in page and 'href="http' not in page
     for asset in ("/bootstrap/static/css/bootstrap.min.css", "/bootstrap/static/js/bootstrap.min.js"):
         response = client.get(asset)

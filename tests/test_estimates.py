@@ -1,16 +1,28 @@
 """The pure estimation rules: decks, parsing, rounding, nearest Fibonacci and card, aggregates."""
+
 from fractions import Fraction
 
 import pytest
 
 from estimator.estimates import DECKS, aggregate, format_number, nearest_fibonacci, round_half_up
 
-RANGE, FIB, MODIFIED, TSHIRT, POWERS = (DECKS[n] for n in ("range", "fibonacci", "modified", "tshirt", "powers"))
+RANGE, FIB, MODIFIED, TSHIRT, POWERS = (
+    DECKS[n] for n in ("range", "fibonacci", "modified", "tshirt", "powers")
+)
 
 
-@pytest.mark.parametrize("raw, card", [
-    ("1", "1"), ("100", "100"), ("42", "42"), (" 7 ", "7"), ("05", "5"), ("?", "?"), (" ? ", "?"),
-])
+@pytest.mark.parametrize(
+    "raw, card",
+    [
+        ("1", "1"),
+        ("100", "100"),
+        ("42", "42"),
+        (" 7 ", "7"),
+        ("05", "5"),
+        ("?", "?"),
+        (" ? ", "?"),
+    ],
+)
 def test_range_deck_accepts_whole_numbers_1_to_100(raw, card):
     assert RANGE.parse(raw) == card
 
@@ -20,12 +32,15 @@ def test_range_deck_refuses_everything_else(raw):
     assert RANGE.parse(raw) is None
 
 
-@pytest.mark.parametrize("deck, good, bad", [
-    (FIB, ["1", "2", "3", "5", "8", "13", "21", "34", "55", "89"], ["4", "100", "0", "144"]),
-    (MODIFIED, ["0", "½", "1", "2", "3", "5", "8", "13", "20", "40", "100"], ["21", "4", "0.25"]),
-    (TSHIRT, ["XS", "S", "M", "L", "XL", "XXL"], ["XXXL", "1", "medium"]),
-    (POWERS, ["1", "2", "4", "8", "16", "32", "64"], ["3", "128", "0"]),
-])
+@pytest.mark.parametrize(
+    "deck, good, bad",
+    [
+        (FIB, ["1", "2", "3", "5", "8", "13", "21", "34", "55", "89"], ["4", "100", "0", "144"]),
+        (MODIFIED, ["0", "½", "1", "2", "3", "5", "8", "13", "20", "40", "100"], ["21", "4", "0.25"]),
+        (TSHIRT, ["XS", "S", "M", "L", "XL", "XXL"], ["XXXL", "1", "medium"]),
+        (POWERS, ["1", "2", "4", "8", "16", "32", "64"], ["3", "128", "0"]),
+    ],
+)
 def test_card_decks_take_their_cards_and_question_mark_only(deck, good, bad):
     for card in good + ["?"]:
         assert deck.parse(card) == card
@@ -42,24 +57,34 @@ def test_final_estimate_is_never_a_question_mark():
     assert RANGE.parse_estimate("?") is None and FIB.parse_estimate("?") is None
 
 
-@pytest.mark.parametrize("number, expected", [
-    (Fraction(5, 2), 3), (Fraction(7, 2), 4), (Fraction(1, 2), 1), (Fraction(249, 100), 2), (Fraction(4), 4),
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (Fraction(5, 2), 3),
+        (Fraction(7, 2), 4),
+        (Fraction(1, 2), 1),
+        (Fraction(249, 100), 2),
+        (Fraction(4), 4),
+    ],
+)
 def test_halves_round_up(number, expected):
     assert round_half_up(number) == expected
 
 
-@pytest.mark.parametrize("number, expected", [
-    (Fraction(4), 5),          # 3 and 5 are equally near: the larger wins
-    (Fraction(13, 2), 8),      # 5 and 8: 6.5 is the tie point
-    (Fraction(6), 5),
-    (Fraction(0), 1),
-    (Fraction(95), 100),       # 89 and 100: 94.5 is the tie point
-    (Fraction(189, 2), 100),
-    (Fraction(94), 89),
-    (Fraction(27, 2), 13),
-    (Fraction(17), 21),        # 13 and 21 tie at 17
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (Fraction(4), 5),  # 3 and 5 are equally near: the larger wins
+        (Fraction(13, 2), 8),  # 5 and 8: 6.5 is the tie point
+        (Fraction(6), 5),
+        (Fraction(0), 1),
+        (Fraction(95), 100),  # 89 and 100: 94.5 is the tie point
+        (Fraction(189, 2), 100),
+        (Fraction(94), 89),
+        (Fraction(27, 2), 13),
+        (Fraction(17), 21),  # 13 and 21 tie at 17
+    ],
+)
 def test_nearest_fibonacci_ties_go_to_the_larger(number, expected):
     assert nearest_fibonacci(number) == expected
 

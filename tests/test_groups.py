@@ -1,4 +1,5 @@
 """Groups: creating, the group page, invite links, joining, issues and members."""
+
 import html
 import threading
 
@@ -31,13 +32,16 @@ def test_deck_defaults_to_range(app, owner):
         assert db.session.scalar(sa.select(Group.deck)) == "range"
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"name": "", "deck": "range"}, "cannot be empty"),
-    ({"name": "   ", "deck": "range"}, "cannot be empty"),
-    ({"name": "x" * 81, "deck": "range"}, "at most 80"),
-    ({"name": "ok", "deck": "poker"}, "Not a valid choice"),
-    ({"name": "a\x07b", "deck": "range"}, "control characters"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"name": "", "deck": "range"}, "cannot be empty"),
+        ({"name": "   ", "deck": "range"}, "cannot be empty"),
+        ({"name": "x" * 81, "deck": "range"}, "at most 80"),
+        ({"name": "ok", "deck": "poker"}, "Not a valid choice"),
+        ({"name": "a\x07b", "deck": "range"}, "control characters"),
+    ],
+)
 def test_bad_group_forms_change_nothing(app, owner, data, message):
     response = owner.post("/groups", data=data)
     assert response.status_code == 422 and message in response.get_data(as_text=True)
@@ -139,8 +143,13 @@ def test_non_members_get_404_and_members_403_for_owner_actions(app, team, new_cl
 
 
 def test_missing_group_and_issue_are_404_even_for_huge_ids(owner):
-    for path in ("/groups/999", "/issues/999", "/groups/99999999999999999999", "/issues/-1",
-                 "/api/issues/99999999999999999999"):
+    for path in (
+        "/groups/999",
+        "/issues/999",
+        "/groups/99999999999999999999",
+        "/issues/-1",
+        "/api/issues/99999999999999999999",
+    ):
         assert owner.get(path).status_code == 404, path
 
 
@@ -149,15 +158,18 @@ def test_owner_adds_issues_members_see_them(app, team):
     assert "PROJ-1" in page and "voting" in page and "0 of 3" in page
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"key": "", "description": ""}, "cannot be empty"),
-    ({"key": "   ", "description": ""}, "cannot be empty"),
-    ({"key": "K" * 33, "description": ""}, "at most 32"),
-    ({"key": "PROJ-1", "description": ""}, "already has an issue PROJ-1"),
-    ({"key": "proj-1", "description": ""}, "already has an issue"),
-    ({"key": "NEW-1", "description": "d" * 501}, "at most 500"),
-    ({"key": "NEW\x1b", "description": ""}, "control characters"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"key": "", "description": ""}, "cannot be empty"),
+        ({"key": "   ", "description": ""}, "cannot be empty"),
+        ({"key": "K" * 33, "description": ""}, "at most 32"),
+        ({"key": "PROJ-1", "description": ""}, "already has an issue PROJ-1"),
+        ({"key": "proj-1", "description": ""}, "already has an issue"),
+        ({"key": "NEW-1", "description": "d" * 501}, "at most 500"),
+        ({"key": "NEW\x1b", "description": ""}, "control characters"),
+    ],
+)
 def test_bad_issue_forms_change_nothing(app, team, data, message):
     response = team["owner"].post(f"/groups/{team['group']}/issues", data=data)
     assert response.status_code == 422 and message in response.get_data(as_text=True)

@@ -1,4 +1,5 @@
 """The committed migrations build exactly the schema the models describe."""
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext

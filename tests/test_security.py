@@ -1,4 +1,5 @@
 """Sessions, security headers and running behind a TLS proxy (OWASP ASVS L1 V3, V14)."""
+
 import re
 
 import pytest
@@ -8,9 +9,15 @@ from tests.conftest import add_issue, create_group, login, vote
 
 def test_security_headers_on_every_kind_of_response(app, team):
     client = team["bob"]
-    responses = [client.get("/"), client.get(f"/issues/{team['issue']}"), client.get("/static/app.js"),
-                 client.get(f"/api/groups/{team['group']}"), client.get("/nowhere"),
-                 client.post("/groups", data={}), app.test_client().get("/account")]
+    responses = [
+        client.get("/"),
+        client.get(f"/issues/{team['issue']}"),
+        client.get("/static/app.js"),
+        client.get(f"/api/groups/{team['group']}"),
+        client.get("/nowhere"),
+        client.post("/groups", data={}),
+        app.test_client().get("/account"),
+    ]
     for response in responses:
         headers = response.headers
         csp = headers["Content-Security-Policy"]
@@ -88,8 +95,11 @@ def test_one_proxy_hop_decides_the_client_address_for_rate_limits(https_app):
     client = https_app.test_client()
 
     def attempt(chain: str):
-        return client.post("/login", data={"nickname": "Hop"},
-                           headers={"X-Forwarded-For": chain, "X-Forwarded-Proto": "https"}).status_code
+        return client.post(
+            "/login",
+            data={"nickname": "Hop"},
+            headers={"X-Forwarded-For": chain, "X-Forwarded-Proto": "https"},
+        ).status_code
 
     # A client cannot dodge the limit by prepending addresses: only the proxy's entry counts.
     assert [attempt(f"10.0.0.{n}, 198.51.100.1") for n in range(3)] == [302, 302, 429]
@@ -99,8 +109,12 @@ def test_one_proxy_hop_decides_the_client_address_for_rate_limits(https_app):
 def test_without_a_proxy_forwarded_for_is_ignored(app):
     app.config["LOGIN_RATE_LIMIT"] = "2 per minute"
     client = app.test_client()
-    codes = [client.post("/login", data={"nickname": "Spoof"},
-                         headers={"X-Forwarded-For": f"192.0.2.{n}"}).status_code for n in range(3)]
+    codes = [
+        client.post(
+            "/login", data={"nickname": "Spoof"}, headers={"X-Forwarded-For": f"192.0.2.{n}"}
+        ).status_code
+        for n in range(3)
+    ]
     assert codes == [302, 302, 429]
 
 
@@ -115,7 +129,7 @@ def test_invite_tokens_carry_at_least_128_bits(app, owner):
 
 
 def test_user_text_is_always_escaped(app, team):
-    payload = '<img src=x onerror=alert(1)>{{7*7}}"\''
+    payload = "<img src=x onerror=alert(1)>{{7*7}}\"'"
     team["owner"].post("/groups", data={"name": payload, "deck": "range"})
     add_issue(app, team["owner"], team["group"], "K<b>", payload)
     for path in ("/", f"/groups/{team['group']}"):
@@ -129,10 +143,20 @@ def test_login_limit_defaults_to_30_a_minute_and_the_environment_overrides_it():
     import sys
 
     read = "import config; print(config.Config.LOGIN_RATE_LIMIT)"
-    default = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
-                             env={"PATH": "/usr/bin:/bin"}, check=True)
-    override = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
-                              env={"PATH": "/usr/bin:/bin", "LOGIN_RATE_LIMIT": "5 per hour"}, check=True)
+    default = subprocess.run(
+        [sys.executable, "-c", read],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    override = subprocess.run(
+        [sys.executable, "-c", read],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LOGIN_RATE_LIMIT": "5 per hour"},
+        check=True,
+    )
     assert (default.stdout.strip(), override.stdout.strip()) == ("30 per minute", "5 per hour")
 
 

@@ -1,4 +1,5 @@
 """Secret estimates, the anonymous reveal, final estimates and re-votes."""
+
 import re
 
 import pytest
@@ -72,8 +73,10 @@ def test_bad_range_estimates_are_refused(app, team, value):
     assert ballots(app) == []
 
 
-@pytest.mark.parametrize("deck, value", [("fibonacci", "4"), ("tshirt", "XXXL"), ("powers", "3"),
-                                         ("modified", "21"), ("fibonacci", "100")])
+@pytest.mark.parametrize(
+    "deck, value",
+    [("fibonacci", "4"), ("tshirt", "XXXL"), ("powers", "3"), ("modified", "21"), ("fibonacci", "100")],
+)
 def test_cards_not_in_the_deck_are_refused(app, owner, new_client, deck, value):
     issue, (bob, _) = card_group(app, owner, new_client, deck)
     response = vote(bob, issue, value)
@@ -89,8 +92,8 @@ def test_reveal_shows_the_anonymous_result(app, team):
     assert team["owner"].post(f"/issues/{issue}/reveal").status_code == 302
     page = text(team["carol"].get(f"/issues/{issue}"))
     assert "revealed" in page
-    assert "5.5" in page           # average
-    assert ">6<" in page           # nearest whole number (5.5 rounds up)
+    assert "5.5" in page  # average
+    assert ">6<" in page  # nearest whole number (5.5 rounds up)
     assert "1 not sure" in page
     assert "Suggestion" in page
     # nowhere is a name next to a value
@@ -187,11 +190,13 @@ def test_revote_while_voting_is_refused(app, team):
 
 
 def test_vote_by_script_gets_json(app, team):
-    response = team["bob"].post(f"/issues/{team['issue']}/estimate", data={"value": "13"},
-                                headers={"Accept": "application/json"})
+    response = team["bob"].post(
+        f"/issues/{team['issue']}/estimate", data={"value": "13"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 200 and response.json["card"] == "13"
-    bad = team["bob"].post(f"/issues/{team['issue']}/estimate", data={"value": "0"},
-                           headers={"Accept": "application/json"})
+    bad = team["bob"].post(
+        f"/issues/{team['issue']}/estimate", data={"value": "0"}, headers={"Accept": "application/json"}
+    )
     assert bad.status_code == 422 and "whole number" in bad.json["error"]
 
 

@@ -1,4 +1,5 @@
 """JSON state of issues and groups, for live pages and API clients."""
+
 from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -1,4 +1,5 @@
 """What links a live page to its JSON endpoint: the URL it polls and the ETag it starts from."""
+
 from flask import url_for
 
 

@@ -4,6 +4,7 @@ Every change a member could see bumps the group's version (see database.lock_gro
 version is the ETag: a poll whose If-None-Match still matches is answered with 304 after one
 query that checks membership and reads the version together.
 """
+
 import sqlalchemy as sa
 from flask import abort, current_app, jsonify, request
 from flask_login import current_user, login_required

@@ -1,4 +1,5 @@
 """Nickname login, logout and the account page."""
+
 from flask import Blueprint
 
 bp = Blueprint("auth", __name__)

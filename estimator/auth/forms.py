@@ -1,4 +1,5 @@
 """Forms of the auth blueprint."""
+
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
@@ -6,7 +7,8 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Validati
 from .users import PASSWORD_MAX, PASSWORD_MIN, NicknameError, clean_nickname
 
 PASSWORD_LENGTH = Length(
-    min=PASSWORD_MIN, max=PASSWORD_MAX,
+    min=PASSWORD_MIN,
+    max=PASSWORD_MAX,
     message=f"A password has {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
 )
 
@@ -22,10 +24,16 @@ def valid_nickname(_form, field) -> None:
 class LoginForm(FlaskForm):
     """Log in with a nickname; a password only where the nickname is protected."""
 
-    nickname = StringField("Nickname", validators=[valid_nickname],
-                           render_kw={"autocomplete": "username", "maxlength": 32, "autofocus": True})
-    password = PasswordField("Password (optional)", validators=[Optional(), PASSWORD_LENGTH],
-                             render_kw={"autocomplete": "current-password"})
+    nickname = StringField(
+        "Nickname",
+        validators=[valid_nickname],
+        render_kw={"autocomplete": "username", "maxlength": 32, "autofocus": True},
+    )
+    password = PasswordField(
+        "Password (optional)",
+        validators=[Optional(), PASSWORD_LENGTH],
+        render_kw={"autocomplete": "current-password"},
+    )
     submit = SubmitField("Log in")
 
 
@@ -33,9 +41,14 @@ class PasswordForm(FlaskForm):
     """Set or change the password protecting the nickname."""
 
     current_password = PasswordField("Current password", render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=[DataRequired("Please type a password."), PASSWORD_LENGTH],
-                                 render_kw={"autocomplete": "new-password"})
-    confirm = PasswordField("Repeat the new password",
-                            validators=[EqualTo("new_password", message="The two passwords differ.")],
-                            render_kw={"autocomplete": "new-password"})
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired("Please type a password."), PASSWORD_LENGTH],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[EqualTo("new_password", message="The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
     submit = SubmitField("Save password")

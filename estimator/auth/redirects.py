@@ -1,4 +1,5 @@
 """Where to send a person after login: only ever a path on this site."""
+
 import unicodedata
 from urllib.parse import urlsplit
 

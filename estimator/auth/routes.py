@@ -1,4 +1,5 @@
 """Login, logout and account views."""
+
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from limits import parse
@@ -50,8 +51,11 @@ def login():
         if created and form.password.data:
             set_password(user, form.password.data)
         elif form.password.data and not user.has_password:
-            flash("This nickname has no password, so the one you typed was not saved. "
-                  "You can set one on your account page.", "warning")
+            flash(
+                "This nickname has no password, so the one you typed was not saved. "
+                "You can set one on your account page.",
+                "warning",
+            )
         db.session.commit()
         session.clear()  # nothing from before the login survives it
         login_user(user)

@@ -1,4 +1,5 @@
 """Nicknames, passwords and find_or_create_user: the heart of login."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -50,9 +51,7 @@ def find_or_create_user(nickname: str) -> tuple[User, bool]:
     """
     shown = clean_nickname(nickname)
     key = nickname_key(shown)
-    created = insert_unless_exists(
-        User, {"nickname": shown, "nickname_key": key}, unique=["nickname_key"]
-    )
+    created = insert_unless_exists(User, {"nickname": shown, "nickname_key": key}, unique=["nickname_key"])
     user = db.session.scalar(
         sa.select(User).where(User.nickname_key == key).execution_options(populate_existing=True)
     )

@@ -1,4 +1,5 @@
 """Dashboard, groups, invitations and members."""
+
 from flask import Blueprint
 
 bp = Blueprint("groups", __name__)

@@ -1,4 +1,5 @@
 """Dashboard, group page, invitations and member management."""
+
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
@@ -26,13 +27,15 @@ from .state import group_state, load_group
 
 def my_groups() -> list[Membership]:
     """The current user's memberships with their groups, newest group first."""
-    return list(db.session.scalars(
-        sa.select(Membership)
-        .where(Membership.user_id == current_user.id)
-        .join(Group)
-        .options(sa.orm.contains_eager(Membership.group))
-        .order_by(Group.id.desc())
-    ))
+    return list(
+        db.session.scalars(
+            sa.select(Membership)
+            .where(Membership.user_id == current_user.id)
+            .join(Group)
+            .options(sa.orm.contains_eager(Membership.group))
+            .order_by(Group.id.desc())
+        )
+    )
 
 
 def render_dashboard(form: GroupForm, status: int = 200):
@@ -42,13 +45,18 @@ def render_dashboard(form: GroupForm, status: int = 200):
     return render_template("groups/dashboard.html", form=form, memberships=my_groups()), status
 
 
-def render_group(group_id: int, membership: Membership, issue_form: IssueForm | None = None,
-                 status: int = 200):
+def render_group(
+    group_id: int, membership: Membership, issue_form: IssueForm | None = None, status: int = 200
+):
     """The group page; the owner also gets the invite link and the add-issue form."""
     group = load_group(group_id)
     return render_template(
-        "groups/group.html", group=group, state=group_state(group), membership=membership,
-        issue_form=issue_form or IssueForm(), **live_context("group", group.id, group.version),
+        "groups/group.html",
+        group=group,
+        state=group_state(group),
+        membership=membership,
+        issue_form=issue_form or IssueForm(),
+        **live_context("group", group.id, group.version),
     ), status
 
 
@@ -141,6 +149,7 @@ def change_role(group_id: int, user_id: int):
     membership = require_owner(group_id)
     form = RoleForm()
     if form.validate_on_submit():
+
         def change() -> str:
             changed = set_role(membership.group, user_id, form.role.data)
             return f"{changed.user.nickname} is now {changed.role}."
@@ -157,7 +166,5 @@ def remove(group_id: int, user_id: int):
     """Remove a member from the group (owner only)."""
     membership = require_owner(group_id)
     if EmptyForm().validate_on_submit():
-        commit_or_explain(
-            lambda: f"{remove_member(membership.group, user_id)} was removed from the group."
-        )
+        commit_or_explain(lambda: f"{remove_member(membership.group, user_id)} was removed from the group.")
     return redirect(url_for("groups.show", group_id=group_id))

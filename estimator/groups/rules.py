@@ -1,4 +1,5 @@
 """What can happen to a group: creation, joining, issues, members, the invite link."""
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,8 @@ def join_group(group: Group, user: User, role: str) -> bool:
     """Add user to the group; False when they already were a member (also under a race)."""
     lock_group(group.id)
     return insert_unless_exists(
-        Membership, {"group_id": group.id, "user_id": user.id, "role": role},
+        Membership,
+        {"group_id": group.id, "user_id": user.id, "role": role},
         unique=["group_id", "user_id"],
     )
 
@@ -59,12 +61,9 @@ def add_issue(group: Group, key: str, description: str) -> Issue:
 def _drop_open_ballots(group_id: int, user_id: int) -> None:
     """Forget a person's ballots in the group's unrevealed rounds (they no longer vote)."""
     open_rounds = (
-        sa.select(Round.id).join(Issue)
-        .where(Issue.group_id == group_id, Round.revealed_at.is_(None))
+        sa.select(Round.id).join(Issue).where(Issue.group_id == group_id, Round.revealed_at.is_(None))
     )
-    db.session.execute(
-        sa.delete(Ballot).where(Ballot.user_id == user_id, Ballot.round_id.in_(open_rounds))
-    )
+    db.session.execute(sa.delete(Ballot).where(Ballot.user_id == user_id, Ballot.round_id.in_(open_rounds)))
 
 
 def _member(group: Group, user_id: int) -> Membership:

@@ -1,4 +1,5 @@
 """A group as its members see it, loaded in a fixed number of queries; shared by page and API."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -48,9 +49,7 @@ def group_state(group: Group) -> dict:
         "name": group.name,
         "deck": group.deck,
         "owner": group.owner.nickname,
-        "members": [
-            {"nickname": m.user.nickname, "role": m.role} for m in group.memberships
-        ],
+        "members": [{"nickname": m.user.nickname, "role": m.role} for m in group.memberships],
         "issues": [
             {
                 "id": issue.id,

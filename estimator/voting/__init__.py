@@ -1,4 +1,5 @@
 """Issues: secret estimates, the anonymous reveal, final estimates and re-votes."""
+
 from flask import Blueprint
 
 bp = Blueprint("voting", __name__)

@@ -1,4 +1,5 @@
 """Forms of the voting blueprint; which cards are valid depends on the group's deck."""
+
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import ValidationError

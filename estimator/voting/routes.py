@@ -1,4 +1,5 @@
 """Issue status, secret estimates, reveal, final estimate and re-vote."""
+
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -36,17 +37,26 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
-def render_status(issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None,
-                  status: int = 200):
+def render_status(
+    issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None, status: int = 200
+):
     """The status page: who has voted, progress, result and history, the owner's controls."""
     deck = DECKS[issue.group.deck]
     state = issue_state(issue)
     if accept_form is None:
-        accept_form = AcceptForm(deck, formdata=None,
-                                 estimate=issue.final_estimate or (state["result"] or {}).get("suggestion"))
+        accept_form = AcceptForm(
+            deck, formdata=None, estimate=issue.final_estimate or (state["result"] or {}).get("suggestion")
+        )
     return render_template(
-        "voting/status.html", issue=issue, group=issue.group, state=state, deck=deck,
-        membership=membership, my_card=own_card(issue), accept_form=accept_form, **live_context("issue", issue.id, issue.group.version),
+        "voting/status.html",
+        issue=issue,
+        group=issue.group,
+        state=state,
+        deck=deck,
+        membership=membership,
+        my_card=own_card(issue),
+        accept_form=accept_form,
+        **live_context("issue", issue.id, issue.group.version),
         # the same aggregates the API sends, computed once (templates read dicts like objects)
         history=[(h["round"], h["result"]) for h in reversed(state["history"])],
         result=state["result"],
@@ -79,8 +89,9 @@ def estimate(issue_id: int):
         else:
             db.session.commit()
             card = form.value.data
-            message = ("You voted ? (not sure)." if card == UNSURE else f"You voted {card}.") + \
-                " You can change your vote until the reveal."
+            message = (
+                "You voted ? (not sure)." if card == UNSURE else f"You voted {card}."
+            ) + " You can change your vote until the reveal."
             if wants_json():
                 return jsonify(card=card, message=message)
             flash(message, "success")
@@ -90,9 +101,16 @@ def estimate(issue_id: int):
     if wants_json() and code != 200:
         return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
     issue, membership = member_issue(issue_id)
-    return render_template("voting/estimate.html", issue=issue, group=issue.group, deck=deck,
-                           form=form, my_card=own_card(issue), state=issue_state(issue),
-                           **live_context("issue", issue.id, issue.group.version)), code
+    return render_template(
+        "voting/estimate.html",
+        issue=issue,
+        group=issue.group,
+        deck=deck,
+        form=form,
+        my_card=own_card(issue),
+        state=issue_state(issue),
+        **live_context("issue", issue.id, issue.group.version),
+    ), code
 
 
 def owner_action(issue_id: int, action) -> None:
@@ -107,6 +125,7 @@ def owner_action(issue_id: int, action) -> None:
 @login_required
 def reveal_view(issue_id: int):
     """Reveal the round's anonymous result (owner only); GET goes back to the status page."""
+
     def do_reveal(issue: Issue) -> str:
         reveal(issue)
         return "Votes revealed. Nobody's card can be traced back to them."
@@ -119,6 +138,7 @@ def reveal_view(issue_id: int):
 @login_required
 def revote_view(issue_id: int):
     """Start a new round (owner only); GET goes back to the status page."""
+
     def do_revote(issue: Issue) -> str:
         new_round = revote(issue)
         return f"Round {new_round.number} is open: everybody votes again."

@@ -1,4 +1,5 @@
 """The voting rules: one card per voter per round, anonymous reveal, final estimate, re-vote."""
+
 from __future__ import annotations
 
 from collections import Counter

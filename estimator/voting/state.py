@@ -1,4 +1,5 @@
 """An issue as its members see it, loaded in a fixed number of queries; shared by page and API."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -34,9 +35,7 @@ def issue_state(issue: Issue) -> dict:
     current = issue.current_round
     voted = {ballot.user_id for ballot in current.ballots}
     voters = [
-        {"nickname": m.user.nickname, "voted": m.user_id in voted}
-        for m in issue.group.memberships
-        if m.votes
+        {"nickname": m.user.nickname, "voted": m.user_id in voted} for m in issue.group.memberships if m.votes
     ]
     result = round_result(issue, current)
     return {
@@ -53,7 +52,6 @@ def issue_state(issue: Issue) -> dict:
         "result": result.as_dict() if result else None,
         "final_estimate": issue.final_estimate,
         "history": [
-            {"round": r.number, "result": round_result(issue, r).as_dict()}
-            for r in issue.rounds[:-1]
+            {"round": r.number, "result": round_result(issue, r).as_dict()} for r in issue.rounds[:-1]
         ],
     }
