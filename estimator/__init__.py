@@ -7,12 +7,12 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from config import Config
 
-from .errors import register_error_handlers, wants_api
+from .errors import register_error_handlers
 from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
 from .security import register_security
 
@@ -79,31 +79,6 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "basic"
-    register_login(app)
-
-
-def register_login(_app: Flask) -> None:
-    """How Flask-Login finds the user and what it does with anonymous visitors."""
-    from .models import User
-
-    @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        """The user whose id and current session token are in the cookie."""
-        user_part, _, token = user_id.partition(":")
-        if not user_part.isdigit() or not token:
-            return None
-        user = db.session.get(User, int(user_part))
-        if user is None or not secrets.compare_digest(user.session_token, token):
-            return None
-        return user
-
-    @login_manager.unauthorized_handler
-    def unauthorized():
-        """JSON 401 under /api; elsewhere the login page, coming back here afterwards."""
-        if wants_api(request.path):
-            return jsonify(error="Please log in first."), 401
-        target = request.full_path if request.query_string else request.path
-        return redirect(url_for("auth.login", next=target))
 
 
 class IdConverter(IntegerConverter):
@@ -128,6 +103,7 @@ def register_blueprints(app: Flask) -> None:
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
     from .estimates import DECKS, format_number
+    from .models import IssueState, Role
 
     app.jinja_env.filters["number"] = format_number
-    app.jinja_env.globals["DECKS"] = DECKS
+    app.jinja_env.globals.update(DECKS=DECKS, Role=Role, IssueState=IssueState)

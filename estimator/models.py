@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from flask_login import UserMixin
@@ -17,9 +18,26 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .estimates import DECKS, Deck
 from .extensions import db
 
-ROLES = ("owner", "member", "observer")
-VOTING_ROLES = ("owner", "member")
-ISSUE_STATES = ("voting", "revealed", "estimated")
+
+class Role(StrEnum):
+    """A member's place in a group."""
+
+    OWNER = "owner"  # the facilitator
+    MEMBER = "member"
+    OBSERVER = "observer"
+
+    @property
+    def votes(self) -> bool:
+        """Whether this role gives estimates (observers do not)."""
+        return self is not Role.OBSERVER
+
+
+class IssueState(StrEnum):
+    """Where an issue is: voting → revealed → estimated (a re-vote goes back to voting)."""
+
+    VOTING = "voting"
+    REVEALED = "revealed"
+    ESTIMATED = "estimated"
 
 
 def utcnow() -> datetime:
@@ -91,7 +109,7 @@ class Membership(db.Model):
     __tablename__ = "memberships"
     __table_args__ = (
         sa.UniqueConstraint("group_id", "user_id", name="uq_memberships_group_user"),
-        sa.CheckConstraint(sa.column("role").in_(ROLES), name="role"),
+        sa.CheckConstraint(sa.column("role").in_([r.value for r in Role]), name="role"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -106,12 +124,12 @@ class Membership(db.Model):
     @property
     def votes(self) -> bool:
         """Whether this member gives estimates (observers do not)."""
-        return self.role in VOTING_ROLES
+        return Role(self.role).votes
 
     @property
     def is_owner(self) -> bool:
         """Whether this member facilitates the group."""
-        return self.role == "owner"
+        return self.role == Role.OWNER
 
 
 class Issue(db.Model):
@@ -120,14 +138,14 @@ class Issue(db.Model):
     __tablename__ = "issues"
     __table_args__ = (
         sa.UniqueConstraint("group_id", "key", name="uq_issues_group_key"),
-        sa.CheckConstraint(sa.column("state").in_(ISSUE_STATES), name="state"),
+        sa.CheckConstraint(sa.column("state").in_([s.value for s in IssueState]), name="state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(sa.String(32))
     description: Mapped[str] = mapped_column(sa.String(500), default="")
-    state: Mapped[str] = mapped_column(sa.String(16), default="voting")
+    state: Mapped[str] = mapped_column(sa.String(16), default=IssueState.VOTING)
     final_estimate: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 

@@ -11,10 +11,10 @@ from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..groups.state import group_state, load_group
+from ..live import etag
 from ..models import Group, Issue, Membership
 from ..voting.state import issue_state, load_issue
 from . import bp
-from .live import etag
 
 
 def member_version(*where) -> int:

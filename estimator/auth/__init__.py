@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from . import routes  # noqa: E402,F401  (routes register themselves on bp)
+from . import routes, session  # noqa: E402,F401  (they register themselves on bp and login_manager)

@@ -5,6 +5,7 @@ from wtforms import RadioField, SelectField, StringField, SubmitField, TextAreaF
 from wtforms.fields.choices import SelectChoice
 
 from ..estimates import DECKS, DEFAULT_DECK
+from ..models import Role
 from ..text import CleanText
 
 DECK_CHOICES = [
@@ -47,10 +48,10 @@ class JoinForm(FlaskForm):
     role = RadioField(
         "Join as",
         choices=[
-            SelectChoice("member", "Member — I estimate"),
-            SelectChoice("observer", "Observer — I only watch"),
+            SelectChoice(Role.MEMBER, "Member — I estimate"),
+            SelectChoice(Role.OBSERVER, "Observer — I only watch"),
         ],
-        default="member",
+        default=Role.MEMBER,
     )
     submit = SubmitField("Join group")
 
@@ -59,6 +60,6 @@ class RoleForm(FlaskForm):
     """The owner changes whether a member votes."""
 
     role = SelectField(
-        "Role", choices=[SelectChoice("member", "member"), SelectChoice("observer", "observer")]
+        "Role", choices=[SelectChoice(Role.MEMBER, "member"), SelectChoice(Role.OBSERVER, "observer")]
     )
     submit = SubmitField("Change")

@@ -4,10 +4,10 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from ..api.live import live_context
 from ..changes import commit_or_explain
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
+from ..live import live_context
 from ..models import Group, Membership
 from ..permissions import require_member, require_owner
 from . import bp

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from ..changes import RuleError
 from ..database import insert_unless_exists, lock_group
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership, Round, User, new_token
+from ..models import Ballot, Group, Issue, IssueState, Membership, Role, Round, User, new_token
 
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
@@ -21,7 +21,7 @@ class GroupError(RuleError):
 def create_group(owner: User, name: str, deck: str) -> Group:
     """A new group owned (and facilitated) by owner."""
     group = Group(name=name, deck=deck, owner=owner)
-    group.memberships.append(Membership(user=owner, role="owner"))
+    group.memberships.append(Membership(user=owner, role=Role.OWNER))
     db.session.add(group)
     db.session.flush()
     return group
@@ -51,7 +51,7 @@ def add_issue(group: Group, key: str, description: str) -> Issue:
     keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group.id))
     if key.casefold() in {existing.casefold() for existing in keys}:
         raise GroupError(f"The group already has an issue {key}.")
-    issue = Issue(group_id=group.id, key=key, description=description, state="voting")
+    issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
     issue.rounds.append(Round(number=1))
     db.session.add(issue)
     db.session.flush()
@@ -82,7 +82,7 @@ def set_role(group: Group, user_id: int, role: str) -> Membership:
     lock_group(group.id)
     membership = _member(group, user_id)
     membership.role = role
-    if role == "observer":
+    if role == Role.OBSERVER:
         _drop_open_ballots(group.id, user_id)
     return membership
 

@@ -3,11 +3,11 @@
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from ..api.live import live_context
 from ..changes import commit_or_explain
 from ..estimates import DECKS, UNSURE
 from ..extensions import db
 from ..forms import EmptyForm
+from ..live import live_context
 from ..models import Issue, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member
 from . import bp

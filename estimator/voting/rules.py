@@ -10,7 +10,7 @@ from ..changes import RuleError
 from ..database import lock_group, upsert
 from ..estimates import DECKS
 from ..extensions import db
-from ..models import Ballot, Issue, Round, Tally, User, utcnow
+from ..models import Ballot, Issue, IssueState, Round, Tally, User, utcnow
 
 
 class VotingError(RuleError):
@@ -20,7 +20,7 @@ class VotingError(RuleError):
 def cast_vote(issue: Issue, voter: User, card: str) -> None:
     """Record or replace the voter's card in the open round."""
     lock_group(issue.group_id)
-    if issue.state != "voting":
+    if issue.state != IssueState.VOTING:
         raise VotingError("The votes of this round are already revealed.")
     upsert(
         Ballot,
@@ -37,7 +37,7 @@ def reveal(issue: Issue) -> None:
     round whose cards are still tied to voters.
     """
     lock_group(issue.group_id)
-    if issue.state != "voting":
+    if issue.state != IssueState.VOTING:
         raise VotingError("This round is already revealed.")
     current = issue.current_round
     tally = Counter(ballot.card for ballot in current.ballots if ballot.card is not None)
@@ -52,25 +52,25 @@ def reveal(issue: Issue) -> None:
     )
     db.session.expire(current, ["ballots"])
     current.revealed_at = utcnow()
-    issue.state = "revealed"
+    issue.state = IssueState.REVEALED
 
 
 def accept(issue: Issue, estimate: str) -> None:
     """Record the team's final estimate for a revealed issue (it may be changed later)."""
     lock_group(issue.group_id)
-    if issue.state == "voting":
+    if issue.state == IssueState.VOTING:
         raise VotingError("Reveal the votes before recording a final estimate.")
     issue.final_estimate = estimate
-    issue.state = "estimated"
+    issue.state = IssueState.ESTIMATED
 
 
 def revote(issue: Issue) -> Round:
     """Open a new round; the earlier ones stay as anonymous history."""
     lock_group(issue.group_id)
-    if issue.state == "voting":
+    if issue.state == IssueState.VOTING:
         raise VotingError("This round is still open: reveal it before starting another.")
     new_round = Round(number=issue.current_round.number + 1)
     issue.rounds.append(new_round)
-    issue.state = "voting"
+    issue.state = IssueState.VOTING
     issue.final_estimate = None
     return new_round
