@@ -43,12 +43,18 @@ class Config:
     MAX_CONTENT_LENGTH = 64 * 1024
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # Names the counters in a shared store, so several apps can share one Redis.
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "estimator")
     RATELIMIT_HEADERS_ENABLED = True
     # If the shared counter store is unreachable, count in memory rather than fail requests.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "30 per minute")
     PASSWORD_FAILURE_LIMIT = "10 per 15 minutes"
     JOIN_RATE_LIMIT = "30 per minute"
+
+    # Where the open rounds' ballot keys live: redis://… when several machines serve; unset, a
+    # memory-backed folder (/dev/shm) shared by this machine's workers. Never the database.
+    BALLOT_KEY_STORE_URI = os.environ.get("BALLOT_KEY_STORE_URI") or None
 
     # How often live pages ask whether anything changed, in milliseconds.
     LIVE_POLL_MS = 1000

@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 from config import Config
 
 from .errors import register_error_handlers
-from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
 from .security import register_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +75,7 @@ def register_extensions(app: Flask) -> None:
             configure_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
+    ballot_keys.init_app(app)
     bootstrap.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -103,7 +104,8 @@ def register_blueprints(app: Flask) -> None:
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
     from .estimates import DECKS, format_number
-    from .models import IssueState, Role
+    from .filters import card_padding
+    from .models import MIN_VOTES_SAFE, IssueState, Role
 
-    app.jinja_env.filters["number"] = format_number
-    app.jinja_env.globals.update(DECKS=DECKS, Role=Role, IssueState=IssueState)
+    app.jinja_env.filters.update(number=format_number, card_padding=card_padding)
+    app.jinja_env.globals.update(DECKS=DECKS, Role=Role, IssueState=IssueState, MIN_VOTES_SAFE=MIN_VOTES_SAFE)

@@ -1,24 +1,17 @@
-"""How a view applies a change the domain rules may refuse."""
+"""The one error a domain rule raises when it refuses a change.
 
-from collections.abc import Callable
+Views apply a refusable change in one way everywhere::
 
-from flask import flash
-
-from .extensions import db
+    try:
+        rule(...)
+    except RuleError as error:
+        db.session.rollback()
+        ...  # flash the reason, or show it on the form (422)
+    else:
+        db.session.commit()
+        ...  # flash the success, redirect
+"""
 
 
 class RuleError(Exception):
     """A change the rules refuse in the current state; the message is for the person who asked."""
-
-
-def commit_or_explain(change: Callable[[], str]) -> bool:
-    """Run a change that returns its success message: commit and say so, or say why it was refused."""
-    try:
-        message = change()
-    except RuleError as error:
-        db.session.rollback()
-        flash(str(error), "warning")
-        return False
-    db.session.commit()
-    flash(message, "success")
-    return True

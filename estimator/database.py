@@ -23,7 +23,7 @@ def configure_sqlite(engine: sa.Engine) -> None:
     """
 
     @sa.event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -33,21 +33,22 @@ def configure_sqlite(engine: sa.Engine) -> None:
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
-    def on_begin(connection):
+    def on_begin(connection: sa.Connection) -> None:
         writing = has_request_context() and request.method not in SAFE_METHODS
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def _insert(model: type) -> Any:
+def _insert(model: type[Any]) -> Any:
     """An INSERT for the session's dialect that supports ON CONFLICT."""
     dialect = db.session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def insert_unless_exists(model: type, values: dict[str, Any], unique: list[str]) -> bool:
+def insert_unless_exists(model: type[Any], values: dict[str, Any], unique: list[str] | None) -> bool:
     """Insert a row unless one with the same unique columns exists; True when inserted.
 
     Safe when two requests race: the database's unique constraint decides, nobody sees an error.
+    With `unique=None` a clash on any of the table's unique constraints stops the insert.
     """
     statement = (
         _insert(model)
@@ -58,7 +59,7 @@ def insert_unless_exists(model: type, values: dict[str, Any], unique: list[str])
     return db.session.execute(statement).first() is not None
 
 
-def upsert(model: type, values: dict[str, Any], unique: list[str], update: list[str]) -> None:
+def upsert(model: type[Any], values: dict[str, Any], unique: list[str], update: list[str]) -> None:
     """Insert a row, or update the given columns of the row with the same unique columns."""
     statement = _insert(model).values(**values)
     statement = statement.on_conflict_do_update(
@@ -68,12 +69,27 @@ def upsert(model: type, values: dict[str, Any], unique: list[str], update: list[
 
 
 def lock_group(group_id: int) -> None:
-    """Bump the group's version, which also locks its row until commit.
+    """Lock the group's row until commit, so that changes to one group happen one after another.
 
-    Every change to what a group's members see goes through here first: changes to one group
-    happen one after another (a late vote can never slip past a reveal), and live pages learn
-    from the new version that something changed.
+    Every change to a group goes through here first: a late vote can never slip past a reveal.
+    On SQLite a writing request already holds the database's write lock (BEGIN IMMEDIATE).
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.select(Group.id).where(Group.id == group_id).with_for_update())
+    # Whatever was read before the lock may have changed meanwhile: read it again on next use.
+    db.session.expire_all()
+
+
+def bump_version(group_id: int) -> None:
+    """Bump the group's version: live pages learn that something they show has changed.
+
+    Only changes somebody can see bump it, so that watching the version tells nothing more than the
+    pages do (re-submitting the same card, for one, changes nothing anyone can observe).
     """
     db.session.execute(sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1))
-    # Whatever was read before the lock may have changed meanwhile: read it again on next use.
+
+
+def change_group(group_id: int) -> None:
+    """Lock the group and bump its version, for a change that everybody will see."""
+    bump_version(group_id)  # the UPDATE takes the row lock, as lock_group does
     db.session.expire_all()

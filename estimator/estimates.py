@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 UNSURE = "?"
 FIBONACCI = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 100)
@@ -137,7 +138,7 @@ class Result:
     consensus: bool
     distribution: dict[str, int]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The JSON shape of SPEC.md."""
         return {
             "votes": self.votes,
@@ -162,7 +163,7 @@ def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
     if not numeric:
         return Result(votes, unsure, None, None, None, None, None, None, False, distribution)
 
-    total = sum(deck.value(card) * count for card, count in numeric.items())
+    total = sum((deck.value(card) * count for card, count in numeric.items()), Fraction(0))
     mean = total / sum(numeric.values())
     cards = list(numeric)  # already in deck order
     if deck.sized:

@@ -13,6 +13,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from .sealing import ballot_keys
+
 
 class Base(DeclarativeBase):
     """Declarative base whose constraint names are stable across databases and migrations."""
@@ -34,6 +36,7 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
 limiter = Limiter(key_func=get_remote_address)
+__all__ = ["ballot_keys", "bootstrap", "csrf", "db", "limiter", "login_manager", "migrate"]
 
 
 def configured(name: str) -> Callable[[], str]:

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .estimates import DECKS, Deck
 from .extensions import db
 
+MIN_VOTES_DEFAULT, MIN_VOTES_SAFE, MIN_VOTES_MAX = 3, 3, 20
+
 
 class Role(StrEnum):
     """A member's place in a group."""
@@ -50,15 +52,19 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-class User(UserMixin, db.Model):
-    """A person, known by a nickname that is unique regardless of case."""
+class User(UserMixin, db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """A person, known by a nickname that is unique regardless of case and of look-alikes."""
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: As first spelled (see estimator/auth/nicknames.py for the rules).
     nickname: Mapped[str] = mapped_column(sa.String(32))
     #: The nickname folded for comparison; the unique constraint makes concurrent sign-ups safe.
     nickname_key: Mapped[str] = mapped_column(sa.Text, unique=True)
+    #: What the nickname looks like (Unicode TR39 skeleton, case folded): no look-alike of it can
+    #: be created, whichever request gets there first.
+    nickname_skeleton: Mapped[str] = mapped_column(sa.Text, unique=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     #: Part of the login cookie; changing it signs out every copy of that cookie.
     session_token: Mapped[str] = mapped_column(sa.String(64), default=new_token)
@@ -74,11 +80,31 @@ class User(UserMixin, db.Model):
         return self.password_hash is not None
 
 
-class Group(db.Model):
+class Claim(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """That a browser holds a nickname: the hash of the secret in that browser's claim cookie.
+
+    One browser can hold several nicknames, and a nickname with a password several browsers.
+    Only the hash is stored, so the database cannot be used to impersonate a browser.
+    """
+
+    __tablename__ = "claims"
+    __table_args__ = (sa.UniqueConstraint("user_id", "secret_hash", name="uq_claims_user_secret"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    #: SHA-256 of the browser's secret, in hex.
+    secret_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """A team estimating together with one deck."""
 
     __tablename__ = "groups"
-    __table_args__ = (sa.CheckConstraint(sa.column("deck").in_(list(DECKS)), name="deck"),)
+    __table_args__ = (
+        sa.CheckConstraint(sa.column("deck").in_(list(DECKS)), name="deck"),
+        sa.CheckConstraint(f"min_votes BETWEEN 1 AND {MIN_VOTES_MAX}", name="min_votes"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(80))
@@ -87,6 +113,8 @@ class Group(db.Model):
     invite_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_token)
     #: Bumped by every change anyone can see; live pages poll it through the ETag.
     version: Mapped[int] = mapped_column(default=1)
+    #: A round is revealed only with at least this many numeric votes, so no result shows one card.
+    min_votes: Mapped[int] = mapped_column(default=MIN_VOTES_DEFAULT, server_default=str(MIN_VOTES_DEFAULT))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[User] = relationship()
@@ -103,7 +131,7 @@ class Group(db.Model):
         return DECKS[self.deck]
 
 
-class Membership(db.Model):
+class Membership(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """A user's place in a group: owner, member (votes) or observer (watches)."""
 
     __tablename__ = "memberships"
@@ -132,7 +160,7 @@ class Membership(db.Model):
         return self.role == Role.OWNER
 
 
-class Issue(db.Model):
+class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """A piece of work the group estimates, in one or more rounds."""
 
     __tablename__ = "issues"
@@ -160,7 +188,7 @@ class Issue(db.Model):
         return self.rounds[-1]
 
 
-class Round(db.Model):
+class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """One vote on an issue; a re-vote opens the next round."""
 
     __tablename__ = "rounds"
@@ -170,6 +198,10 @@ class Round(db.Model):
     issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issues.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(default=1)
     revealed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Names this round's ballot key in the key store (not the key: that never reaches the database).
+    key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Ballots that could not be read at the reveal because their key was lost, left out of the result.
+    lost_ballots: Mapped[int] = mapped_column(default=0, server_default="0")
 
     issue: Mapped[Issue] = relationship(back_populates="rounds")
     ballots: Mapped[list[Ballot]] = relationship(
@@ -185,8 +217,12 @@ class Round(db.Model):
         return self.revealed_at is not None
 
 
-class Ballot(db.Model):
-    """That a voter took part in a round; the card is kept only until the reveal."""
+class Ballot(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """That a voter took part in a round, with their card sealed until the reveal.
+
+    The card is only ever stored encrypted under the round's key, which lives outside the
+    database and is destroyed at the reveal (see sealing.py and voting/rules.py).
+    """
 
     __tablename__ = "ballots"
     __table_args__ = (sa.UniqueConstraint("round_id", "user_id", name="uq_ballots_round_user"),)
@@ -194,13 +230,15 @@ class Ballot(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     round_id: Mapped[int] = mapped_column(sa.ForeignKey("rounds.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    #: NULL after the reveal: the link between this voter and a value is gone for good.
-    card: Mapped[str | None] = mapped_column(sa.String(8))
+    #: The sealed card while the round is open; NULL after the reveal (the link is gone for good),
+    #: and NULL in an open round when the round's key was lost: the voter is asked to vote again.
+    sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary())
 
     round: Mapped[Round] = relationship(back_populates="ballots")
+    user: Mapped[User] = relationship()
 
 
-class Tally(db.Model):
+class Tally(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """How many voters of a revealed round chose a card; no voter is named."""
 
     __tablename__ = "tallies"

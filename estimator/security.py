@@ -39,6 +39,9 @@ def register_security(app: Flask) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            # Pages may show the visitor's own card and carry form tokens: no cache may keep them.
+            headers.setdefault("Cache-Control", "no-store")
         if https:
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response

@@ -2,6 +2,9 @@
 
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -10,6 +13,7 @@ from flask_migrate import upgrade
 from config import TestConfig, database_url
 from estimator import create_app
 from estimator.extensions import db
+from tests.server import start_gunicorn, stop
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +30,15 @@ def _push_request_context():
 def client(app):
     """A test client that, unlike pytest-flask's, keeps no request context after a request."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def key_store_uri() -> Iterator[str]:
+    """The ballot key store of this run: a memory-backed folder, as on one production machine."""
+    root = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    folder = tempfile.mkdtemp(prefix="estimator-test-keys-", dir=root)
+    yield f"shm://{folder}"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +81,12 @@ def settings() -> dict:
 
 
 @pytest.fixture
-def make_app(schema, tmp_path):
+def make_app(schema, key_store_uri, tmp_path):
     """A factory of apps on the test database with some settings changed; closed afterwards."""
     made = []
 
     def make(**settings):
-        app = create_app(make_config(schema, **settings))
+        app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri, **settings))
         app.instance_path = str(tmp_path)
         made.append(app)
         return app
@@ -163,3 +176,12 @@ def team(app, owner, new_client):
         assert join(app, member, group_id).status_code == 302
     issue_id = add_issue(app, owner, group_id)
     return {"group": group_id, "issue": issue_id, "owner": owner, "bob": bob, "carol": carol}
+
+
+@pytest.fixture(scope="session")
+def server(schema, key_store_uri, tmp_path_factory):
+    """The URL of the app served by gunicorn with several workers on the test database."""
+    log = tmp_path_factory.mktemp("gunicorn") / "server.log"
+    process, url = start_gunicorn(schema, log, BALLOT_KEY_STORE_URI=key_store_uri)
+    yield url
+    stop(process)

@@ -8,8 +8,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
 
@@ -73,11 +71,3 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-@pytest.fixture(scope="session")
-def server(schema, tmp_path_factory):
-    """The URL of the app served by gunicorn with several workers on the test database."""
-    process, url = start_gunicorn(schema, tmp_path_factory.mktemp("gunicorn") / "server.log")
-    yield url
-    stop(process)

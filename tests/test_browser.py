@@ -5,8 +5,6 @@ import re
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.server import server  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -30,7 +28,7 @@ def browser():
 
 
 @pytest.fixture
-def people(browser, server, app):  # noqa: F811  (app empties the database first)
+def people(browser, server, app):  # app empties the database first
     """A factory of logged-in pages, one browser context per person; console errors are collected."""
     contexts, problems = [], []
 
@@ -164,7 +162,7 @@ def test_connection_lost_hint_comes_and_goes(people):
     assert problems == []
 
 
-def test_pages_work_without_javascript(browser, server, app):  # noqa: F811
+def test_pages_work_without_javascript(browser, server, app):
     context = browser.new_context(base_url=server, java_script_enabled=False)
     page = context.new_page()
     page.goto("/login")

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Ballot, Round, Tally
+from estimator.sealing import ballot_keys, unseal
 from tests.conftest import add_issue, create_group, join, vote
 
 
@@ -20,8 +21,19 @@ def visible(response) -> str:
 
 
 def ballots(app) -> list[tuple[int, str | None]]:
+    """Every ballot's voter and card, opened with its round's key as the app holds it (None: unreadable)."""
     with app.app_context():
-        return db.session.execute(sa.select(Ballot.user_id, Ballot.card).order_by(Ballot.id)).all()
+        rows = db.session.execute(
+            sa.select(Ballot.user_id, Ballot.round_id, Ballot.sealed, Round.key_id)
+            .join(Round)
+            .order_by(Ballot.id)
+        ).all()
+        opened = []
+        for user_id, round_id, sealed, key_id in rows:
+            key = ballot_keys.store.get(key_id) if key_id else None
+            card = key and sealed and unseal(key, sealed, round_id=round_id, user_id=user_id, key_id=key_id)
+            opened.append((user_id, card or None))
+        return opened
 
 
 def card_group(app, owner, new_client, deck: str):
@@ -54,7 +66,7 @@ def test_status_shows_who_voted_never_what(app, team):
         assert re.search(r"Bob</span>\s*<span class=\"text-success\"", page)
         assert "42" not in page
     # the voter sees their own card
-    assert "Your card: <strong>42</strong>" in text(team["bob"].get(f"/issues/{issue}"))
+    assert "Your card: 42" in visible(team["bob"].get(f"/issues/{issue}"))
 
 
 def test_voting_again_replaces_the_vote(app, team):
@@ -105,10 +117,17 @@ def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
     vote(team["bob"], issue, "13")
     vote(team["carol"], issue, "13")
     vote(team["owner"], issue, "2")
-    assert all(card is not None for _, card in ballots(app))
+    assert [card for _, card in ballots(app)] == ["13", "13", "2"]
+    with app.app_context():
+        key_id = db.session.scalar(sa.select(Round.key_id))
     team["owner"].post(f"/issues/{issue}/reveal")
-    # no ballot keeps a value; the values survive only as counts per card, with no voter
+    # no ballot keeps a value and the round's key is gone for good; the values survive only as
+    # counts per card, with no voter
     assert [card for _, card in ballots(app)] == [None, None, None]
+    with app.app_context():
+        assert db.session.scalars(sa.select(Ballot.sealed)).all() == [None, None, None]
+        assert db.session.scalar(sa.select(Round.key_id)) is None
+        assert ballot_keys.store.get(key_id) is None
     with app.app_context():
         tallies = db.session.execute(sa.select(Tally.card, Tally.count).order_by(Tally.card)).all()
         assert sorted(tallies) == [("13", 2), ("2", 1)]
@@ -119,29 +138,44 @@ def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
                 assert not {"card", "value"} & set(table.columns.keys()), table.name
 
 
-def test_reveal_needs_a_vote_and_says_how_many_are_missing(app, team):
+def test_reveal_needs_three_numeric_votes_and_says_how_many_are_missing(app, team):
     owner, issue = team["owner"], team["issue"]
-    assert "0 of 3 voted — 3 missing" in visible(owner.get(f"/issues/{issue}"))
-    assert "disabled>Reveal votes" in text(owner.get(f"/issues/{issue}"))
+    page = visible(owner.get(f"/issues/{issue}"))
+    assert "0 of 3 voted — 3 missing" in page and "3 more needed" in page
+    assert re.search(r"disabled[^>]*>Reveal votes", text(owner.get(f"/issues/{issue}")))
     response = owner.post(f"/issues/{issue}/reveal", follow_redirects=True)
-    assert "Nobody has voted yet" in text(response)
+    assert "needs at least 3 votes with a number" in visible(response) and "3 more are needed" in visible(
+        response
+    )
     vote(team["bob"], issue, "5")
     assert "1 of 3 voted — 2 missing" in visible(owner.get(f"/issues/{issue}"))
+    # one vote alone is never revealed, by default
+    assert "2 more are needed" in visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
+    vote(team["carol"], issue, "?")
+    vote(owner, issue, "8")
+    # "?" does not count towards the threshold
+    refused = visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
+    assert "this round has 2" in refused and "1 more is needed" in refused
+    assert "voting" in text(owner.get(f"/issues/{issue}"))
 
 
-def test_no_vote_after_the_reveal(app, team):
+def test_no_vote_after_the_reveal(app, team, new_client):
     issue = team["issue"]
-    vote(team["bob"], issue, "5")
+    dave = new_client("Dave")
+    join(app, dave, team["group"])
+    for voter in (team["bob"], team["carol"], team["owner"]):
+        vote(voter, issue, "5")
     team["owner"].post(f"/issues/{issue}/reveal")
-    response = vote(team["carol"], issue, "8")
+    response = vote(dave, issue, "8")
     assert response.status_code == 409 and "already revealed" in text(response)
-    assert len(ballots(app)) == 1
+    assert len(ballots(app)) == 3
 
 
 def test_accept_prefilled_with_suggestion_then_recorded(app, team):
     owner, issue = team["owner"], team["issue"]
     vote(team["bob"], issue, "3")
     vote(team["carol"], issue, "5")
+    vote(owner, issue, "4")
     owner.post(f"/issues/{issue}/reveal")
     page = text(owner.get(f"/issues/{issue}"))
     assert re.search(r'name="estimate"[^>]*value="5"', page)  # 4 → nearest Fibonacci 5
@@ -153,7 +187,8 @@ def test_accept_prefilled_with_suggestion_then_recorded(app, team):
 @pytest.mark.parametrize("estimate", ["", "?", "0", "abc", "101"])
 def test_bad_final_estimates_are_refused(app, team, estimate):
     owner, issue = team["owner"], team["issue"]
-    vote(team["bob"], issue, "3")
+    for voter in (team["bob"], team["carol"], owner):
+        vote(voter, issue, "3")
     owner.post(f"/issues/{issue}/reveal")
     response = owner.post(f"/issues/{issue}/accept", data={"estimate": estimate})
     assert response.status_code == 422 and "whole number from 1 to 100" in text(response)
@@ -171,13 +206,15 @@ def test_revote_opens_a_new_round_and_keeps_history(app, team):
     owner, issue = team["owner"], team["issue"]
     vote(team["bob"], issue, "2")
     vote(team["carol"], issue, "21")
+    vote(owner, issue, "?")
     owner.post(f"/issues/{issue}/reveal")
     assert owner.post(f"/issues/{issue}/revote").status_code == 302
     page = text(team["bob"].get(f"/issues/{issue}"))
     assert "round 2" in page and "Earlier rounds" in page and "Round 1" in page
     assert "11.5" in page  # the first round's average stays visible
     assert "0 of 3" in page
-    vote(team["bob"], issue, "8")
+    for voter in (team["bob"], team["carol"], owner):
+        vote(voter, issue, "8")
     owner.post(f"/issues/{issue}/reveal")
     owner.post(f"/issues/{issue}/accept", data={"estimate": "8"})
     with app.app_context():
@@ -193,7 +230,8 @@ def test_vote_by_script_gets_json(app, team):
     response = team["bob"].post(
         f"/issues/{team['issue']}/estimate", data={"value": "13"}, headers={"Accept": "application/json"}
     )
-    assert response.status_code == 200 and response.json["card"] == "13"
+    assert response.status_code == 200 and "vote is recorded" in response.json["message"]
+    assert "13" not in response.get_data(as_text=True)
     bad = team["bob"].post(
         f"/issues/{team['issue']}/estimate", data={"value": "0"}, headers={"Accept": "application/json"}
     )
@@ -204,6 +242,7 @@ def test_card_deck_flow_with_half_card(app, owner, new_client):
     issue, (bob, carol) = card_group(app, owner, new_client, "modified")
     vote(bob, issue, "½")
     vote(carol, issue, "0.5")
+    vote(owner, issue, "1/2")
     owner.post(f"/issues/{issue}/reveal")
     page = text(bob.get(f"/issues/{issue}"))
     assert "consensus" in page and "½" in page

@@ -1,11 +1,12 @@
 """Forms of the groups blueprint."""
 
 from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import IntegerField, RadioField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, NumberRange
 
 from ..estimates import DECKS, DEFAULT_DECK
-from ..models import Role
+from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
 
 DECK_CHOICES = [
@@ -63,3 +64,19 @@ class RoleForm(FlaskForm):
         "Role", choices=[SelectChoice(Role.MEMBER, "member"), SelectChoice(Role.OBSERVER, "observer")]
     )
     submit = SubmitField("Change")
+
+
+class SettingsForm(FlaskForm):
+    """The facilitator's settings for how the group votes."""
+
+    min_votes = IntegerField(
+        "Votes needed to reveal",
+        validators=[
+            InputRequired("Please give a number of votes."),
+            NumberRange(1, MIN_VOTES_MAX, f"Choose a whole number from 1 to {MIN_VOTES_MAX}."),
+        ],
+        render_kw={"min": 1, "max": MIN_VOTES_MAX, "inputmode": "numeric"},
+        description="A round is revealed only when it holds at least this many votes with a number. "
+        "Below 3, a result can show who voted what, and every member is told so.",
+    )
+    submit = SubmitField("Save settings")

@@ -7,15 +7,11 @@ import re
 import sqlalchemy as sa
 
 from ..changes import RuleError
-from ..database import insert_unless_exists, lock_group
+from ..database import change_group, insert_unless_exists
 from ..extensions import db
-from ..models import Ballot, Group, Issue, IssueState, Membership, Role, Round, User, new_token
+from ..models import Group, Issue, IssueState, Membership, Role, Round, User, new_token
 
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
-
-
-class GroupError(RuleError):
-    """A change to a group that its rules refuse."""
 
 
 def create_group(owner: User, name: str, deck: str) -> Group:
@@ -34,23 +30,25 @@ def group_by_invite(token: str) -> Group | None:
     return db.session.scalar(sa.select(Group).where(Group.invite_token == token))
 
 
-def join_group(group: Group, user: User, role: str) -> bool:
-    """Add user to the group; False when they already were a member (also under a race)."""
-    lock_group(group.id)
-    return insert_unless_exists(
+def join_group(group: Group, user: User, role: str) -> None:
+    """Add user to the group; AlreadyMember when they already were one (also under a race)."""
+    change_group(group.id)
+    joined = insert_unless_exists(
         Membership,
         {"group_id": group.id, "user_id": user.id, "role": role},
         unique=["group_id", "user_id"],
     )
+    if not joined:
+        raise RuleError(f"You are already a member of “{group.name}”.")
 
 
 def add_issue(group: Group, key: str, description: str) -> Issue:
-    """A new issue with its first round open for voting; GroupError when the key is taken."""
-    lock_group(group.id)
+    """A new issue with its first round open for voting; RuleError when the key is taken."""
+    change_group(group.id)
     # Compared in Python: SQLite's lower() folds ASCII only, and "Ä-1" and "ä-1" are one key.
     keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group.id))
     if key.casefold() in {existing.casefold() for existing in keys}:
-        raise GroupError(f"The group already has an issue {key}.")
+        raise RuleError(f"The group already has an issue {key}.")
     issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
     issue.rounds.append(Round(number=1))
     db.session.add(issue)
@@ -58,46 +56,41 @@ def add_issue(group: Group, key: str, description: str) -> Issue:
     return issue
 
 
-def _drop_open_ballots(group_id: int, user_id: int) -> None:
-    """Forget a person's ballots in the group's unrevealed rounds (they no longer vote)."""
-    open_rounds = (
-        sa.select(Round.id).join(Issue).where(Issue.group_id == group_id, Round.revealed_at.is_(None))
-    )
-    db.session.execute(sa.delete(Ballot).where(Ballot.user_id == user_id, Ballot.round_id.in_(open_rounds)))
-
-
 def _member(group: Group, user_id: int) -> Membership:
     membership = db.session.scalar(
         sa.select(Membership).where(Membership.group_id == group.id, Membership.user_id == user_id)
     )
     if membership is None:
-        raise GroupError("That person is not a member of this group.")
+        raise RuleError("That person is not a member of this group.")
     if membership.is_owner:
-        raise GroupError("The facilitator's own role cannot be changed.")
+        raise RuleError("The facilitator's own role cannot be changed.")
     return membership
 
 
 def set_role(group: Group, user_id: int, role: str) -> Membership:
-    """Make a member an observer or back; an observer's open ballots are dropped."""
-    lock_group(group.id)
+    """Make a member an observer or back; it applies from the next round: open ballots stay."""
+    change_group(group.id)
     membership = _member(group, user_id)
     membership.role = role
-    if role == Role.OBSERVER:
-        _drop_open_ballots(group.id, user_id)
     return membership
 
 
 def remove_member(group: Group, user_id: int) -> str:
-    """Remove a member with their unrevealed ballots; returns their nickname."""
-    lock_group(group.id)
+    """Remove a member; their open ballots stay in the open rounds (they belong to their voter)."""
+    change_group(group.id)
     membership = _member(group, user_id)
     nickname = membership.user.nickname
-    _drop_open_ballots(group.id, user_id)
     db.session.delete(membership)
     return nickname
 
 
 def new_invite(group: Group) -> None:
     """Replace the invite link; the old one stops working at once."""
-    lock_group(group.id)
+    change_group(group.id)
     group.invite_token = new_token()
+
+
+def set_min_votes(group: Group, min_votes: int) -> None:
+    """Change how many numeric votes a reveal needs (the form bounds it to 1..MIN_VOTES_MAX)."""
+    change_group(group.id)
+    group.min_votes = min_votes

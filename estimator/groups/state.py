@@ -28,7 +28,7 @@ def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
         return {}
     rows = db.session.execute(
         sa.select(Ballot.round_id, sa.func.count())
-        .where(Ballot.round_id.in_(round_ids))
+        .where(Ballot.round_id.in_(round_ids), Ballot.sealed.is_not(None))
         .group_by(Ballot.round_id)
     )
     return {round_id: count for round_id, count in rows}

@@ -19,6 +19,19 @@
     lastHtml.set(region.id, comparable(region.innerHTML));
   });
 
+  // The server names the voter's own card in one place only (so that a page's size never depends
+  // on it); the deck shows it chosen from there.
+  function markOwnCard() {
+    const card = document.querySelector(".my-card")?.textContent.trim() || null;
+    document.querySelectorAll(".vote-form button[name=value]").forEach((button) => {
+      const chosen = button.value === card;
+      button.classList.toggle("selected", chosen);
+      button.setAttribute("aria-pressed", chosen ? "true" : "false");
+    });
+    const number = document.querySelector(".vote-form input[name=value]");
+    if (number && document.activeElement !== number) number.value = card && card !== "?" ? card : "";
+  }
+
   function setConnected(connected) {
     if (lostBanner) lostBanner.classList.toggle("d-none", connected);
   }
@@ -50,6 +63,7 @@
       void region.offsetWidth; // restart the highlight animation
       region.classList.add("live-flash");
     });
+    markOwnCard();
   }
 
   function refreshOnce() {
@@ -123,6 +137,7 @@
   }
 
   document.addEventListener("submit", vote);
+  markOwnCard();
 
   document.addEventListener("click", (event) => {
     const copy = event.target.closest("[data-copy]");

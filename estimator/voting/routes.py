@@ -1,19 +1,24 @@
 """Issue status, secret estimates, reveal, final estimate and re-vote."""
 
+from typing import Any
+
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
-from ..changes import commit_or_explain
-from ..estimates import DECKS, UNSURE
+from ..changes import RuleError
+from ..estimates import DECKS
 from ..extensions import db
 from ..forms import EmptyForm
 from ..live import live_context
 from ..models import Issue, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member
-from . import bp
+from . import bp, rules
 from .forms import AcceptForm, EstimateForm
-from .rules import VotingError, accept, cast_vote, reveal, revote
 from .state import issue_state, load_issue
+
+#: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
+VOTE_RECORDED = "Your vote is recorded. Only you can see your card; you can change it until the reveal."
 
 
 def member_issue(issue_id: int) -> tuple[Issue, Membership]:
@@ -24,132 +29,126 @@ def member_issue(issue_id: int) -> tuple[Issue, Membership]:
     return issue, require_member(issue.group_id)
 
 
-def own_card(issue: Issue) -> str | None:
-    """The current user's card in the open round: the only card anyone is ever shown."""
-    for ballot in issue.current_round.ballots:
-        if ballot.user_id == current_user.id:
-            return ballot.card
-    return None
-
-
 def wants_json() -> bool:
     """Whether the request came from the page's script rather than a plain form."""
     return request.accept_mimetypes.best == "application/json"
 
 
+def issue_page(issue: Issue, membership: Membership) -> dict[str, Any]:
+    """What the status and estimate pages share: the state, the voter's own ballot, the live link."""
+    return {
+        "issue": issue,
+        "group": issue.group,
+        "state": issue_state(issue),
+        "deck": DECKS[issue.group.deck],
+        "membership": membership,
+        "own": rules.own_ballot(issue.current_round, current_user.id),
+        "lost_ballots": issue.current_round.lost_ballots,
+        **live_context("issue", issue.id, issue.group.version),
+    }
+
+
 def render_status(
     issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None, status: int = 200
-):
+) -> ResponseReturnValue:
     """The status page: who has voted, progress, result and history, the owner's controls."""
-    deck = DECKS[issue.group.deck]
-    state = issue_state(issue)
+    page = issue_page(issue, membership)
+    state = page["state"]
     if accept_form is None:
+        suggestion = (state["result"] or {}).get("suggestion")
         accept_form = AcceptForm(
-            deck, formdata=None, estimate=issue.final_estimate or (state["result"] or {}).get("suggestion")
+            DECKS[issue.group.deck], formdata=None, estimate=issue.final_estimate or suggestion
         )
-    return render_template(
-        "voting/status.html",
-        issue=issue,
-        group=issue.group,
-        state=state,
-        deck=deck,
-        membership=membership,
-        my_card=own_card(issue),
-        accept_form=accept_form,
-        **live_context("issue", issue.id, issue.group.version),
-        # the same aggregates the API sends, computed once (templates read dicts like objects)
-        history=[(h["round"], h["result"]) for h in reversed(state["history"])],
-        result=state["result"],
-    ), status
+    history = [(h["round"], h["result"]) for h in reversed(state["history"])]
+    return render_template("voting/status.html", **page, accept_form=accept_form, history=history), status
 
 
 @bp.route("/issues/<id:issue_id>")
 @login_required
-def status(issue_id: int):
+def status(issue_id: int) -> ResponseReturnValue:
     """Who has voted (never what), progress, and after the reveal the anonymous result."""
     return render_status(*member_issue(issue_id))
 
 
 @bp.route("/issues/<id:issue_id>/estimate", methods=["GET", "POST"])
 @login_required
-def estimate(issue_id: int):
-    """GET shows the deck; POST records (or replaces) the voter's secret card."""
+def estimate(issue_id: int) -> ResponseReturnValue:
+    """GET shows the deck; POST seals (or replaces) the voter's secret card."""
     issue, membership = member_issue(issue_id)
     ensure_voter(membership)
-    deck = DECKS[issue.group.deck]
-    form = EstimateForm(deck)
+    form = EstimateForm(DECKS[issue.group.deck])
     code = 200
     if form.validate_on_submit():
         try:
-            cast_vote(issue, current_user, form.value.data)
-        except VotingError as error:
+            rules.cast_vote(issue, current_user, form.value.data)
+        except RuleError as error:
             db.session.rollback()
-            form.value.errors.append(str(error))
+            form.value.errors = [*form.value.errors, str(error)]
             code = 409
         else:
             db.session.commit()
-            card = form.value.data
-            message = (
-                "You voted ? (not sure)." if card == UNSURE else f"You voted {card}."
-            ) + " You can change your vote until the reveal."
             if wants_json():
-                return jsonify(card=card, message=message)
-            flash(message, "success")
+                return jsonify(message=VOTE_RECORDED)
+            flash(VOTE_RECORDED, "success")
             return redirect(url_for("voting.status", issue_id=issue_id))
     elif form.is_submitted():
         code = 422
     if wants_json() and code != 200:
         return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
     issue, membership = member_issue(issue_id)
-    return render_template(
-        "voting/estimate.html",
-        issue=issue,
-        group=issue.group,
-        deck=deck,
-        form=form,
-        my_card=own_card(issue),
-        state=issue_state(issue),
-        **live_context("issue", issue.id, issue.group.version),
-    ), code
+    return render_template("voting/estimate.html", **issue_page(issue, membership), form=form), code
 
 
-def owner_action(issue_id: int, action) -> None:
+def owner_step(issue_id: int, step: str) -> ResponseReturnValue:
     """Run an owner's button-only step on the issue; a refused step is explained and changes nothing."""
     issue, membership = member_issue(issue_id)
     ensure_owner(membership)
     if EmptyForm().validate_on_submit():
-        commit_or_explain(lambda: action(issue))
+        try:
+            message = STEPS[step](issue)
+        except RuleError as error:
+            db.session.rollback()
+            flash(str(error), "warning")
+        else:
+            db.session.commit()
+            flash(message, "success")
+    return redirect(url_for("voting.status", issue_id=issue_id))
+
+
+def _reveal(issue: Issue) -> str:
+    round_ = rules.reveal(issue)
+    if round_.lost_ballots:
+        return (
+            f"Votes revealed. {round_.lost_ballots} vote(s) could not be read because the ballot key "
+            "store restarted, and are not counted."
+        )
+    return "Votes revealed. Nobody's card can be traced back to them."
+
+
+def _revote(issue: Issue) -> str:
+    return f"Round {rules.revote(issue).number} is open: everybody votes again."
+
+
+STEPS = {"reveal": _reveal, "revote": _revote}
 
 
 @bp.route("/issues/<id:issue_id>/reveal", methods=["GET", "POST"])
 @login_required
-def reveal_view(issue_id: int):
+def reveal(issue_id: int) -> ResponseReturnValue:
     """Reveal the round's anonymous result (owner only); GET goes back to the status page."""
-
-    def do_reveal(issue: Issue) -> str:
-        reveal(issue)
-        return "Votes revealed. Nobody's card can be traced back to them."
-
-    owner_action(issue_id, do_reveal)
-    return redirect(url_for("voting.status", issue_id=issue_id))
+    return owner_step(issue_id, "reveal")
 
 
 @bp.route("/issues/<id:issue_id>/revote", methods=["GET", "POST"])
 @login_required
-def revote_view(issue_id: int):
+def revote(issue_id: int) -> ResponseReturnValue:
     """Start a new round (owner only); GET goes back to the status page."""
-
-    def do_revote(issue: Issue) -> str:
-        new_round = revote(issue)
-        return f"Round {new_round.number} is open: everybody votes again."
-
-    owner_action(issue_id, do_revote)
-    return redirect(url_for("voting.status", issue_id=issue_id))
+    return owner_step(issue_id, "revote")
 
 
 @bp.route("/issues/<id:issue_id>/accept", methods=["GET", "POST"])
 @login_required
-def accept_view(issue_id: int):
+def accept(issue_id: int) -> ResponseReturnValue:
     """Record the final estimate (owner only); GET goes back to the status page."""
     issue, membership = member_issue(issue_id)
     ensure_owner(membership)
@@ -158,10 +157,12 @@ def accept_view(issue_id: int):
         return redirect(url_for("voting.status", issue_id=issue_id))
     if not form.validate():
         return render_status(issue, membership, accept_form=form, status=422)
-
-    def record() -> str:
-        accept(issue, form.estimate.data)
-        return f"Final estimate for {issue.key}: {issue.final_estimate}."
-
-    commit_or_explain(record)
+    try:
+        rules.accept(issue, form.estimate.data)
+    except RuleError as error:
+        db.session.rollback()
+        flash(str(error), "warning")
+    else:
+        db.session.commit()
+        flash(f"Final estimate for {issue.key}: {issue.final_estimate}.", "success")
     return redirect(url_for("voting.status", issue_id=issue_id))

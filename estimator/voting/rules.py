@@ -1,74 +1,178 @@
-"""The voting rules: one card per voter per round, anonymous reveal, final estimate, re-vote."""
+"""The voting rules: one sealed card per voter per round, anonymous reveal, final estimate, re-vote.
+
+A card is only ever stored sealed under its round's key, which lives in the key store and never
+in the database (see sealing.py). The reveal opens the round's ballots, counts them into tallies
+(card → how many, no voter), clears the sealed cards and destroys the key, all in one step: after
+it nothing anywhere can tie a value to a voter.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-
-import sqlalchemy as sa
+from dataclasses import dataclass
 
 from ..changes import RuleError
-from ..database import lock_group, upsert
-from ..estimates import DECKS
+from ..database import bump_version, change_group, lock_group
+from ..estimates import UNSURE
 from ..extensions import db
 from ..models import Ballot, Issue, IssueState, Round, Tally, User, utcnow
+from ..sealing import KeyStoreError, ballot_keys, new_key_id, seal, unseal
 
 
-class VotingError(RuleError):
-    """A step the voting rules refuse in the issue's current state."""
+@dataclass(frozen=True)
+class OwnBallot:
+    """What a voter may see of their own ballot in the open round."""
+
+    card: str | None = None
+    #: They voted, but the round's key was lost (its store restarted): they must vote again.
+    lost: bool = False
+
+
+def round_key(round_: Round) -> bytes | None:
+    """The open round's key; None when it was never made, or was lost when its store restarted."""
+    return ballot_keys.store.get(round_.key_id) if round_.key_id else None
+
+
+def key_alive(round_: Round) -> bool:
+    """Whether the round's sealed ballots can still be read (an unreachable store counts as yes:
+    this only decides what pages show, never what is counted)."""
+    if round_.revealed or round_.key_id is None:
+        return True
+    try:
+        return round_key(round_) is not None
+    except KeyStoreError:
+        return True
+
+
+def _open(key: bytes | None, round_: Round, ballot: Ballot) -> str | None:
+    """The ballot's card, or None when it cannot be read."""
+    if key is None or ballot.sealed is None or round_.key_id is None:
+        return None
+    return unseal(key, ballot.sealed, round_id=round_.id, user_id=ballot.user_id, key_id=round_.key_id)
+
+
+def counted_voters(round_: Round, alive: bool) -> set[int]:
+    """Who has a ballot that counts: a readable one while open, any after the reveal."""
+    if round_.revealed:
+        return {ballot.user_id for ballot in round_.ballots}
+    if not alive:
+        return set()
+    return {ballot.user_id for ballot in round_.ballots if ballot.sealed is not None}
+
+
+def own_ballot(round_: Round, user_id: int) -> OwnBallot:
+    """The voter's own card in the open round: the only card anyone is ever shown."""
+    ballot = next((b for b in round_.ballots if b.user_id == user_id), None)
+    if round_.revealed or ballot is None:
+        return OwnBallot()
+    card = _open(round_key(round_), round_, ballot)
+    return OwnBallot(card=card, lost=card is None)
+
+
+def _fresh_key(round_: Round) -> bytes:
+    """Give the round a new key; ballots sealed under a lost one are marked lost (vote again)."""
+    for ballot in round_.ballots:
+        ballot.sealed = None
+    round_.key_id = new_key_id()
+    return ballot_keys.store.create(round_.key_id)
 
 
 def cast_vote(issue: Issue, voter: User, card: str) -> None:
-    """Record or replace the voter's card in the open round."""
-    lock_group(issue.group_id)
-    if issue.state != IssueState.VOTING:
-        raise VotingError("The votes of this round are already revealed.")
-    upsert(
-        Ballot,
-        {"round_id": issue.current_round.id, "user_id": voter.id, "card": card},
-        unique=["round_id", "user_id"],
-        update=["card"],
-    )
+    """Seal the voter's card into the open round, replacing their earlier one.
 
-
-def reveal(issue: Issue) -> None:
-    """Reveal the open round: count its cards, then unlink every card from its voter.
-
-    Both happen in the caller's transaction, so no committed state ever shows a revealed
-    round whose cards are still tied to voters.
+    Submitting the card one already holds changes nothing, and changing one's card is seen by
+    nobody else: only a change in who has voted bumps the version that live pages watch.
     """
     lock_group(issue.group_id)
     if issue.state != IssueState.VOTING:
-        raise VotingError("This round is already revealed.")
-    current = issue.current_round
-    tally = Counter(ballot.card for ballot in current.ballots if ballot.card is not None)
-    if not tally:
-        raise VotingError("Nobody has voted yet: there is nothing to reveal.")
-    deck = DECKS[issue.group.deck]
-    for card in sorted(tally, key=deck.sort_key):
-        db.session.add(Tally(round_id=current.id, card=card, count=tally[card]))
-    db.session.execute(
-        sa.update(Ballot).where(Ballot.round_id == current.id).values(card=None),
-        execution_options={"synchronize_session": False},
-    )
-    db.session.expire(current, ["ballots"])
-    current.revealed_at = utcnow()
+        raise RuleError("The votes of this round are already revealed.")
+    round_ = issue.current_round
+    ballot = next((b for b in round_.ballots if b.user_id == voter.id), None)
+    key = round_key(round_)
+    visible = ballot is None or ballot.sealed is None
+    if key is None:
+        visible = visible or any(b.sealed is not None for b in round_.ballots)
+        key = _fresh_key(round_)
+    elif ballot is not None and _open(key, round_, ballot) == card:
+        return
+    assert round_.key_id is not None  # set by _fresh_key at the latest
+    sealed = seal(key, card, round_id=round_.id, user_id=voter.id, key_id=round_.key_id)
+    if ballot is None:
+        db.session.add(Ballot(round_id=round_.id, user_id=voter.id, sealed=sealed))
+    else:
+        ballot.sealed = sealed
+    if visible:
+        bump_version(issue.group_id)
+
+
+def reveal(issue: Issue) -> Round:
+    """Reveal the open round: count its cards, unlink every card from its voter, destroy the key.
+
+    All of it happens in the caller's transaction, and the key is destroyed before that
+    transaction commits: should the commit fail, the ballots are unreadable (their voters vote
+    again) rather than a revealed round's key surviving anywhere.
+    """
+    lock_group(issue.group_id)
+    if issue.state != IssueState.VOTING:
+        raise RuleError("This round is already revealed.")
+    round_ = issue.current_round
+    key = round_key(round_)
+    cards = [_open(key, round_, ballot) for ballot in round_.ballots]
+    readable = [card for card in cards if card is not None]
+    lost = len(cards) - len(readable)
+    numeric = sum(1 for card in readable if card != UNSURE)
+    needed = issue.group.min_votes
+    if numeric < needed:
+        raise RuleError(_threshold_message(needed, numeric, lost))
+    tally = Counter(readable)
+    for card in sorted(tally, key=issue.group.deck_rules.sort_key):
+        db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
+    for ballot, card in zip(round_.ballots, cards, strict=True):
+        if card is None:
+            db.session.delete(ballot)  # a lost ballot: that voter took no part in the result
+        else:
+            ballot.sealed = None
+    round_.lost_ballots = lost
+    round_.revealed_at = utcnow()
     issue.state = IssueState.REVEALED
+    bump_version(issue.group_id)
+    db.session.flush()
+    if round_.key_id is not None:
+        ballot_keys.store.destroy(round_.key_id)
+        round_.key_id = None
+    return round_
+
+
+def _threshold_message(needed: int, numeric: int, lost: int) -> str:
+    """Why a round cannot be revealed yet, and what is missing."""
+    more = needed - numeric
+    message = (
+        f"Revealing needs at least {needed} vote{'s' if needed != 1 else ''} with a number, so that no "
+        f"result shows one person's card; this round has {numeric}. "
+        f"{more} more {'are' if more != 1 else 'is'} needed."
+    )
+    if lost:
+        message += (
+            f" {lost} vote{'s' if lost != 1 else ''} could not be read because the ballot key store "
+            "restarted: those voters are asked to vote again."
+        )
+    return message
 
 
 def accept(issue: Issue, estimate: str) -> None:
     """Record the team's final estimate for a revealed issue (it may be changed later)."""
-    lock_group(issue.group_id)
+    change_group(issue.group_id)
     if issue.state == IssueState.VOTING:
-        raise VotingError("Reveal the votes before recording a final estimate.")
+        raise RuleError("Reveal the votes before recording a final estimate.")
     issue.final_estimate = estimate
     issue.state = IssueState.ESTIMATED
 
 
 def revote(issue: Issue) -> Round:
     """Open a new round; the earlier ones stay as anonymous history."""
-    lock_group(issue.group_id)
+    change_group(issue.group_id)
     if issue.state == IssueState.VOTING:
-        raise VotingError("This round is still open: reveal it before starting another.")
+        raise RuleError("This round is still open: reveal it before starting another.")
     new_round = Round(number=issue.current_round.number + 1)
     issue.rounds.append(new_round)
     issue.state = IssueState.VOTING

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..estimates import DECKS, Result, aggregate
 from ..extensions import db
-from ..models import Group, Issue, Membership, Round
+from ..models import Ballot, Group, Issue, Membership, Round
+from .rules import counted_voters, key_alive
 
 
 def load_issue(issue_id: int) -> Issue | None:
@@ -17,7 +20,7 @@ def load_issue(issue_id: int) -> Issue | None:
         .where(Issue.id == issue_id)
         .options(
             selectinload(Issue.group).selectinload(Group.memberships).selectinload(Membership.user),
-            selectinload(Issue.rounds).selectinload(Round.ballots),
+            selectinload(Issue.rounds).selectinload(Round.ballots).selectinload(Ballot.user),
             selectinload(Issue.rounds).selectinload(Round.tallies),
         )
     )
@@ -30,14 +33,26 @@ def round_result(issue: Issue, round_: Round) -> Result | None:
     return aggregate(DECKS[issue.group.deck], {t.card: t.count for t in round_.tallies})
 
 
-def issue_state(issue: Issue) -> dict:
+def result_json(issue: Issue, round_: Round) -> dict[str, Any] | None:
+    """A round's result in the JSON shape, None while it is open."""
+    result = round_result(issue, round_)
+    return result.as_dict() if result else None
+
+
+def voter_list(issue: Issue, voted: set[int]) -> list[dict[str, Any]]:
+    """Everyone expected to vote, then anyone else whose ballot is in the round (an open ballot
+    stays when its voter becomes an observer or leaves): nicknames and whether they voted."""
+    expected = [m.user for m in issue.group.memberships if m.votes]
+    listed = {user.id for user in expected}
+    others = [b.user for b in issue.current_round.ballots if b.user_id in voted and b.user_id not in listed]
+    return [{"nickname": user.nickname, "voted": user.id in voted} for user in expected + others]
+
+
+def issue_state(issue: Issue) -> dict[str, Any]:
     """The issue in the JSON shape of SPEC.md (`GET /api/issues/<id>`): never a voter's card."""
     current = issue.current_round
-    voted = {ballot.user_id for ballot in current.ballots}
-    voters = [
-        {"nickname": m.user.nickname, "voted": m.user_id in voted} for m in issue.group.memberships if m.votes
-    ]
-    result = round_result(issue, current)
+    voted = counted_voters(current, key_alive(current))
+    voters = voter_list(issue, voted)
     return {
         "id": issue.id,
         "group_id": issue.group_id,
@@ -49,9 +64,7 @@ def issue_state(issue: Issue) -> dict:
         "voters": voters,
         "votes_cast": len(voted),
         "votes_expected": len(voters),
-        "result": result.as_dict() if result else None,
+        "result": result_json(issue, current),
         "final_estimate": issue.final_estimate,
-        "history": [
-            {"round": r.number, "result": round_result(issue, r).as_dict()} for r in issue.rounds[:-1]
-        ],
+        "history": [{"round": r.number, "result": result_json(issue, r)} for r in issue.rounds[:-1]],
     }
