@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from flask import Flask
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, Map
 
 from config import Config
 
@@ -85,7 +85,7 @@ def register_extensions(app: Flask) -> None:
 class IdConverter(IntegerConverter):
     """A database id in a URL: 1 to 2**31 - 1, so no number the database cannot hold gets in."""
 
-    def __init__(self, url_map):
+    def __init__(self, url_map: Map) -> None:
         super().__init__(url_map, min=1, max=2**31 - 1)
 
 

@@ -42,7 +42,7 @@ def handle_http_error(error: HTTPException) -> ResponseReturnValue:
     # A description given to abort() is meant for the user; werkzeug's defaults and
     # Flask-Limiter's ("30 per 1 minute") are not.
     described = error.description and error.description != type(error).description and status != 429
-    message = error.description if described else MESSAGES.get(status, error.name)
+    message = str(error.description) if described else MESSAGES.get(status, error.name)
     return error_response(status, message)
 
 

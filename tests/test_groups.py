@@ -13,7 +13,7 @@ from tests.conftest import add_issue, create_group, invite_path, join
 
 def count(app, model) -> int:
     with app.app_context():
-        return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+        return db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
 
 
 def test_create_group_and_see_its_page_with_invite_link(app, owner):
@@ -66,11 +66,12 @@ def test_get_on_post_only_routes_redirects_to_their_form(app, team):
 
 
 def test_post_only_route_via_login_comes_back_to_its_form(app, team):
-    stranger = app.test_client()
-    response = stranger.get(f"/groups/{team['group']}/issues")
+    browser = team["owner"]  # logged out, Olivia's browser still holds her nickname
+    browser.post("/logout")
+    response = browser.get(f"/groups/{team['group']}/issues")
     assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
-    response = stranger.post(response.headers["Location"], data={"nickname": "Olivia"})
-    response = stranger.get(response.headers["Location"])
+    response = browser.post(response.headers["Location"], data={"nickname": "Olivia"})
+    response = browser.get(response.headers["Location"])
     assert response.headers["Location"] == f"/groups/{team['group']}"
 
 
@@ -192,9 +193,16 @@ def test_owner_turns_a_member_into_an_observer_and_removes_another(app, team):
         ).all()
     assert owner.post(f"/groups/{group}/members/{bob_id}/role", data={"role": "observer"}).status_code == 302
     page = owner.get(f"/issues/{issue}").get_data(as_text=True)
-    assert "0 of 2" in page  # Bob's open ballot went with his vote
+    assert "1 of 3" in page  # Bob's open ballot stays in the open round: it is his
+    team["carol"].post(f"/issues/{issue}/estimate", data={"value": "8"})
     assert owner.post(f"/groups/{group}/members/{carol_id}/remove").status_code == 302
     assert team["carol"].get(f"/groups/{group}").status_code == 404
+    assert "2 of 3" in owner.get(f"/issues/{issue}").get_data(as_text=True)  # so does Carol's
+    # the next round expects only the voting members
+    owner.post(f"/issues/{issue}/estimate", data={"value": "3"})
+    owner.post(f"/issues/{issue}/reveal")
+    assert owner.get(f"/api/issues/{issue}").json["result"]["votes"] == 3
+    owner.post(f"/issues/{issue}/revote")
     assert "0 of 1" in owner.get(f"/issues/{issue}").get_data(as_text=True)
 
 
@@ -235,3 +243,22 @@ def test_403_page_says_why(app, team):
     response = team["bob"].get(f"/issues/{team['issue']}/reveal")
     assert response.status_code == 403
     assert "Only the group's facilitator can do that." in html.unescape(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("value", ["0", "21", "-1", "abc", "", "2.5", "9" * 50])
+def test_bad_min_votes_are_refused_and_change_nothing(app, team, value):
+    response = team["owner"].post(f"/groups/{team['group']}/settings", data={"min_votes": value})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "whole number from 1 to 20" in page or "Please give a number of votes" in page
+    with app.app_context():
+        assert db.session.get(Group, team["group"]).min_votes == 3
+
+
+def test_only_the_facilitator_changes_settings(app, team):
+    path = f"/groups/{team['group']}/settings"
+    assert team["bob"].post(path, data={"min_votes": "1"}).status_code == 403
+    assert team["owner"].get(path).status_code == 302
+    assert team["owner"].post(path, data={"min_votes": "5"}).headers["Location"] == f"/groups/{team['group']}"
+    with app.app_context():
+        assert db.session.get(Group, team["group"]).min_votes == 5

@@ -98,6 +98,7 @@ def test_cards_not_in_the_deck_are_refused(app, owner, new_client, deck, value):
 
 def test_reveal_shows_the_anonymous_result(app, team):
     issue = team["issue"]
+    team["owner"].post(f"/groups/{team['group']}/settings", data={"min_votes": "2"})
     vote(team["bob"], issue, "3")
     vote(team["carol"], issue, "8")
     vote(team["owner"], issue, "?")
@@ -204,6 +205,7 @@ def test_accept_before_reveal_is_refused(app, team):
 
 def test_revote_opens_a_new_round_and_keeps_history(app, team):
     owner, issue = team["owner"], team["issue"]
+    owner.post(f"/groups/{team['group']}/settings", data={"min_votes": "2"})
     vote(team["bob"], issue, "2")
     vote(team["carol"], issue, "21")
     vote(owner, issue, "?")

@@ -2,7 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, RadioField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
 from wtforms.validators import InputRequired, NumberRange
 
 from ..estimates import DECKS, DEFAULT_DECK
@@ -60,10 +60,10 @@ class JoinForm(FlaskForm):
 class RoleForm(FlaskForm):
     """The owner changes whether a member votes."""
 
+    #: The member list's button sends the role to switch to (see templates/groups/group.html).
     role = SelectField(
         "Role", choices=[SelectChoice(Role.MEMBER, "member"), SelectChoice(Role.OBSERVER, "observer")]
     )
-    submit = SubmitField("Change")
 
 
 class SettingsForm(FlaskForm):

@@ -73,7 +73,7 @@ def create() -> ResponseReturnValue:
         return redirect(url_for("groups.dashboard"))
     if not form.validate():
         return render_dashboard(form, 422)
-    group = rules.create_group(current_user, form.name.data, form.deck.data)
+    group = rules.create_group(current_user, form.name.data or "", form.deck.data)
     db.session.commit()
     flash(f"Group “{group.name}” created. Share its invite link with your team.", "success")
     if not current_user.has_password:
@@ -103,7 +103,7 @@ def add_issue(group_id: int) -> ResponseReturnValue:
         return redirect(url_for("groups.show", group_id=group_id))
     if form.validate():
         try:
-            issue = rules.add_issue(membership.group, form.key.data, form.description.data)
+            issue = rules.add_issue(membership.group, form.key.data or "", form.description.data or "")
         except RuleError as error:
             db.session.rollback()
             form.key.errors = [*form.key.errors, str(error)]
@@ -124,6 +124,7 @@ def settings(group_id: int) -> ResponseReturnValue:
         return redirect(url_for("groups.show", group_id=group_id))
     if not form.validate():
         return render_group(membership, settings_form=form, status=422)
+    assert form.min_votes.data is not None  # InputRequired
     rules.set_min_votes(membership.group, form.min_votes.data)
     db.session.commit()
     flash("Settings saved. They apply to the next reveal.", "success")

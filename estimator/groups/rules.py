@@ -57,7 +57,7 @@ def add_issue(group: Group, key: str, description: str) -> Issue:
 
 
 def _member(group: Group, user_id: int) -> Membership:
-    membership = db.session.scalar(
+    membership: Membership | None = db.session.scalar(
         sa.select(Membership).where(Membership.group_id == group.id, Membership.user_id == user_id)
     )
     if membership is None:

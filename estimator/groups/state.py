@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
@@ -39,7 +41,7 @@ def voters_expected(group: Group) -> int:
     return sum(1 for membership in group.memberships if membership.votes)
 
 
-def group_state(group: Group) -> dict:
+def group_state(group: Group) -> dict[str, Any]:
     """The group in the JSON shape of SPEC.md (`GET /api/groups/<id>`)."""
     current_rounds = {issue.id: issue.current_round for issue in group.issues}
     cast = ballots_per_round([r.id for r in current_rounds.values()])

@@ -1,7 +1,9 @@
 """Forms of the voting blueprint; which cards are valid depends on the group's deck."""
 
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import Field, StringField, SubmitField
 from wtforms.validators import ValidationError
 
 from ..estimates import RANGE_MAX, RANGE_MIN, Deck
@@ -10,7 +12,7 @@ from ..estimates import RANGE_MAX, RANGE_MIN, Deck
 class DeckForm(FlaskForm):
     """A form whose field is checked against a deck given when the form is made."""
 
-    def __init__(self, deck: Deck, *args, **kwargs):
+    def __init__(self, deck: Deck, *args: Any, **kwargs: Any) -> None:
         self.deck = deck
         super().__init__(*args, **kwargs)
 
@@ -22,7 +24,7 @@ class DeckForm(FlaskForm):
             choice = f"Choose one of the cards {' '.join(self.deck.cards)}"
         return choice + (", or ? if you are not sure." if unsure else ".")
 
-    def keep_card(self, field, unsure: bool) -> None:
+    def keep_card(self, field: Field, unsure: bool) -> None:
         """Replace the field's text by the canonical card, or refuse what is not one."""
         card = (self.deck.parse if unsure else self.deck.parse_estimate)(field.data)
         if card is None:
@@ -33,10 +35,10 @@ class DeckForm(FlaskForm):
 class EstimateForm(DeckForm):
     """A secret estimate: one card of the deck, or `?`."""
 
+    #: The deck's buttons submit it (see templates/voting/_ballot.html).
     value = StringField("Your estimate")
-    submit = SubmitField("Vote")
 
-    def validate_value(self, field) -> None:
+    def validate_value(self, field: Field) -> None:
         """A card of the deck, or `?`."""
         self.keep_card(field, unsure=True)
 
@@ -47,6 +49,6 @@ class AcceptForm(DeckForm):
     estimate = StringField("Final estimate")
     submit = SubmitField("Record final estimate")
 
-    def validate_estimate(self, field) -> None:
+    def validate_estimate(self, field: Field) -> None:
         """A card of the deck, never `?`."""
         self.keep_card(field, unsure=False)

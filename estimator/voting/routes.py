@@ -80,7 +80,7 @@ def estimate(issue_id: int) -> ResponseReturnValue:
     code = 200
     if form.validate_on_submit():
         try:
-            rules.cast_vote(issue, current_user, form.value.data)
+            rules.cast_vote(issue, current_user, form.value.data or "")
         except RuleError as error:
             db.session.rollback()
             form.value.errors = [*form.value.errors, str(error)]
@@ -158,7 +158,7 @@ def accept(issue_id: int) -> ResponseReturnValue:
     if not form.validate():
         return render_status(issue, membership, accept_form=form, status=422)
     try:
-        rules.accept(issue, form.estimate.data)
+        rules.accept(issue, form.estimate.data or "")
     except RuleError as error:
         db.session.rollback()
         flash(str(error), "warning")

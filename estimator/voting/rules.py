@@ -127,8 +127,8 @@ def reveal(issue: Issue) -> Round:
     tally = Counter(readable)
     for card in sorted(tally, key=issue.group.deck_rules.sort_key):
         db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
-    for ballot, card in zip(round_.ballots, cards, strict=True):
-        if card is None:
+    for ballot, opened in zip(round_.ballots, cards, strict=True):
+        if opened is None:
             db.session.delete(ballot)  # a lost ballot: that voter took no part in the result
         else:
             ballot.sealed = None
