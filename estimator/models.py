@@ -63,8 +63,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]  # db.Model is ma
     #: The nickname folded for comparison; the unique constraint makes concurrent sign-ups safe.
     nickname_key: Mapped[str] = mapped_column(sa.Text, unique=True)
     #: What the nickname looks like (Unicode TR39 skeleton, case folded): no look-alike of it can
-    #: be created, whichever request gets there first.
-    nickname_skeleton: Mapped[str] = mapped_column(sa.Text, unique=True)
+    #: be created, whichever request gets there first.  A unique index rather than a constraint,
+    #: which SQLite could only add by rebuilding the table.
+    nickname_skeleton: Mapped[str] = mapped_column(sa.Text, unique=True, index=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     #: Part of the login cookie; changing it signs out every copy of that cookie.
     session_token: Mapped[str] = mapped_column(sa.String(64), default=new_token)

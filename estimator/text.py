@@ -1,26 +1,69 @@
-"""Rules for free text typed by people: trimmed, bounded, without control characters."""
+"""Rules for text typed by people: trimmed, bounded, without control or invisible characters.
 
+One rule decides which characters nobody may type into a name, a key, a description, a nickname
+or a `next` address; every validator asks `is_forbidden_character`.
+"""
+
+import unicodedata
+
+from precis_i18n.unicode import UnicodeData
+from wtforms import Field
 from wtforms.validators import ValidationError
 
-ALLOWED_CONTROL = "\n\r\t"
+#: Line breaks and tabs, allowed only in text that may span several lines.
+MULTILINE_CONTROLS = "\n\r\t"
+
+#: Control (Cc), format (Cf: bidi controls, zero-width joiners…), surrogates, private use,
+#: unassigned code points, and the line and paragraph separators that are not `\n`.
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+# Unicode's Default_Ignorable_Code_Point property, as precis-i18n ships it: invisible characters
+# such as U+3164 HANGUL FILLER or U+034F COMBINING GRAPHEME JOINER that are letters or marks by
+# category and so slip past a check on categories alone.
+_UNICODE = UnicodeData()
 
 
-def has_control_characters(text: str, allowed: str = "") -> bool:
-    """True when text holds a control character other than the allowed ones."""
-    return any((ord(ch) < 32 or 127 <= ord(ch) < 160) and ch not in allowed for ch in text)
+def is_forbidden_character(character: str, *, multiline: bool = False) -> bool:
+    """True for a character that hides, reorders or fakes text: control, format, invisible…"""
+    if multiline and character in MULTILINE_CONTROLS:
+        return False
+    return unicodedata.category(character) in FORBIDDEN_CATEGORIES or _UNICODE.default_ignorable(
+        ord(character)
+    )
+
+
+def has_forbidden_characters(text: str, *, multiline: bool = False) -> bool:
+    """True when text holds a character that `is_forbidden_character` refuses."""
+    return any(is_forbidden_character(character, multiline=multiline) for character in text)
+
+
+def has_lone_marks(text: str) -> bool:
+    """True when an accent or other combining mark stands on its own, with no character to sit on.
+
+    Such a mark lands on whatever the page shows before the text, or on a dotted circle.
+    """
+    previous = " "
+    for character in text:
+        if unicodedata.category(character).startswith("M") and previous.isspace():
+            return True
+        previous = character
+    return False
 
 
 class CleanText:
-    """WTForms validator and filter: trims the text, bounds its length, refuses control characters."""
+    """WTForms validator and filter: trims the text, bounds its length, refuses forbidden characters."""
 
     def __init__(self, minimum: int, maximum: int, *, multiline: bool = False, what: str = "This field"):
         self.minimum, self.maximum, self.multiline, self.what = minimum, maximum, multiline, what
 
-    def __call__(self, _form, field) -> None:
+    def __call__(self, _form: object, field: Field) -> None:
+        """Trim field.data in place, then check it."""
         text = (field.data or "").strip()
         field.data = text
-        if has_control_characters(text, ALLOWED_CONTROL if self.multiline else ""):
-            raise ValidationError(f"{self.what} cannot contain control characters.")
+        if has_forbidden_characters(text, multiline=self.multiline):
+            raise ValidationError(f"{self.what} cannot contain control characters or invisible characters.")
+        if has_lone_marks(text):
+            raise ValidationError(f"{self.what} cannot contain an accent or other mark on its own.")
         if len(text) < self.minimum:
             raise ValidationError(f"{self.what} cannot be empty.")
         if len(text) > self.maximum:

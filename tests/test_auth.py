@@ -1,16 +1,22 @@
 """Nickname login, passwords, logout, account page and the `next` rule."""
 
+import hashlib
+import subprocess
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import redis
 import sqlalchemy as sa
 
+from estimator.auth.claims import CLAIM_COOKIE
 from estimator.auth.redirects import safe_next
 from estimator.auth.users import find_or_create_user
 from estimator.extensions import db
-from estimator.models import User
-from tests.conftest import login
+from estimator.models import Claim, User
+from tests.conftest import empty_tables, login
+from tests.server import free_port
 
 
 def users(app) -> list[User]:
@@ -31,11 +37,12 @@ def test_first_login_creates_the_user_and_lands_on_my_groups(app, client):
     assert [u.nickname for u in users(app)] == ["Alice"]
 
 
-def test_nickname_is_unique_regardless_of_case_and_shown_as_first_spelled(app, client, new_client):
+def test_nickname_is_unique_regardless_of_case_and_shown_as_first_spelled(app, client):
     login(client, "Alice")
-    other = new_client("ALICE")
+    client.post("/logout")
+    assert login(client, "ALICE").status_code == 302  # the same browser: the nickname is its own
     assert [u.nickname for u in users(app)] == ["Alice"]
-    assert "Alice" in other.get("/").get_data(as_text=True)
+    assert "Alice" in client.get("/").get_data(as_text=True)
 
 
 def test_nickname_is_trimmed(app, client):
@@ -77,6 +84,7 @@ def test_password_set_at_first_login_then_required(app, client):
     assert login(stranger, "carol", "wrong password").status_code == 422
     assert login(stranger, "CAROL", "correct horse").status_code == 302
     user = users(app)[0]
+    assert user.password_hash is not None
     assert user.password_hash.startswith("scrypt:") and "correct horse" not in user.password_hash
 
 
@@ -218,3 +226,171 @@ def test_simultaneous_first_logins_make_one_user(app):
     assert len({user_id for user_id, _ in created}) == 1
     assert sum(was_created for _, was_created in created) == 1
     assert [u.nickname for u in users(app)] == ["Racer"]
+
+
+# A nickname belongs to the browser that first used it.
+
+
+def test_a_nickname_belongs_to_the_browser_that_first_used_it(app, client):
+    assert login(client, "Dana").status_code == 302
+    stranger = app.test_client()
+    response = login(stranger, "dana")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "“Dana” is taken" in page and "/account" in page and "set a password" in page
+    assert stranger.get("/account").status_code == 302  # not logged in
+    assert [u.nickname for u in users(app)] == ["Dana"]
+
+
+def test_logging_out_keeps_the_claim_so_the_same_browser_logs_back_in(client):
+    login(client, "Dana")
+    assert client.post("/logout").status_code == 302
+    assert client.get("/account").status_code == 302
+    response = login(client, "DANA")
+    assert response.status_code == 302
+    assert "Welcome back, Dana!" in client.get("/").get_data(as_text=True)
+
+
+def test_one_browser_can_hold_several_nicknames(app, client):
+    for nickname in ("Dana", "Ezra", "Dana", "Ezra"):
+        assert login(client, nickname).status_code == 302
+        client.post("/logout")
+    assert login(app.test_client(), "Ezra").status_code == 422
+
+
+def test_a_password_opens_the_nickname_anywhere_and_that_browser_then_holds_it(app, client):
+    login(client, "Dana")
+    client.post("/account", data={"new_password": "dana's secret", "confirm": "dana's secret"})
+    laptop = app.test_client()
+    response = login(laptop, "Dana")
+    assert response.status_code == 422 and "protected" in response.get_data(as_text=True)
+    assert login(laptop, "Dana", "dana's secret").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Claim)) == 2
+    # a claim does not replace the password: it is asked for in every browser
+    laptop.post("/logout")
+    assert login(laptop, "Dana").status_code == 422
+    assert login(laptop, "Dana", "dana's secret").status_code == 302
+
+
+def test_the_claim_cookie_is_long_lived_http_only_and_lax(app, client):
+    login(client, "Dana")
+    cookie = client.get_cookie(CLAIM_COOKIE)
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax" and not cookie.secure
+    assert cookie.max_age is not None and cookie.max_age >= 365 * 24 * 3600
+    app.config["HTTPS"] = True
+    other = app.test_client()
+    login(other, "Ezra")
+    assert other.get_cookie(CLAIM_COOKIE).secure
+
+
+def test_only_the_hash_of_the_browser_secret_is_stored(app, client):
+    login(client, "Dana")
+    secret = client.get_cookie(CLAIM_COOKIE).value
+    with app.app_context():
+        stored = db.session.scalars(sa.select(Claim.secret_hash)).all()
+    assert stored == [hashlib.sha256(secret.encode()).hexdigest()]
+
+
+@pytest.mark.parametrize("forged", ["", "x", "a" * 43 + "!", "../" * 20, "\u202e" * 43])
+def test_a_malformed_claim_cookie_is_replaced_by_a_new_secret(app, client, forged):
+    client.set_cookie(CLAIM_COOKIE, forged)
+    assert login(client, "Dana").status_code == 302
+    secret = client.get_cookie(CLAIM_COOKIE).value
+    assert secret != forged and len(secret) == 43
+    client.post("/logout")
+    assert login(client, "Dana").status_code == 302
+
+
+def test_users_from_before_claims_belong_to_the_first_browser_that_logs_in(app, client):
+    with app.app_context():
+        db.session.add(User(nickname="Oldtimer", nickname_key="oldtimer", nickname_skeleton="oldtimer"))
+        db.session.commit()
+    assert login(client, "oldtimer").status_code == 302
+    assert login(app.test_client(), "Oldtimer").status_code == 422
+    client.post("/logout")
+    assert login(client, "Oldtimer").status_code == 302
+    assert [u.nickname for u in users(app)] == ["Oldtimer"]
+
+
+def test_a_claiming_browser_is_never_locked_out_by_somebody_elses_wrong_passwords(app, client):
+    app.config["PASSWORD_FAILURE_LIMIT"] = "3 per 15 minutes"
+    login(client, "Erin", "right password")
+    client.post("/logout")
+    attacker = app.test_client()
+    assert [login(attacker, "Erin", f"guess {n:04}").status_code for n in range(4)] == [422, 422, 422, 429]
+    assert login(app.test_client(), "Erin", "right password").status_code == 429  # other browsers wait
+    assert login(client, "Erin", "right password").status_code == 302  # the claiming one does not
+    # the account page's password check counts the same way
+    response = client.post(
+        "/account",
+        data={"current_password": "right password", "new_password": "new secret", "confirm": "new secret"},
+    )
+    assert response.status_code == 302
+
+
+def test_a_claiming_browser_has_its_own_limit_on_wrong_passwords(app, client):
+    app.config["PASSWORD_FAILURE_LIMIT"] = "2 per 15 minutes"
+    login(client, "Erin", "right password")
+    client.post("/logout")
+    assert [login(client, "Erin", f"guess {n:04}").status_code for n in range(3)] == [422, 422, 429]
+    assert login(app.test_client(), "Erin", "right password").status_code == 302
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A Redis of this test's own on a free port; stop() takes it down."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    store = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            store.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+    store.close()
+
+    def stop():
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    yield f"redis://127.0.0.1:{port}", stop
+    stop()
+
+
+def test_wrong_passwords_are_counted_in_memory_when_the_shared_store_is_down(make_app, redis_server):
+    url, stop_redis = redis_server
+    app = make_app(RATELIMIT_STORAGE_URI=url, PASSWORD_FAILURE_LIMIT="2 per 15 minutes")
+    with app.app_context():
+        empty_tables()
+    owner = app.test_client()
+    assert login(owner, "Erin", "right password").status_code == 302
+    stop_redis()
+    # first the account page, before any rate-limited view has noticed the store is gone
+    response = owner.post(
+        "/account",
+        data={"current_password": "not it at all", "new_password": "new secret", "confirm": "new secret"},
+    )
+    assert response.status_code == 422 and "wrong" in response.get_data(as_text=True)
+    attacker = app.test_client()
+    assert [login(attacker, "Erin", f"guess {n:04}").status_code for n in range(3)] == [422, 422, 429]
+    owner.post("/logout")
+    assert login(owner, "Erin", "right password").status_code == 302
+
+
+def test_account_page_explains_the_claim_in_words(client):
+    login(client, "Dana")
+    page = client.get("/account").get_data(as_text=True)
+    assert "belongs to this browser" in page and "another device" in page and "Set a password" in page
+    assert "🔒" not in page
+    client.post("/account", data={"new_password": "dana's secret", "confirm": "dana's secret"})
+    page = client.get("/account").get_data(as_text=True)
+    assert "Protected by a password" in page and "any device" in page and "🔒" not in page

@@ -1,10 +1,11 @@
 """Forms of the auth blueprint."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField, SubmitField
+from wtforms import Field, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-from .users import PASSWORD_MAX, PASSWORD_MIN, NicknameError, clean_nickname
+from .nicknames import NICKNAME_MAX, NicknameError, clean_nickname
+from .users import PASSWORD_MAX, PASSWORD_MIN
 
 PASSWORD_LENGTH = Length(
     min=PASSWORD_MIN,
@@ -13,7 +14,7 @@ PASSWORD_LENGTH = Length(
 )
 
 
-def valid_nickname(_form, field) -> None:
+def valid_nickname(_form: FlaskForm, field: Field) -> None:
     """WTForms validator applying the nickname rules."""
     try:
         field.data = clean_nickname(field.data)
@@ -27,7 +28,7 @@ class LoginForm(FlaskForm):
     nickname = StringField(
         "Nickname",
         validators=[valid_nickname],
-        render_kw={"autocomplete": "username", "maxlength": 32, "autofocus": True},
+        render_kw={"autocomplete": "username", "maxlength": NICKNAME_MAX, "autofocus": True},
     )
     password = PasswordField(
         "Password (optional)",

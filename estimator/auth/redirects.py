@@ -1,16 +1,18 @@
 """Where to send a person after login: only ever a path on this site."""
 
-import unicodedata
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from flask import url_for
 
+from ..text import is_forbidden_character
 
-def is_local_path(target: str | None) -> bool:
+
+def is_local_path(target: str | None) -> TypeGuard[str]:
     """True when target is a path on this site and cannot be read as another host."""
     if not target or "\\" in target:
         return False
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in target):
+    if any(ch.isspace() or is_forbidden_character(ch) for ch in target):
         return False
     if not target.startswith("/") or target.startswith("//"):
         return False

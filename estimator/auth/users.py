@@ -1,8 +1,6 @@
-"""Nicknames, passwords and find_or_create_user: the heart of login."""
+"""find_or_create_user, the heart of login, and passwords."""
 
 from __future__ import annotations
-
-import unicodedata
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -10,52 +8,38 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..database import insert_unless_exists
 from ..extensions import db
 from ..models import User, new_token
+from .nicknames import (
+    MIXED_SCRIPTS,
+    TOO_SIMILAR,
+    NicknameError,
+    clean_nickname,
+    is_single_script,
+    nickname_key,
+    nickname_skeleton,
+)
 
-NICKNAME_MAX = 32
-NICKNAME_PUNCTUATION = " ._-"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
-
-
-class NicknameError(ValueError):
-    """A nickname that breaks the rules; the message says which rule."""
-
-
-def clean_nickname(raw: str | None) -> str:
-    """The nickname as it will be shown, or NicknameError saying what is wrong with it."""
-    text = unicodedata.normalize("NFC", raw or "")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text):
-        raise NicknameError("A nickname cannot contain control characters.")
-    text = " ".join(text.split())
-    if not text:
-        raise NicknameError("Please choose a nickname.")
-    if len(text) > NICKNAME_MAX:
-        raise NicknameError(f"A nickname has at most {NICKNAME_MAX} characters.")
-    for ch in text:
-        if not (unicodedata.category(ch)[0] in "LNM" or ch in NICKNAME_PUNCTUATION):
-            raise NicknameError("Use letters, digits, spaces and . _ - only.")
-    if unicodedata.category(text[0])[0] == "M":
-        raise NicknameError("A nickname must start with a letter, digit or . _ -")
-    return text
-
-
-def nickname_key(nickname: str) -> str:
-    """The form two nicknames share when they are the same person ("Alice" and "ALICE")."""
-    return unicodedata.normalize("NFKC", nickname).casefold()
 
 
 def find_or_create_user(nickname: str) -> tuple[User, bool]:
     """The user with this nickname, created on first use; also whether it was just created.
 
-    Two first logins with the same new nickname at the same moment give one user: the unique
-    constraint on the folded nickname decides which insert wins, and the other simply finds it.
+    NicknameError when the nickname breaks a rule, or when it is new and looks like one that is
+    taken.  Two first logins with one new nickname at the same moment give one user: the unique
+    constraints on the key and the skeleton decide which insert wins, and the other finds it.
     """
     shown = clean_nickname(nickname)
     key = nickname_key(shown)
-    created = insert_unless_exists(User, {"nickname": shown, "nickname_key": key}, unique=["nickname_key"])
+    # Insert first, read after: the write lock comes first, as everywhere else.  Mixed scripts
+    # can only name a user made before that rule, so they never create one.
+    new = is_single_script(shown)
+    values = {"nickname": shown, "nickname_key": key, "nickname_skeleton": nickname_skeleton(shown)}
+    created = new and insert_unless_exists(User, values, unique=None)  # no clash on key or skeleton
     user = db.session.scalar(
         sa.select(User).where(User.nickname_key == key).execution_options(populate_existing=True)
     )
-    assert user is not None  # inserted above, or by whoever won the race
+    if user is None:  # nobody has this nickname, and it may not be taken
+        raise NicknameError(TOO_SIMILAR.format(shown) if new else MIXED_SCRIPTS)
     return user, created
 
 
@@ -67,4 +51,6 @@ def set_password(user: User, password: str) -> None:
 
 def password_matches(user: User, password: str | None) -> bool:
     """Whether the password opens this nickname (always False when it has none)."""
-    return bool(user.password_hash and password) and check_password_hash(user.password_hash, password)
+    if user.password_hash is None or not password:
+        return False
+    return check_password_hash(user.password_hash, password)
