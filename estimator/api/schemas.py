@@ -1,0 +1,143 @@
+"""The JSON shapes of SPEC.md as pydantic models, from which the OpenAPI document is generated.
+
+One model per object of the contract, so a field the contract gains (`result.median`, the group's
+`current_issue`, `settings` and `total`, the issue's `timer_ends_at`) is one line in one model.
+The models forbid unknown fields: the document then says exactly what is sent, and the OpenAPI
+tests fail when `issue_state` or `group_state` send a field that is not described here.
+
+The views do not pass their JSON through these models (a field added to the state functions
+must never vanish from the API or turn it into an error); the tests prove that what they send
+matches the document instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic.json_schema import SkipJsonSchema
+
+from ..estimates import DECKS
+from ..models import IssueState, Role
+
+Nickname = Annotated[str, Field(min_length=1, max_length=32)]
+IssueKey = Annotated[str, Field(min_length=1, max_length=32)]
+Description = Annotated[str, Field(max_length=500)]
+Card = Annotated[str, Field(description="A card of the group's deck, or `?`.")]
+DeckName = Annotated[str, Field(json_schema_extra={"enum": list(DECKS)})]
+
+
+class Shape(BaseModel):
+    """A JSON object of the contract: exactly these fields, no others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Voter(Shape):
+    """Someone expected to vote: whether they have, never what."""
+
+    nickname: Nickname
+    voted: bool
+
+
+class Result(Shape):
+    """The anonymous aggregate of a revealed round: counts only, never a voter."""
+
+    votes: NonNegativeInt = Field(description="Every vote, `?` included.")
+    unsure: NonNegativeInt = Field(description="Votes for `?`.")
+    average: float | None = Field(description="Of the numeric votes, at most 2 decimals.")
+    nearest_integer: int | None
+    nearest_fibonacci: int | None
+    suggestion: Card | None = Field(description="The final estimate the facilitator is offered.")
+    low: Card | None
+    high: Card | None
+    consensus: bool
+    distribution: dict[str, PositiveInt] = Field(description="Card → how many voted for it.")
+
+
+class HistoryEntry(Shape):
+    """An earlier round of the issue, with its result."""
+
+    round: PositiveInt
+    result: Result
+
+
+class IssueStatus(Shape):
+    """`GET /api/issues/<id>`: an issue as its members see it."""
+
+    id: PositiveInt
+    group_id: PositiveInt
+    key: IssueKey
+    description: Description
+    state: IssueState
+    round: PositiveInt
+    deck: DeckName
+    voters: list[Voter] = Field(description="Members who vote, in joining order; observers are not here.")
+    votes_cast: NonNegativeInt
+    votes_expected: NonNegativeInt
+    result: Result | None = Field(description="The current round's result; null until it is revealed.")
+    final_estimate: str | None = Field(description="The estimate the facilitator recorded, or null.")
+    history: list[HistoryEntry] = Field(description="Earlier rounds, oldest first.")
+
+
+class Member(Shape):
+    """A member of a group and their role."""
+
+    nickname: Nickname
+    role: Role
+
+
+class GroupIssue(Shape):
+    """An issue as the group page lists it."""
+
+    id: PositiveInt
+    key: IssueKey
+    description: Description
+    state: IssueState
+    round: PositiveInt
+    votes_cast: NonNegativeInt
+    votes_expected: NonNegativeInt
+    final_estimate: str | None = Field(description="The estimate the facilitator recorded, or null.")
+
+
+class GroupStatus(Shape):
+    """`GET /api/groups/<id>`: a group as its members see it."""
+
+    id: PositiveInt
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    deck: DeckName
+    owner: Nickname = Field(description="The facilitator's nickname.")
+    members: list[Member]
+    issues: list[GroupIssue]
+
+
+class ErrorBody(Shape):
+    """Any error under /api."""
+
+    error: str = Field(description="What went wrong, for a person to read.")
+
+
+def no_default(schema: dict[str, Any]) -> None:
+    """An optional header is simply left out: it has no default value to document."""
+    schema.pop("default", None)
+
+
+class IfNoneMatch(BaseModel):
+    """The request header that makes a poll cheap."""
+
+    if_none_match: str | SkipJsonSchema[None] = Field(
+        default=None,
+        alias="If-None-Match",
+        description="The ETag of the state the client already has: answered with 304 while it is current.",
+        json_schema_extra=no_default,
+    )
+
+
+class OpenAPIDocument(BaseModel):
+    """An OpenAPI 3 document (this one)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
