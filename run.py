@@ -2,6 +2,7 @@
 
 import argparse
 
+from flask import Flask
 from flask_migrate import upgrade
 from gunicorn.app.base import BaseApplication
 
@@ -11,15 +12,17 @@ from estimator import create_app
 class Server(BaseApplication):
     """gunicorn, configured from here instead of from its command line."""
 
-    def __init__(self, app, options: dict):
+    def __init__(self, app: Flask, options: dict[str, str | int]) -> None:
         self.application, self.options = app, options
         super().__init__()
 
-    def load_config(self):
+    def load_config(self) -> None:
+        """Hand our options to gunicorn in place of its command line."""
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Flask:  # type: ignore[override]  # stubs: environ a MutableMapping, in Flask a dict
+        """The app gunicorn serves in each worker."""
         return self.application
 
 

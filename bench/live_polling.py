@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,12 +28,14 @@ from tests.http import Person  # noqa: E402
 from tests.server import start_gunicorn, stop  # noqa: E402
 
 
-def measure(name: str, clients: int, seconds: float, action) -> None:
+def measure(name: str, clients: int, seconds: float, action: Callable[[int], bool]) -> None:
     """Run action in `clients` threads for `seconds`; print throughput and latency."""
-    latencies, errors, stop_at = [], [], time.monotonic() + seconds
+    latencies: list[float] = []
+    errors: list[float] = []
+    stop_at = time.monotonic() + seconds
     lock = threading.Lock()
 
-    def loop(index: int):
+    def loop(index: int) -> None:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             ok = action(index)

@@ -1,8 +1,14 @@
 import logging
+from collections.abc import Iterable
 from logging.config import fileConfig
+from typing import Any
 
+import sqlalchemy as sa
 from alembic import context
+from alembic.operations.ops import MigrationScript
+from alembic.runtime.migration import MigrationContext
 from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -11,15 +17,22 @@ config = context.config
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
 # Keep the app's own loggers (gunicorn's, Flask's) working after a migration.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 
-def get_engine():
-    return current_app.extensions["migrate"].db.engine
+def get_db() -> SQLAlchemy:
+    """The Flask-SQLAlchemy extension the app set Flask-Migrate up with."""
+    db: SQLAlchemy = current_app.extensions["migrate"].db  # Flask-Migrate leaves this entry untyped
+    return db
 
 
-def get_engine_url():
+def get_engine() -> sa.Engine:
+    return get_db().engine
+
+
+def get_engine_url() -> str:
     return get_engine().url.render_as_string(hide_password=False).replace("%", "%%")
 
 
@@ -28,7 +41,7 @@ def get_engine_url():
 # from myapp import mymodel
 # target_metadata = mymodel.Base.metadata
 config.set_main_option("sqlalchemy.url", get_engine_url())
-target_db = current_app.extensions["migrate"].db
+target_db = get_db()
 
 # other values from the config, defined by the needs of env.py,
 # can be acquired:
@@ -36,13 +49,13 @@ target_db = current_app.extensions["migrate"].db
 # ... etc.
 
 
-def get_metadata():
+def get_metadata() -> sa.MetaData:
     if hasattr(target_db, "metadatas"):
         return target_db.metadatas[None]
     return target_db.metadata
 
 
-def run_migrations_offline():
+def run_migrations_offline() -> None:
     """Run migrations in 'offline' mode.
 
     This configures the context with just a URL
@@ -61,7 +74,7 @@ def run_migrations_offline():
         context.run_migrations()
 
 
-def run_migrations_online():
+def run_migrations_online() -> None:
     """Run migrations in 'online' mode.
 
     In this scenario we need to create an Engine
@@ -72,14 +85,16 @@ def run_migrations_online():
     # this callback is used to prevent an auto-migration from being generated
     # when there are no changes to the schema
     # reference: http://alembic.zzzcomputing.com/en/latest/cookbook.html
-    def process_revision_directives(context, revision, directives):
+    def process_revision_directives(
+        context: MigrationContext, revision: str | Iterable[str | None], directives: list[MigrationScript]
+    ) -> None:
         if getattr(config.cmd_opts, "autogenerate", False):
-            script = directives[0]
-            if script.upgrade_ops.is_empty():
+            upgrade_ops = directives[0].upgrade_ops
+            if upgrade_ops is None or upgrade_ops.is_empty():
                 directives[:] = []
                 logger.info("No changes in schema detected.")
 
-    conf_args = current_app.extensions["migrate"].configure_args
+    conf_args: dict[str, Any] = current_app.extensions["migrate"].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

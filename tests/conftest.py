@@ -5,6 +5,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -75,7 +76,7 @@ def empty_tables() -> None:
 
 
 @pytest.fixture
-def settings() -> dict:
+def settings() -> dict[str, Any]:
     """Config overrides for one test; a test module can override this fixture."""
     return {}
 
@@ -136,7 +137,9 @@ def create_group(client, name: str = "Team Rocket", deck: str = "range") -> int:
     """Create a group through the form; returns its id."""
     response = client.post("/groups", data={"name": name, "deck": deck})
     assert response.status_code == 302, response.get_data(as_text=True)
-    return int(re.fullmatch(r"/groups/(\d+)", response.headers["Location"]).group(1))
+    match = re.fullmatch(r"/groups/(\d+)", response.headers["Location"])
+    assert match is not None, response.headers["Location"]
+    return int(match.group(1))
 
 
 def invite_path(app, group_id: int) -> str:
@@ -144,7 +147,9 @@ def invite_path(app, group_id: int) -> str:
     from estimator.models import Group
 
     with app.app_context():
-        return f"/join/{db.session.get(Group, group_id).invite_token}"
+        group = db.session.get(Group, group_id)
+        assert group is not None, group_id
+        return f"/join/{group.invite_token}"
 
 
 def join(app, client, group_id: int, role: str = "member"):
@@ -159,7 +164,9 @@ def add_issue(app, client, group_id: int, key: str = "PROJ-1", description: str 
     response = client.post(f"/groups/{group_id}/issues", data={"key": key, "description": description})
     assert response.status_code == 302, response.get_data(as_text=True)
     with app.app_context():
-        return db.session.scalar(sa.select(Issue.id).where(Issue.group_id == group_id, Issue.key == key))
+        issue_id = db.session.scalar(sa.select(Issue.id).where(Issue.group_id == group_id, Issue.key == key))
+    assert issue_id is not None, key
+    return issue_id
 
 
 def vote(client, issue_id: int, value: str):

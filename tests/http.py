@@ -5,7 +5,9 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 from http.cookiejar import CookieJar
+from typing import Any
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -23,7 +25,9 @@ class Person:
             urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect
         )
 
-    def request(self, path: str, data: dict | None = None, headers: dict | None = None):
+    def request(
+        self, path: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, Message]:
         """(status, body, headers) of one request; a POST when data is given."""
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         request = urllib.request.Request(self.base_url + path, data=body, headers=headers or {})
@@ -38,16 +42,20 @@ class Person:
         """The CSRF token of the form on a page."""
         status, page, _ = self.request(path)
         assert status == 200, (path, status)
-        return re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page).group(1)
+        match = re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page)
+        assert match is not None, f"no form with a CSRF token on {path}"
+        return match.group(1)
 
-    def post(self, path: str, data: dict, token: str) -> int:
+    def post(self, path: str, data: dict[str, str], token: str) -> int:
         """Submit a form with a token taken earlier; returns the status."""
         return self.request(path, {**data, "csrf_token": token})[0]
 
     def login(self, nickname: str) -> int:
         return self.post("/login", {"nickname": nickname}, self.token("/login"))
 
-    def api(self, path: str) -> dict:
+    def api(self, path: str) -> dict[str, Any]:
         status, body, _ = self.request(path, headers={"Accept": "application/json"})
         assert status == 200, (path, status, body)
-        return json.loads(body)
+        state = json.loads(body)
+        assert isinstance(state, dict), (path, body)
+        return state

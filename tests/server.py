@@ -15,10 +15,10 @@ WORKERS = 3
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
-def start_gunicorn(database_uri: str, log_path: Path, **env) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
     """Serve the app on a free port with WORKERS gunicorn workers; returns the process and its URL."""
     port = free_port()
     environment = {
@@ -64,7 +64,7 @@ def start_gunicorn(database_uri: str, log_path: Path, **env) -> tuple[subprocess
             time.sleep(0.2)
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=15)

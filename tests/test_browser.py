@@ -75,7 +75,7 @@ def mark(page):
 
 
 def not_reloaded(page) -> bool:
-    return page.evaluate("window.__noReload === true")
+    return page.evaluate("window.__noReload === true") is True
 
 
 def test_votes_reveal_and_new_members_appear_live(people):

@@ -3,6 +3,7 @@
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import pytest
@@ -18,12 +19,13 @@ pytestmark = pytest.mark.server
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
-def at_once(actions) -> list:
-    """Run the callables in threads released together; their results in order."""
+def at_once(actions: Sequence[Callable[..., int]]) -> list[int]:
+    """Run the requests in threads released together; their statuses in order."""
+    # `...` because the callers' lambdas bind their loop values as default arguments
     barrier = threading.Barrier(len(actions))
-    results = [None] * len(actions)
+    results: dict[int, int] = {}
 
-    def run(index, action):
+    def run(index: int, action: Callable[..., int]) -> None:
         barrier.wait()
         results[index] = action()
 
@@ -32,7 +34,7 @@ def at_once(actions) -> list:
         thread.start()
     for thread in threads:
         thread.join()
-    return results
+    return [results[index] for index in range(len(actions))]
 
 
 def report(capsys, line: str) -> None:
@@ -69,12 +71,16 @@ def group_with_issue(server, members: int) -> tuple[Person, int, int, str, list[
 
 def _latest_group_id() -> int:
     db.session.remove()
-    return db.session.scalar(sa.select(sa.func.max(Group.id)))
+    group_id: int | None = db.session.scalar(sa.select(sa.func.max(Group.id)))
+    assert group_id is not None, "no group was created"
+    return group_id
 
 
 def _invite(group_id: int) -> str:
     db.session.remove()
-    return "/join/" + db.session.get(Group, group_id).invite_token
+    group = db.session.get(Group, group_id)
+    assert group is not None, group_id
+    return "/join/" + group.invite_token
 
 
 def test_twenty_simultaneous_first_logins_make_one_user(server, capsys):
@@ -128,9 +134,9 @@ def test_ten_parallel_joins_by_one_person_make_one_membership(server, capsys):
     tabs = [Person(server, joiner.cookies) for _ in range(10)]
     statuses = at_once([lambda t=t: t.post(invite, {"role": "member"}, token) for t in tabs])
     db.session.remove()
-    memberships = db.session.scalar(
+    memberships = db.session.execute(
         sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group_id)
-    )
+    ).scalar_one()
     report(capsys, f"10 parallel joins: {Counter(statuses)}, {memberships - 1} membership")
     assert sorted(statuses) == [302] + [409] * 9
     assert memberships == 2  # the owner and the joiner, once
@@ -139,7 +145,7 @@ def test_ten_parallel_joins_by_one_person_make_one_membership(server, capsys):
 def test_reveal_racing_a_late_vote_never_loses_or_leaks_it(server, capsys):
     owner, group_id, _, _, people = group_with_issue(server, 4)
     late, early = people[0], people[1:]
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     for trial in range(8):
         key = f"RACE-{trial}"
         owner.post(f"/groups/{group_id}/issues", {"key": key}, owner.token(f"/groups/{group_id}"))

@@ -17,7 +17,9 @@ def settings():
 def token(client, path: str) -> str:
     """The CSRF token of the first form on a page."""
     page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page).group(1)
+    match = re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page)
+    assert match is not None, f"no form with a CSRF token on {path}"
+    return match.group(1)
 
 
 def csrf_login(client, nickname: str):

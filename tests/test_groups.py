@@ -252,7 +252,8 @@ def test_bad_min_votes_are_refused_and_change_nothing(app, team, value):
     page = response.get_data(as_text=True)
     assert "whole number from 1 to 20" in page or "Please give a number of votes" in page
     with app.app_context():
-        assert db.session.get(Group, team["group"]).min_votes == 3
+        group = db.session.get(Group, team["group"])
+        assert group is not None and group.min_votes == 3
 
 
 def test_only_the_facilitator_changes_settings(app, team):
@@ -261,4 +262,5 @@ def test_only_the_facilitator_changes_settings(app, team):
     assert team["owner"].get(path).status_code == 302
     assert team["owner"].post(path, data={"min_votes": "5"}).headers["Location"] == f"/groups/{team['group']}"
     with app.app_context():
-        assert db.session.get(Group, team["group"]).min_votes == 5
+        group = db.session.get(Group, team["group"])
+        assert group is not None and group.min_votes == 5

@@ -123,7 +123,9 @@ def test_invite_tokens_carry_at_least_128_bits(app, owner):
     for n in range(5):
         group_id = create_group(owner, f"G{n}")
         page = owner.get(f"/groups/{group_id}").get_data(as_text=True)
-        tokens.add(re.search(r"/join/([A-Za-z0-9_-]+)", page).group(1))
+        match = re.search(r"/join/([A-Za-z0-9_-]+)", page)
+        assert match is not None, f"no invite link on the page of group {group_id}"
+        tokens.add(match.group(1))
     assert len(tokens) == 5
     assert all(len(token) * 6 >= 128 for token in tokens)  # URL-safe base64: 6 bits a character
 
@@ -177,5 +179,6 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
             pytest.skip("a SQLite setting; PostgreSQL has no journal mode")
         with db.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+            busy_timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            assert busy_timeout is not None and busy_timeout >= 5000
             assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
