@@ -89,6 +89,14 @@ def test_votes_reveal_and_new_members_appear_live(people):
     expect(owner.locator("#members")).to_contain_text("Bob", timeout=LIVE)  # a new member appears
     assert not_reloaded(owner)
 
+    # a team of two trying it out: the facilitator lowers the threshold, and everybody is told
+    owner.fill("#min_votes", "1")
+    owner.click("text=Save settings")
+    expect(owner.locator(".small-votes-notice")).to_contain_text("Results may show who voted what")
+    expect(bob.locator(".small-votes-notice")).to_contain_text(
+        "Results may show who voted what", timeout=LIVE
+    )
+
     owner.click("#issues >> text=LIVE-1")
     issue_url = owner.url
     mark(owner)
@@ -104,6 +112,8 @@ def test_votes_reveal_and_new_members_appear_live(people):
     bob.fill("#vote input[name=value]", "8")
     bob.click("#vote button:has-text('Vote')")
     expect(bob.locator(".vote-feedback")).to_contain_text("Your card: 8")
+    expect(bob.locator("#vote .text-danger")).to_have_count(0)  # the earlier error is gone
+    expect(bob.locator("#vote input[name=value]")).to_have_value("8")
     assert not_reloaded(bob)  # voted without a reload
     expect(owner.locator("#voters")).to_contain_text("1 of 2", timeout=LIVE)
     expect(owner.locator("#voters li", has_text="Bob")).to_contain_text("voted", timeout=LIVE)
@@ -111,6 +121,7 @@ def test_votes_reveal_and_new_members_appear_live(people):
 
     bob.click("#vote button[value='?']")  # change of mind: still one vote
     expect(bob.locator(".vote-feedback")).to_contain_text("Your card: ?")
+    expect(bob.locator("#vote button[value='?']")).to_have_attribute("aria-pressed", "true")
     owner.fill("#vote input[name=value]", "3")
     owner.click("#vote button:has-text('Vote')")
     expect(bob.locator("#voters")).to_contain_text("2 of 2", timeout=LIVE)
@@ -173,9 +184,14 @@ def test_pages_work_without_javascript(browser, server, app):
     page.click("text=Create group")
     page.fill("#key", "NOJS-1")
     page.click("text=Add issue")
+    page.fill("#min_votes", "1")  # a facilitator trying things out alone
+    page.click("text=Save settings")
+    expect(page.locator(".small-votes-notice")).to_be_visible()
     page.click("#issues >> text=NOJS-1")
+    expect(page.locator("#reveal-needs")).to_contain_text("1 more needed")
     page.click("#vote button[value='L']")
-    expect(page.locator(".alert-success")).to_contain_text("You voted L")
+    expect(page.locator(".alert-success")).to_contain_text("Your vote is recorded")
+    expect(page.locator(".vote-feedback")).to_contain_text("Your card: L")
     page.click("text=Reveal votes")
     expect(page.locator("#result")).to_contain_text("Suggestion")
     context.close()
