@@ -18,7 +18,6 @@ branch_labels = None
 depends_on = None
 
 
-
 def upgrade() -> None:
     """Add the sealed card, the round's key id and lost count, and the group's threshold."""
     with op.batch_alter_table("groups") as batch:
