@@ -1,4 +1,4 @@
-"""Configuration read from the environment; see README for every variable."""
+"""Configuration read from the environment; docs/deploy.md describes every variable."""
 
 import os
 from datetime import timedelta
