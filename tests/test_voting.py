@@ -12,7 +12,7 @@ from tests.conftest import add_issue, create_group, join, vote
 
 
 def text(response) -> str:
-    return response.get_data(as_text=True)
+    return str(response.get_data(as_text=True))
 
 
 def visible(response) -> str:
@@ -28,11 +28,13 @@ def ballots(app) -> list[tuple[int, str | None]]:
             .join(Round)
             .order_by(Ballot.id)
         ).all()
-        opened = []
+        opened: list[tuple[int, str | None]] = []
         for user_id, round_id, sealed, key_id in rows:
             key = ballot_keys.store.get(key_id) if key_id else None
-            card = key and sealed and unseal(key, sealed, round_id=round_id, user_id=user_id, key_id=key_id)
-            opened.append((user_id, card or None))
+            card = None
+            if key and sealed and key_id:
+                card = unseal(key, sealed, round_id=round_id, user_id=user_id, key_id=key_id)
+            opened.append((user_id, card))
         return opened
 
 
@@ -121,6 +123,7 @@ def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
     assert [card for _, card in ballots(app)] == ["13", "13", "2"]
     with app.app_context():
         key_id = db.session.scalar(sa.select(Round.key_id))
+        assert key_id is not None
     team["owner"].post(f"/issues/{issue}/reveal")
     # no ballot keeps a value and the round's key is gone for good; the values survive only as
     # counts per card, with no voter
