@@ -1,9 +1,13 @@
 """Nicknames that cannot impersonate: shape, one script, case and look-alikes; the migration."""
 
+import os
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
 
+from config import database_url
 from estimator import create_app
 from estimator.auth.nicknames import is_single_script, nickname_skeleton
 from estimator.extensions import db
@@ -146,10 +150,36 @@ OLD_USERS = [
 ]
 
 
+def migration_databases() -> list[str]:
+    """SQLite always; PostgreSQL too when the suite runs on it."""
+    return ["sqlite"] + (
+        ["postgresql"] if (database_url(os.environ.get("DATABASE_URL")) or "").startswith("postgres") else []
+    )
+
+
+@pytest.fixture(params=migration_databases())
+def empty_database(request, tmp_path):
+    """The URL of an empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite'}"
+        return
+    base = database_url(os.environ["DATABASE_URL"])
+    schema = f"migration_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
 @pytest.fixture
-def old_database(tmp_path):
+def old_database(empty_database, tmp_path):
     """An app on a database at the revision before claims, holding OLD_USERS and a group."""
-    app = create_app(make_config(f"sqlite:///{tmp_path / 'old.sqlite'}"))
+    app = create_app(make_config(empty_database))
     app.instance_path = str(tmp_path)
     with app.app_context():
         upgrade(revision="13c89b68bf3a")
