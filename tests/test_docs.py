@@ -6,10 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from flask import Flask
-
-from tests.conftest import login
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -116,14 +113,9 @@ def schema_properties(node: object) -> Iterator[str]:
             yield from schema_properties(value)
 
 
-def test_every_property_of_the_openapi_schemas_is_documented(app, client):
-    if "/api/openapi.json" not in app_routes(app):
-        pytest.skip("the app does not serve GET /api/openapi.json yet (listed as not yet available)")
+def test_every_property_of_the_openapi_schemas_is_documented(client):
     response = client.get("/api/openapi.json")
-    if response.status_code == 401:
-        login(client, "Reader")
-        response = client.get("/api/openapi.json")
-    assert response.status_code == 200
+    assert response.status_code == 200  # public: it describes the API and holds no data
     schemas = response.json["components"]["schemas"]
     names = set(schema_properties(schemas))
     assert names, "the OpenAPI document declares no properties"
