@@ -273,6 +273,14 @@ def test_a_password_opens_the_nickname_anywhere_and_that_browser_then_holds_it(a
     assert login(laptop, "Dana", "dana's secret").status_code == 302
 
 
+def test_a_password_typed_for_a_nickname_without_one_is_not_saved_and_we_say_so(app, client):
+    login(client, "Dana")
+    client.post("/logout")
+    assert login(client, "Dana", "some password").status_code == 302
+    assert "the one you typed was not saved" in client.get("/").get_data(as_text=True)
+    assert users(app)[0].password_hash is None
+
+
 def test_the_claim_cookie_is_long_lived_http_only_and_lax(app, client):
     login(client, "Dana")
     cookie = client.get_cookie(CLAIM_COOKIE)

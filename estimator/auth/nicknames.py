@@ -37,7 +37,8 @@ _WRITING_SYSTEMS = {
     "BOPOMOFO": frozenset({"HANB"}),
 }
 
-
+INVISIBLE = "A nickname cannot contain control characters or invisible characters."
+ONLY_LETTERS = "Use letters, digits, spaces and . _ - only."
 MIXED_SCRIPTS = "A nickname uses the letters of one script only, not Latin mixed with Cyrillic or Greek."
 TOO_SIMILAR = "“{}” is too similar to an existing nickname. Please choose another one."
 
@@ -50,18 +51,16 @@ def clean_nickname(raw: str | None) -> str:
     """The nickname as it will be shown, or NicknameError saying what is wrong with it."""
     text = raw or ""
     if has_forbidden_characters(text):
-        raise NicknameError("A nickname cannot contain control characters or invisible characters.")
+        raise NicknameError(INVISIBLE)
     try:
         shown = _SHAPE.enforce(text)
     except UnicodeError as error:
         reason = getattr(error, "reason", "")
         if reason.endswith("/empty"):
             raise NicknameError("Please choose a nickname.") from None
-        if reason.endswith(("/controls", "/precis_ignorable_properties", "/old_hangul_jamo", "/unassigned")):
-            raise NicknameError(
-                "A nickname cannot contain control characters or invisible characters."
-            ) from None
-        raise NicknameError("Use letters, digits, spaces and . _ - only.") from None
+        if reason.endswith(("/controls", "/precis_ignorable_properties", "/unassigned")):
+            raise NicknameError(INVISIBLE) from None
+        raise NicknameError(ONLY_LETTERS) from None  # symbols, or Hangul jamo not forming syllables
     if len(shown) > NICKNAME_MAX:
         raise NicknameError(f"A nickname has at most {NICKNAME_MAX} characters.")
     previous = " "
@@ -70,7 +69,7 @@ def clean_nickname(raw: str | None) -> str:
         if kind.startswith("M") and not unicodedata.category(previous).startswith(("L", "M")):
             raise NicknameError("An accent or other mark must follow a letter.")
         if not (kind.startswith(("L", "M")) or kind == "Nd" or character in NICKNAME_PUNCTUATION):
-            raise NicknameError("Use letters, digits, spaces and . _ - only.")
+            raise NicknameError(ONLY_LETTERS)
         previous = character
     return shown
 

@@ -8,30 +8,12 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
-from ..models import User, new_token
+from ..models import new_token
 from . import bp
-from .claims import Browser, add_claim, holds_claim, may_use_without_password, remember_browser, this_browser
+from .claims import remember_browser, this_browser
 from .forms import LoginForm, PasswordForm
-from .lockout import count_failure, locked_out
-from .nicknames import NicknameError
 from .redirects import safe_next
-from .users import find_or_create_user, password_matches, set_password
-
-TAKEN = (
-    "“{}” is taken: it belongs to the browser that first used it. If it is yours, open your "
-    "account page (/account) in that browser and set a password; then you can log in with it anywhere."
-)
-
-
-def password_problem(user: User, password: str | None, browser: Browser) -> tuple[str, int] | None:
-    """Why this password does not open the nickname, with the status to answer; None if it does."""
-    claim_hash = browser.secret_hash if holds_claim(user, browser) else None
-    if locked_out(user, claim_hash):
-        return "Too many wrong passwords for this nickname. Please wait a few minutes.", 429
-    if not password_matches(user, password):
-        count_failure(user, claim_hash)
-        return "The password is missing or wrong.", 422
-    return None
+from .users import LoginRefused, log_in, password_problem, set_password
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -45,36 +27,23 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         browser = this_browser()
         try:
-            user, created = find_or_create_user(form.nickname.data or "")
-        except NicknameError as error:
-            form.nickname.errors = [*form.nickname.errors, str(error)]
-            return render_template("auth/login.html", form=form), 422
-        if created:
-            add_claim(user, browser)  # in the transaction that creates the user
-            if form.password.data:
-                set_password(user, form.password.data)
-        elif user.has_password:
-            problem = password_problem(user, form.password.data, browser)
-            if problem:
-                message, status = problem
-                form.password.errors = [*form.password.errors, f"This nickname is protected. {message}"]
-                return render_template("auth/login.html", form=form), status
-            add_claim(user, browser)
-        elif not may_use_without_password(user, browser):
+            done = log_in(form.nickname.data or "", form.password.data, browser)
+        except LoginRefused as refusal:
             db.session.rollback()
-            form.nickname.errors = [*form.nickname.errors, TAKEN.format(user.nickname)]
-            return render_template("auth/login.html", form=form), 422
-        elif form.password.data:
+            field = form.password if refusal.field == "password" else form.nickname
+            field.errors = [*field.errors, str(refusal)]
+            return render_template("auth/login.html", form=form), refusal.status
+        db.session.commit()
+        session.clear()  # nothing from before the login survives it
+        login_user(done.user)
+        session.permanent = True
+        flash(f"Welcome{'' if done.created else ' back'}, {done.user.nickname}!", "success")
+        if done.password_ignored:
             flash(
                 "This nickname has no password, so the one you typed was not saved. "
                 "You can set one on your account page.",
                 "warning",
             )
-        db.session.commit()
-        session.clear()  # nothing from before the login survives it
-        login_user(user)
-        session.permanent = True
-        flash(f"Welcome{'' if created else ' back'}, {user.nickname}!", "success")
         response = redirect(safe_next(target))
         remember_browser(response, browser)
         return response

@@ -1,6 +1,8 @@
-"""find_or_create_user, the heart of login, and passwords."""
+"""Who a browser becomes at login: find_or_create_user, claims and passwords."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -8,6 +10,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..database import insert_unless_exists
 from ..extensions import db
 from ..models import User, new_token
+from .claims import Browser, add_claim, holds_claim, may_use_without_password
+from .lockout import count_failure, locked_out
 from .nicknames import (
     MIXED_SCRIPTS,
     TOO_SIMILAR,
@@ -19,6 +23,66 @@ from .nicknames import (
 )
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
+TAKEN = (
+    "“{}” is taken: it belongs to the browser that first used it. If it is yours, open your "
+    "account page (/account) in that browser and set a password; then you can log in with it anywhere."
+)
+
+
+class LoginRefused(Exception):
+    """A login the rules refuse; the message is for the person, under the field it concerns."""
+
+    def __init__(self, message: str, *, field: str = "nickname", status: int = 422):
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who the browser logs in as; whether the nickname is new; whether a typed password was unused."""
+
+    user: User
+    created: bool
+    password_ignored: bool = False
+
+
+def log_in(nickname: str, password: str | None, browser: Browser) -> Login:
+    """Log this browser in with a nickname and maybe a password, or raise LoginRefused.
+
+    A new nickname is created with a claim for this browser, in the same transaction.  A
+    nickname with a password needs it, wherever it is typed, and the browser then holds a claim
+    too.  A nickname without one opens only in a browser holding its claim.
+    """
+    try:
+        user, created = find_or_create_user(nickname)
+    except NicknameError as error:
+        raise LoginRefused(str(error)) from None
+    if created:
+        add_claim(user, browser)
+        if password:
+            set_password(user, password)
+        return Login(user, created=True)
+    if user.has_password:
+        problem = password_problem(user, password, browser)
+        if problem:
+            message, status = problem
+            raise LoginRefused(f"This nickname is protected. {message}", field="password", status=status)
+        add_claim(user, browser)
+        return Login(user, created=False)
+    if not may_use_without_password(user, browser):
+        raise LoginRefused(TAKEN.format(user.nickname))
+    return Login(user, created=False, password_ignored=bool(password))
+
+
+def password_problem(user: User, password: str | None, browser: Browser) -> tuple[str, int] | None:
+    """Why this password does not open the nickname, with the status to answer; None if it does."""
+    claim_hash = browser.secret_hash if holds_claim(user, browser) else None
+    if locked_out(user, claim_hash):
+        return "Too many wrong passwords for this nickname. Please wait a few minutes.", 429
+    if not password_matches(user, password):
+        count_failure(user, claim_hash)
+        return "The password is missing or wrong.", 422
+    return None
 
 
 def find_or_create_user(nickname: str) -> tuple[User, bool]:
