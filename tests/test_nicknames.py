@@ -164,6 +164,7 @@ def empty_database(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'old.sqlite'}"
         return
     base = database_url(os.environ["DATABASE_URL"])
+    assert base is not None
     schema = f"migration_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     with admin.begin() as connection:
