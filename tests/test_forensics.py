@@ -494,7 +494,9 @@ class PostgresStorage(Storage):
     def __init__(self, app: Flask, data_directory: Path, start_lsn: int) -> None:
         super().__init__(app)
         self.data_directory = data_directory
-        self.start_lsn = start_lsn
+        #: Where the WAL not yet read begins: each look reads what was written since the one
+        #: before, so a checkpoint that recycles the oldest segments loses nothing unread.
+        self.wal_read_up_to = start_lsn
         (self.segment_size,) = self.sql(
             "SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN '8kB' THEN 8192 "
             "WHEN 'MB' THEN 1048576 END FROM pg_settings WHERE name = 'wal_segment_size'"
@@ -547,9 +549,10 @@ class PostgresStorage(Storage):
                         (f"{relation.relname} block {block // 8192}", values)
                         for values in pg_page_tuples(page, attributes, relation.relkind == "i")
                     ]
-        evidence.raw["WAL since the test began"] = pg_wal_stream(
-            self.data_directory / "pg_wal", timeline, self.start_lsn, end_lsn, self.segment_size
+        evidence.raw["WAL"] = pg_wal_stream(
+            self.data_directory / "pg_wal", timeline, self.wal_read_up_to, end_lsn, self.segment_size
         )
+        self.wal_read_up_to = end_lsn
         return evidence
 
     def tally_records(self) -> set[tuple[object, ...]]:
@@ -568,8 +571,13 @@ class PostgresStorage(Storage):
 
 @pytest.fixture
 def fresh(database_uri, key_store_uri, tmp_path) -> Iterator[tuple[Flask, Storage]]:
-    """The app on a database of this test alone, migrated from scratch, and that database's storage."""
-    server = None
+    """The app on a database of this test alone, migrated from scratch, and that database's storage.
+
+    On PostgreSQL a temporary replication slot keeps every WAL segment written from the start of
+    the test until its end: without it, a checkpoint (the test's own, or another database's) could
+    recycle a segment before the test has read it.
+    """
+    server = keeper = None
     if database_uri.startswith("sqlite"):
         url = "sqlite:///" + str(tmp_path / "forensics.sqlite")
     else:
@@ -577,10 +585,13 @@ def fresh(database_uri, key_store_uri, tmp_path) -> Iterator[tuple[Flask, Storag
         name = f"{sa.engine.make_url(database_uri).database}_forensics_{secrets.token_hex(4)}"
         with server.connect() as connection:
             data_directory = Path(connection.exec_driver_sql("SHOW data_directory").scalar_one())
-            start_lsn = _lsn(connection.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one())
             if not os.access(data_directory, os.R_OK | os.X_OK):
                 pytest.skip(f"PostgreSQL's data directory {data_directory} is not readable here (not root)")
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        keeper = server.connect()  # the slot lives as long as this session
+        slot = re.sub(r"[^a-z0-9_]", "_", name.lower())[:63]
+        keeper.exec_driver_sql("SELECT pg_create_physical_replication_slot(%s, true, true)", (slot,))
+        start_lsn = _lsn(keeper.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one())
         url = sa.engine.make_url(database_uri).set(database=name).render_as_string(hide_password=False)
     app = create_app(make_config(url, BALLOT_KEY_STORE_URI=key_store_uri))
     app.instance_path = str(tmp_path)
@@ -595,7 +606,8 @@ def fresh(database_uri, key_store_uri, tmp_path) -> Iterator[tuple[Flask, Storag
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-        if server is not None:
+        if server is not None and keeper is not None:
+            keeper.close()  # drops the temporary slot
             with server.connect() as connection:
                 connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
             server.dispose()
@@ -664,7 +676,7 @@ def test_no_card_in_the_storage_and_no_key_after_the_reveal(fresh, key_store_uri
     assert {user_id for _round, user_id, _value in sealed} == {voter.user_id for voter in voters}
     assert all(len(value) == SEALED_SIZE for _round, _user, value in sealed)
     assert sealed <= sealed_ballots(open_round)
-    holders = ["forensics.sqlite-wal"] if storage.dialect == "sqlite" else ["WAL since the test began"]
+    holders = ["forensics.sqlite-wal"] if storage.dialect == "sqlite" else ["WAL"]
     holders += [name for name in open_round.raw if name.startswith("ballots (")]
     for name in holders:
         assert all(value in open_round.raw[name] for _round, _user, value in sealed), (
@@ -699,6 +711,9 @@ def test_no_card_in_the_storage_and_no_key_after_the_reveal(fresh, key_store_uri
         "the decoder did not see the tallies"
     )
     assert search_raw(revealed, patterns) == []
+    if storage.dialect == "postgresql":  # the WAL read holds the reveal: the tally rows' inserts
+        tally_bytes = round_id.to_bytes(4, "little") + pg_text_encodings("XXL")[0]
+        assert tally_bytes in revealed.raw["WAL"], "the WAL read does not hold the reveal"
     dump = storage.rows()
     assert [(table, row) for table, row in dump if table != "tallies" and any(v in CARDS for v in row)] == []
     assert expected_false_positives(revealed, patterns) < FALSE_POSITIVE_BUDGET
