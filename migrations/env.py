@@ -101,10 +101,25 @@ def run_migrations_online() -> None:
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        sqlite_foreign_keys(connection, on=False)
+        try:
+            context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            sqlite_foreign_keys(connection, on=True)
 
-        with context.begin_transaction():
-            context.run_migrations()
+
+def sqlite_foreign_keys(connection: sa.Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign keys around a migration.
+
+    SQLite changes a table by building a new one and dropping the old: with foreign keys on, that
+    drop would cascade into every row referring to the table. The pragma has no effect inside a
+    transaction, so it goes to the driver's connection directly.
+    """
+    driver = connection.connection.driver_connection
+    if connection.dialect.name == "sqlite" and driver is not None:
+        driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 if context.is_offline_mode():
