@@ -201,6 +201,9 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     revealed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: Names this round's ballot key in the key store (not the key: that never reaches the database).
     key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The group's threshold when the first ballot was cast: lowering it later cannot expose a card
+    #: that was cast under the promise of a higher one (settings apply from the next round).
+    min_votes: Mapped[int | None] = mapped_column()
     #: Ballots that could not be read at the reveal because their key was lost, left out of the result.
     lost_ballots: Mapped[int] = mapped_column(default=0, server_default="0")
 

@@ -44,6 +44,7 @@ def issue_page(issue: Issue, membership: Membership) -> dict[str, Any]:
         "membership": membership,
         "own": rules.own_ballot(issue.current_round, current_user.id),
         "lost_ballots": issue.current_round.lost_ballots,
+        "threshold": rules.reveal_threshold(issue),
         **live_context("issue", issue.id, issue.group.version),
     }
 

@@ -97,6 +97,8 @@ def cast_vote(issue: Issue, voter: User, card: str) -> None:
         return
     assert round_.key_id is not None  # set by _fresh_key at the latest
     sealed = seal(key, card, round_id=round_.id, user_id=voter.id, key_id=round_.key_id)
+    if round_.min_votes is None:
+        round_.min_votes = issue.group.min_votes  # the promise this ballot is cast under
     if ballot is None:
         db.session.add(Ballot(round_id=round_.id, user_id=voter.id, sealed=sealed))
     else:
@@ -121,9 +123,9 @@ def reveal(issue: Issue) -> Round:
     readable = [card for card in cards if card is not None]
     lost = len(cards) - len(readable)
     numeric = sum(1 for card in readable if card != UNSURE)
-    needed = issue.group.min_votes
+    needed = reveal_threshold(issue)
     if numeric < needed:
-        raise RuleError(_threshold_message(needed, numeric, lost))
+        raise RuleError(_threshold_message(needed, len(readable), lost))
     tally = Counter(readable)
     for card in sorted(tally, key=issue.group.deck_rules.sort_key):
         db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
@@ -143,14 +145,28 @@ def reveal(issue: Issue) -> Round:
     return round_
 
 
-def _threshold_message(needed: int, numeric: int, lost: int) -> str:
-    """Why a round cannot be revealed yet, and what is missing."""
-    more = needed - numeric
+def reveal_threshold(issue: Issue) -> int:
+    """How many numeric votes the open round needs: the threshold when its first vote was cast,
+    or the group's if that is higher now (raising it protects voters at once; lowering it waits)."""
+    fixed = issue.current_round.min_votes
+    return max(fixed, issue.group.min_votes) if fixed is not None else issue.group.min_votes
+
+
+def _threshold_message(needed: int, cast: int, lost: int) -> str:
+    """Why a round cannot be revealed yet, and what is missing.
+
+    It counts the votes cast, never how many of them are numbers: a refusal must not tell whether
+    the one person who has voted so far chose "?".
+    """
+    more = needed - cast
     message = (
         f"Revealing needs at least {needed} vote{'s' if needed != 1 else ''} with a number, so that no "
-        f"result shows one person's card; this round has {numeric}. "
-        f"{more} more {'are' if more != 1 else 'is'} needed."
+        "result shows one person's card. "
     )
+    if more > 0:
+        message += f"{more} more vote{'s are' if more != 1 else ' is'} needed."
+    else:
+        message += "Some of the votes are “?”: more votes with a number are needed."
     if lost:
         message += (
             f" {lost} vote{'s' if lost != 1 else ''} could not be read because the ballot key store "

@@ -25,6 +25,7 @@ def upgrade() -> None:
         batch.create_check_constraint("min_votes", "min_votes BETWEEN 1 AND 20")
     with op.batch_alter_table("rounds") as batch:
         batch.add_column(sa.Column("key_id", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("min_votes", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("lost_ballots", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("ballots") as batch:
         batch.drop_column("card")
@@ -39,6 +40,7 @@ def downgrade() -> None:
     with op.batch_alter_table("rounds") as batch:
         batch.drop_column("lost_ballots")
         batch.drop_column("key_id")
+        batch.drop_column("min_votes")
     with op.batch_alter_table("groups") as batch:
         batch.drop_constraint("ck_groups_min_votes", type_="check")
         batch.drop_column("min_votes")
