@@ -97,6 +97,8 @@ def test_bad_nicknames_are_refused_and_nothing_is_stored(app, client, typed, mes
         ("cope", "соре"),  # all Cyrillic
         ("Tom", "Torn"),  # rn for m
         ("Anna", "ΑΝΝΑ"),  # all Greek
+        ("Alice9", "Аlice9"),  # Cyrillic А among Latin letters: mixed, and above all a look-alike
+        ("Alice9", "Αlice9"),  # Greek Alpha likewise
     ],
 )
 def test_a_look_alike_of_a_taken_nickname_is_refused(app, client, taken, look_alike):

@@ -103,7 +103,10 @@ def find_or_create_user(nickname: str) -> tuple[User, bool]:
         sa.select(User).where(User.nickname_key == key).execution_options(populate_existing=True)
     )
     if user is None:  # nobody has this nickname, and it may not be taken
-        raise NicknameError(TOO_SIMILAR.format(shown) if new else MIXED_SCRIPTS)
+        lookalike = new or db.session.scalar(
+            sa.select(User.id).where(User.nickname_skeleton == values["nickname_skeleton"])
+        )
+        raise NicknameError(TOO_SIMILAR.format(shown) if lookalike else MIXED_SCRIPTS)
     return user, created
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership
+from ..models import Ballot, Group, Issue, Membership, Round
 
 
 def load_group(group_id: int) -> Group | None:
@@ -25,12 +25,17 @@ def load_group(group_id: int) -> Group | None:
 
 
 def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
-    """How many people voted in each round, in one query."""
+    """How many people voted in each round, in one query: sealed ballots while a round is open,
+    everyone who took part once it is revealed (as the issue's own status counts them)."""
     if not round_ids:
         return {}
     rows = db.session.execute(
         sa.select(Ballot.round_id, sa.func.count())
-        .where(Ballot.round_id.in_(round_ids), Ballot.sealed.is_not(None))
+        .join(Round)
+        .where(
+            Ballot.round_id.in_(round_ids),
+            sa.or_(Ballot.sealed.is_not(None), Round.revealed_at.is_not(None)),
+        )
         .group_by(Ballot.round_id)
     )
     return {round_id: count for round_id, count in rows}
