@@ -17,6 +17,7 @@ from confusable_homoglyphs import (  # type: ignore[import-untyped]  # the packa
 )
 from precis_i18n import get_profile
 
+from ..changes import RuleError
 from ..text import has_forbidden_characters
 
 NICKNAME_MAX = 32
@@ -43,7 +44,7 @@ MIXED_SCRIPTS = "A nickname uses the letters of one script only, not Latin mixed
 TOO_SIMILAR = "“{}” is too similar to an existing nickname. Please choose another one."
 
 
-class NicknameError(ValueError):
+class NicknameError(RuleError):
     """A nickname that breaks the rules; the message says which rule."""
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..changes import RuleError
 from ..database import insert_unless_exists
 from ..extensions import db
 from ..models import User, new_token
@@ -29,7 +30,7 @@ TAKEN = (
 )
 
 
-class LoginRefused(Exception):
+class LoginRefused(RuleError):
     """A login the rules refuse; the message is for the person, under the field it concerns."""
 
     def __init__(self, message: str, *, field: str = "nickname", status: int = 422):
