@@ -501,3 +501,25 @@ def test_a_lost_key_asks_the_voters_to_vote_again(app, crew):
     assert result["votes"] == 3
     assert result["distribution"] == {"5": 2, "8": 1}
     assert "1 vote could not be read" in " ".join(page.split())
+
+
+def test_a_lost_key_reaches_the_pages_already_open(app, crew):
+    """Live pages poll the API with If-None-Match: once the key is lost, what they are sent changes
+    (nobody has a readable vote any more), so the old ETag must not be answered with 304 — else an
+    open page goes on showing "voted" and never asks anybody to vote again — and the group's JSON
+    counts the votes as the issue's does."""
+    owner, issue_id, group_id = crew["owner"], crew["issue"], crew["group"]
+    for name in ("Bob", "Carol", "Dave"):
+        assert vote(crew[name], issue_id, "5").status_code == 302
+    paths = (f"/api/issues/{issue_id}", f"/api/groups/{group_id}")
+    tags = {path: owner.get(path).headers["ETag"] for path in paths}
+    with app.app_context():
+        key_id = db.session.scalar(sa.select(Round.key_id).join(Issue).where(Issue.id == issue_id))
+        assert key_id is not None
+        ballot_keys.store.destroy(key_id)
+
+    for path in paths:
+        answer = owner.get(path, headers={"If-None-Match": tags[path]})
+        assert answer.status_code == 200, f"{path} says nothing changed"
+    group_issue = owner.get(paths[1]).get_json()["issues"][0]
+    assert issue_api(owner, issue_id)["votes_cast"] == group_issue["votes_cast"] == 0
