@@ -15,10 +15,11 @@ plain byte search for a card would "find" it by chance. The files are read in tw
   PostgreSQL: each heap and B-tree tuple of the relation files, dead ones included) is decoded into
   its column values. A card is found only when a whole text or byte value equals it: no chance match.
 - Raw, for bytes outside any record (free space, the WAL stream, `-shm`): voter-shaped patterns only —
-  a voter's id or nickname in the database's own encoding right next to the card in the encoding the
-  database gives a text value. Their shortest pattern has 7 bytes; the test computes, for the number
-  of bytes it actually scanned, the expected number of chance matches if every byte were random, and
-  requires it to stay below 1e-6.
+  a voter's nickname within 16 bytes of the card; on PostgreSQL a voter's id as a 4-byte integer
+  right beside the card as a text value (varlena header and bytes); on SQLite the whole record a
+  plain-text ballot row (id, round, voter, card) would be. The shortest pattern has 7 fixed bytes;
+  the test computes, for the bytes it actually scanned, the expected number of chance matches if
+  every byte were random, and requires it to stay below 1e-6.
 
 Each test uses a database of its own, migrated from scratch, so its files hold nothing but what the
 test did; on PostgreSQL the voters' ids are pushed far away from every other id in the cluster so
