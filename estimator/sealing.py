@@ -13,6 +13,7 @@ import secrets
 import stat
 import tempfile
 import threading
+from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -59,6 +60,10 @@ class KeyStore(Protocol):
         """Remove the key for good; destroying a missing key does nothing."""
         ...
 
+    def present(self, key_ids: Collection[str]) -> set[str]:
+        """Which of these keys the store still holds, in one look."""
+        ...
+
 
 def new_key_id() -> str:
     """A random, URL-safe id of 128 bits for a round's key; not secret."""
@@ -100,6 +105,11 @@ class MemoryKeyStore:
         """Forget the key."""
         with self._lock:
             self._keys.pop(_check_key_id(key_id), None)
+
+    def present(self, key_ids: Collection[str]) -> set[str]:
+        """The ids among key_ids that have a key."""
+        with self._lock:
+            return {key_id for key_id in key_ids if _check_key_id(key_id) in self._keys}
 
 
 class RedisKeyStore:
@@ -157,6 +167,20 @@ class RedisKeyStore:
             self._redis.delete(self._name(key_id))
         except (redis.RedisError, OSError) as error:
             raise KeyStoreError(f"Redis key store unavailable: {error}") from error
+
+    def present(self, key_ids: Collection[str]) -> set[str]:
+        """EXISTS for every id, in one round trip."""
+        ids = list(key_ids)
+        if not ids:
+            return set()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key_id in ids:
+                pipe.exists(self._name(key_id))
+            found = pipe.execute()
+        except (redis.RedisError, OSError) as error:
+            raise KeyStoreError(f"Redis key store unavailable: {error}") from error
+        return {key_id for key_id, exists in zip(ids, found, strict=True) if exists}
 
     def close(self) -> None:
         """Close the connections to Redis."""
@@ -239,6 +263,10 @@ class SharedMemoryKeyStore:
             return
         except OSError as error:
             raise KeyStoreError(f"Key store {self.directory} unavailable: {error}") from error
+
+    def present(self, key_ids: Collection[str]) -> set[str]:
+        """The ids whose key file exists."""
+        return {key_id for key_id in key_ids if os.path.lexists(self._path(key_id))}
 
 
 def key_store_from_uri(uri: str) -> KeyStore:
@@ -327,6 +355,21 @@ class BallotKeys:
         if store is None:
             raise RuntimeError("ballot_keys.init_app(app) was not called for this app")
         return store  # type: ignore[no-any-return]  # Flask types extensions as dict[str, Any]
+
+    def fingerprint(self, key_ids: Collection[str]) -> str:
+        """A short name for which of these open rounds' keys the store still holds.
+
+        Live pages' ETags include it: a key lost with its store (a restart, an eviction) makes
+        those ballots unreadable without any change in the database, and pages already open must
+        learn at once that their voters have to vote again.
+        """
+        if not key_ids:
+            return "none"
+        try:
+            alive = self.store.present(key_ids)
+        except KeyStoreError:
+            return "unreachable"
+        return hashlib.sha256(" ".join(sorted(alive)).encode()).hexdigest()[:12]
 
 
 ballot_keys = BallotKeys()

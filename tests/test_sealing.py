@@ -149,10 +149,15 @@ def check_store_contract(store: KeyStore) -> None:
     assert len(key) == 32
     assert store.create(key_id) == key  # a second create keeps the first key
     assert store.get(key_id) == key
-    other = store.create(new_key_id())
+    other_id = new_key_id()
+    other = store.create(other_id)
     assert other != key
+    never = new_key_id()
+    assert store.present({key_id, other_id, never}) == {key_id, other_id}
+    assert store.present(set()) == set()
     store.destroy(key_id)
     assert store.get(key_id) is None
+    assert store.present({key_id, other_id}) == {other_id}
     store.destroy(key_id)  # again: nothing happens
     store.destroy(new_key_id())  # never created: nothing happens
     assert store.get(key_id) is None
@@ -161,7 +166,7 @@ def check_store_contract(store: KeyStore) -> None:
 @pytest.mark.parametrize("key_id", ["", "../escape", "a/b", ".hidden", "x" * 65, "spa ce", "ü"])
 def test_every_store_refuses_a_key_id_that_is_not_a_plain_token(tmp_path, key_id):
     for store in (MemoryKeyStore(), SharedMemoryKeyStore(str(tmp_path / "keys"))):
-        for operation in (store.create, store.get, store.destroy):
+        for operation in (store.create, store.get, store.destroy, lambda k, s=store: s.present({k})):
             with pytest.raises(ValueError, match="Not a ballot key id"):
                 operation(key_id)
     assert not (tmp_path / "escape").exists()
@@ -384,7 +389,7 @@ def test_a_redis_store_that_went_away_fails_fast_and_loses_its_keys(tmp_path):
         stop_redis(server)
         assert port_is_closed(port)
 
-        for operation in (store.create, store.get, store.destroy):
+        for operation in (store.create, store.get, store.destroy, lambda k: store.present({k})):
             began = time.monotonic()
             with pytest.raises(KeyStoreError, match="Redis key store unavailable"):
                 operation(key_id)
@@ -392,6 +397,7 @@ def test_a_redis_store_that_went_away_fails_fast_and_loses_its_keys(tmp_path):
 
         server = start_redis(binary, port, tmp_path)
         assert store.get(key_id) is None  # lost in the restart: voters will be asked to vote again
+        assert store.present({key_id}) == set()
         assert len(store.create(key_id)) == 32
     finally:
         stop_redis(server)

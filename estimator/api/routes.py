@@ -17,7 +17,7 @@ from flask_login import current_user, login_required
 from ..extensions import db
 from ..groups.state import group_state, load_group
 from ..live import etag
-from ..models import Group, Issue, Membership
+from ..models import Group, Issue, Membership, Round
 from ..voting.state import issue_state, load_issue
 from . import bp
 from .openapi import documented, openapi_document
@@ -26,16 +26,18 @@ from .schemas import GroupStatus, IssueStatus, OpenAPIDocument
 T = TypeVar("T")
 
 
-def member_version(*where: sa.ColumnElement[bool]) -> int:
-    """The version of the group matching `where` if the current user belongs to it, else 404."""
-    version = db.session.scalar(
-        sa.select(Group.version)
+def member_version(group: sa.ColumnElement[bool], rounds: sa.ColumnElement[bool]) -> tuple[int, set[str]]:
+    """The version of the group matching `group` if the current user belongs to it (else 404), and
+    the ballot key ids of the open rounds matching `rounds`: one query, whatever the answer."""
+    rows = db.session.execute(
+        sa.select(Group.version, Round.key_id)
         .join(Membership, Membership.group_id == Group.id)
-        .where(Membership.user_id == current_user.id, *where)
-    )
-    if version is None:
+        .outerjoin(Round, sa.and_(Round.key_id.is_not(None), rounds))
+        .where(Membership.user_id == current_user.id, group)
+    ).all()
+    if not rows:
         abort(404)
-    return int(version)
+    return int(rows[0].version), {row.key_id for row in rows if row.key_id}
 
 
 def found(thing: T | None) -> T:
@@ -61,9 +63,11 @@ def conditional_json(tag: str, build: Callable[[], dict[str, Any]]) -> Response:
 @documented("getIssue", IssueStatus)
 def issue(issue_id: int) -> Response:
     """The issue's status: voters (never their cards), progress, result and history."""
-    version = member_version(Issue.id == issue_id, Issue.group_id == Group.id)
+    of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
+    version, key_ids = member_version(Group.id == of_issue, Round.issue_id == issue_id)
     return conditional_json(
-        etag("issue", issue_id, version), lambda: issue_state(found(load_issue(issue_id)))
+        etag("issue", issue_id, version, key_ids),
+        lambda: issue_state(found(load_issue(issue_id))),
     )
 
 
@@ -72,9 +76,11 @@ def issue(issue_id: int) -> Response:
 @documented("getGroup", GroupStatus)
 def group(group_id: int) -> Response:
     """The group: members with roles, issues with state and progress."""
-    version = member_version(Group.id == group_id)
+    issues = sa.select(Issue.id).where(Issue.group_id == group_id)
+    version, key_ids = member_version(Group.id == group_id, Round.issue_id.in_(issues))
     return conditional_json(
-        etag("group", group_id, version), lambda: group_state(found(load_group(group_id)))
+        etag("group", group_id, version, key_ids),
+        lambda: group_state(found(load_group(group_id))),
     )
 
 

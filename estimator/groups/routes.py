@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
-from ..live import live_context
+from ..live import key_ids_of, live_context
 from ..models import Group, Membership
 from ..permissions import require_member, require_owner
 from . import bp, rules
@@ -54,7 +54,7 @@ def render_group(
         membership=membership,
         issue_form=issue_form or IssueForm(),
         settings_form=settings_form or SettingsForm(min_votes=group.min_votes),
-        **live_context("group", group.id, group.version),
+        **live_context("group", group.id, group.version, key_ids_of(i.current_round for i in group.issues)),
     ), status
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round
+from ..sealing import KeyStoreError, ballot_keys
 
 
 def load_group(group_id: int) -> Group | None:
@@ -24,9 +25,12 @@ def load_group(group_id: int) -> Group | None:
     )
 
 
-def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
-    """How many people voted in each round, in one query: sealed ballots while a round is open,
-    everyone who took part once it is revealed (as the issue's own status counts them)."""
+def ballots_per_round(rounds: list[Round]) -> dict[int, int]:
+    """How many people voted in each round, in one query: readable sealed ballots while a round is
+    open (none when its key was lost), everyone who took part once it is revealed (as the issue's
+    own status counts them)."""
+    alive = live_keys(rounds)
+    round_ids = [r.id for r in rounds if r.revealed or r.key_id is None or r.key_id in alive]
     if not round_ids:
         return {}
     rows = db.session.execute(
@@ -41,6 +45,16 @@ def ballots_per_round(round_ids: list[int]) -> dict[int, int]:
     return {round_id: count for round_id, count in rows}
 
 
+def live_keys(rounds: list[Round]) -> set[str]:
+    """The key ids of these open rounds that the key store still holds, in one look (all of them
+    when the store cannot be reached: this only decides what pages show, never what is counted)."""
+    key_ids = {r.key_id for r in rounds if r.key_id is not None and not r.revealed}
+    try:
+        return ballot_keys.store.present(key_ids)
+    except KeyStoreError:
+        return key_ids
+
+
 def voters_expected(group: Group) -> int:
     """How many members vote (observers are never waited for)."""
     return sum(1 for membership in group.memberships if membership.votes)
@@ -49,7 +63,7 @@ def voters_expected(group: Group) -> int:
 def group_state(group: Group) -> dict[str, Any]:
     """The group in the JSON shape of SPEC.md (`GET /api/groups/<id>`)."""
     current_rounds = {issue.id: issue.current_round for issue in group.issues}
-    cast = ballots_per_round([r.id for r in current_rounds.values()])
+    cast = ballots_per_round(list(current_rounds.values()))
     expected = voters_expected(group)
     return {
         "id": group.id,

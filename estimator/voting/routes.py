@@ -10,7 +10,7 @@ from ..changes import RuleError
 from ..estimates import DECKS
 from ..extensions import db
 from ..forms import EmptyForm
-from ..live import live_context
+from ..live import key_ids_of, live_context
 from ..models import Issue, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member
 from . import bp, rules
@@ -45,7 +45,7 @@ def issue_page(issue: Issue, membership: Membership) -> dict[str, Any]:
         "own": rules.own_ballot(issue.current_round, current_user.id),
         "lost_ballots": issue.current_round.lost_ballots,
         "threshold": rules.reveal_threshold(issue),
-        **live_context("issue", issue.id, issue.group.version),
+        **live_context("issue", issue.id, issue.group.version, key_ids_of([issue.current_round])),
     }
 
 
