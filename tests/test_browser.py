@@ -42,7 +42,7 @@ def people(browser, server, app):  # app empties the database first
         page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
         page.goto("/login")
         page.fill("#nickname", nickname)
-        page.click("button[type=submit]")
+        page.click("main [type=submit]")
         expect(page.get_by_role("heading", name="My groups")).to_be_visible()
         return page
 
@@ -178,7 +178,7 @@ def test_pages_work_without_javascript(browser, server, app):
     page = context.new_page()
     page.goto("/login")
     page.fill("#nickname", "Nojs")
-    page.click("button[type=submit]")
+    page.click("main [type=submit]")
     page.fill("#name", "Plain")
     page.select_option("#deck", "tshirt")
     page.click("text=Create group")
