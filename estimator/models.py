@@ -28,11 +28,6 @@ class Role(StrEnum):
     MEMBER = "member"
     OBSERVER = "observer"
 
-    @property
-    def votes(self) -> bool:
-        """Whether this role gives estimates (observers do not)."""
-        return self is not Role.OBSERVER
-
 
 class IssueState(StrEnum):
     """Where an issue is: voting → revealed → estimated (a re-vote goes back to voting)."""
@@ -116,14 +111,28 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     version: Mapped[int] = mapped_column(default=1)
     #: A round is revealed only with at least this many numeric votes, so no result shows one card.
     min_votes: Mapped[int] = mapped_column(default=MIN_VOTES_DEFAULT, server_default=str(MIN_VOTES_DEFAULT))
+    #: The vote that completes a round reveals it, in the same transaction (when the threshold is met).
+    auto_reveal: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    #: Whether the facilitator is one of the voters; without it they only facilitate.
+    facilitator_votes: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    #: The issue the room is on: everybody's screen follows it. None before the first and after the last.
+    current_issue_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey(
+            "issues.id", ondelete="SET NULL", use_alter=True, name="fk_groups_current_issue_id_issues"
+        )
+    )
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[User] = relationship()
+    current_issue: Mapped[Issue | None] = relationship(foreign_keys=[current_issue_id], post_update=True)
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="group", cascade="all, delete-orphan", order_by="Membership.id"
     )
     issues: Mapped[list[Issue]] = relationship(
-        back_populates="group", cascade="all, delete-orphan", order_by="Issue.id"
+        back_populates="group",
+        cascade="all, delete-orphan",
+        order_by="Issue.id",
+        foreign_keys="Issue.group_id",
     )
 
     @property
@@ -152,8 +161,11 @@ class Membership(db.Model):  # type: ignore[name-defined]  # db.Model is made at
 
     @property
     def votes(self) -> bool:
-        """Whether this member gives estimates (observers do not)."""
-        return Role(self.role).votes
+        """Whether this member gives estimates: members do, observers never, the facilitator
+        unless the group's settings say they only facilitate."""
+        if self.role == Role.OWNER:
+            return self.group.facilitator_votes
+        return self.role == Role.MEMBER
 
     @property
     def is_owner(self) -> bool:
@@ -178,7 +190,7 @@ class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     final_estimate: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
-    group: Mapped[Group] = relationship(back_populates="issues")
+    group: Mapped[Group] = relationship(back_populates="issues", foreign_keys=[group_id])
     rounds: Mapped[list[Round]] = relationship(
         back_populates="issue", cascade="all, delete-orphan", order_by="Round.number"
     )
@@ -199,6 +211,8 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issues.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(default=1)
     revealed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: When the facilitator's countdown for this open round runs out; None when no timer runs.
+    timer_ends_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: Names this round's ballot key in the key store (not the key: that never reaches the database).
     key_id: Mapped[str | None] = mapped_column(sa.String(64))
     #: The group's threshold when the first ballot was cast: lowering it later cannot expose a card

@@ -1,9 +1,20 @@
 """Forms of the groups blueprint."""
 
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, RadioField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Field,
+    IntegerField,
+    RadioField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
-from wtforms.validators import InputRequired, NumberRange
+from wtforms.validators import InputRequired, NumberRange, StopValidation
 
 from ..estimates import DECKS, DEFAULT_DECK
 from ..models import MIN_VOTES_MAX, Role
@@ -66,12 +77,40 @@ class RoleForm(FlaskForm):
     )
 
 
-class SettingsForm(FlaskForm):
-    """The facilitator's settings for how the group votes."""
+def keep_if_absent(_form: FlaskForm, field: Field) -> None:
+    """A setting the request does not mention stays as it is (build the form with obj=group)."""
+    if not field.raw_data:
+        raise StopValidation()
 
+
+class SettingBox(BooleanField):
+    """A checkbox setting. The page sends a hidden "0" before each box, so an unticked box is still
+    sent; a request that does not mention the setting at all leaves it as it is."""
+
+    false_values = (False, "false", "", "0", "off", "no")
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        """Ticked when any value sent is not a false one; unchanged when nothing is sent."""
+        if valuelist:
+            self.data = any(value not in self.false_values for value in valuelist)
+
+
+class SettingsForm(FlaskForm):
+    """The facilitator's settings for how the group votes; a setting left out stays as it is."""
+
+    auto_reveal = SettingBox(
+        "Reveal automatically",
+        description="The vote that completes a round reveals it, when enough votes have a number.",
+    )
+    facilitator_votes = SettingBox(
+        "The facilitator votes too",
+        default=True,
+        description="Off: you lead the session without voting, and nobody waits for your card.",
+    )
     min_votes = IntegerField(
         "Votes needed to reveal",
         validators=[
+            keep_if_absent,
             InputRequired("Please give a number of votes."),
             NumberRange(1, MIN_VOTES_MAX, f"Choose a whole number from 1 to {MIN_VOTES_MAX}."),
         ],

@@ -53,7 +53,7 @@ def render_group(
         state=group_state(group),
         membership=membership,
         issue_form=issue_form or IssueForm(),
-        settings_form=settings_form or SettingsForm(min_votes=group.min_votes),
+        settings_form=settings_form or SettingsForm(obj=group),
         **live_context("group", group.id, group.version, key_ids_of(i.current_round for i in group.issues)),
     ), status
 
@@ -119,13 +119,18 @@ def add_issue(group_id: int) -> ResponseReturnValue:
 def settings(group_id: int) -> ResponseReturnValue:
     """Change the group's settings (owner only); GET goes back to the group page."""
     membership = require_owner(group_id)
-    form = SettingsForm()
+    form = SettingsForm(obj=membership.group)
     if not form.is_submitted():
         return redirect(url_for("groups.show", group_id=group_id))
     if not form.validate():
         return render_group(membership, settings_form=form, status=422)
-    assert form.min_votes.data is not None  # InputRequired
-    rules.set_min_votes(membership.group, form.min_votes.data)
+    assert form.min_votes.data is not None  # required, or the group's own
+    rules.change_settings(
+        membership.group,
+        auto_reveal=form.auto_reveal.data,
+        min_votes=form.min_votes.data,
+        facilitator_votes=form.facilitator_votes.data,
+    )
     db.session.commit()
     flash("Settings saved. They apply to the next reveal.", "success")
     return redirect(url_for("groups.show", group_id=group_id))

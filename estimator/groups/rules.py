@@ -90,7 +90,11 @@ def new_invite(group: Group) -> None:
     group.invite_token = new_token()
 
 
-def set_min_votes(group: Group, min_votes: int) -> None:
-    """Change how many numeric votes a reveal needs (the form bounds it to 1..MIN_VOTES_MAX)."""
+def change_settings(group: Group, *, auto_reveal: bool, min_votes: int, facilitator_votes: bool) -> None:
+    """Change how the group votes (the form bounds min_votes to 1..MIN_VOTES_MAX).
+
+    Open ballots stay whatever changes: a facilitator who stops voting keeps the card already
+    cast, and an open round keeps the threshold its first vote was cast under.
+    """
     change_group(group.id)
-    group.min_votes = min_votes
+    group.auto_reveal, group.min_votes, group.facilitator_votes = auto_reveal, min_votes, facilitator_votes

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ..changes import RuleError
 from ..database import bump_version, change_group, lock_group
 from ..estimates import UNSURE
 from ..extensions import db
-from ..models import Ballot, Issue, IssueState, Round, Tally, User, utcnow
+from ..models import Ballot, Group, Issue, IssueState, Round, Tally, User, utcnow
 from ..sealing import KeyStoreError, ballot_keys, new_key_id, seal, unseal
 
 
@@ -81,7 +82,9 @@ def cast_vote(issue: Issue, voter: User, card: str) -> None:
     """Seal the voter's card into the open round, replacing their earlier one.
 
     Submitting the card one already holds changes nothing, and changing one's card is seen by
-    nobody else: only a change in who has voted bumps the version that live pages watch.
+    nobody else: only a change in who has voted bumps the version that live pages watch. With
+    auto-reveal on, the vote that completes the round reveals it in the same transaction (the
+    group's lock makes two last votes racing reveal exactly once, counting both).
     """
     lock_group(issue.group_id)
     if issue.state != IssueState.VOTING:
@@ -100,11 +103,28 @@ def cast_vote(issue: Issue, voter: User, card: str) -> None:
     if round_.min_votes is None:
         round_.min_votes = issue.group.min_votes  # the promise this ballot is cast under
     if ballot is None:
-        db.session.add(Ballot(round_id=round_.id, user_id=voter.id, sealed=sealed))
+        round_.ballots.append(Ballot(user_id=voter.id, sealed=sealed))
     else:
         ballot.sealed = sealed
     if visible:
         bump_version(issue.group_id)
+        if issue.group.auto_reveal and everybody_voted(issue) and revealable(issue, key):
+            db.session.flush()  # reveal reads the round again under the lock
+            reveal(issue)
+
+
+def everybody_voted(issue: Issue) -> bool:
+    """Whether every expected voter has a ballot in the open round (what the facilitator's cue says)."""
+    voted = {ballot.user_id for ballot in issue.current_round.ballots if ballot.sealed is not None}
+    expected = {m.user_id for m in issue.group.memberships if m.votes}
+    return bool(expected) and expected <= voted
+
+
+def revealable(issue: Issue, key: bytes | None) -> bool:
+    """Whether the open round holds enough readable votes with a number to be revealed."""
+    round_ = issue.current_round
+    cards = (_open(key, round_, ballot) for ballot in round_.ballots)
+    return sum(1 for card in cards if card not in (None, UNSURE)) >= reveal_threshold(issue)
 
 
 def reveal(issue: Issue) -> Round:
@@ -136,6 +156,7 @@ def reveal(issue: Issue) -> Round:
             ballot.sealed = None
     round_.lost_ballots = lost
     round_.revealed_at = utcnow()
+    round_.timer_ends_at = None
     issue.state = IssueState.REVEALED
     bump_version(issue.group_id)
     db.session.flush()
@@ -189,8 +210,41 @@ def revote(issue: Issue) -> Round:
     change_group(issue.group_id)
     if issue.state == IssueState.VOTING:
         raise RuleError("This round is still open: reveal it before starting another.")
+    return _open_round(issue)
+
+
+def _open_round(issue: Issue) -> Round:
+    """Open the issue's next round; the earlier ones stay as anonymous history."""
     new_round = Round(number=issue.current_round.number + 1)
     issue.rounds.append(new_round)
     issue.state = IssueState.VOTING
     issue.final_estimate = None
     return new_round
+
+
+def start(issue: Issue) -> None:
+    """Make the issue the room's current one; an estimated issue is re-opened for a new round."""
+    change_group(issue.group_id)
+    if issue.state == IssueState.ESTIMATED:
+        _open_round(issue)
+    issue.group.current_issue = issue
+
+
+def next_issue(group: Group) -> Issue | None:
+    """Move the room to the first issue after the current one, in backlog order, that is not yet
+    estimated, wrapping round (the current one comes last); None when every issue is estimated."""
+    change_group(group.id)
+    issues = list(group.issues)
+    after = issues.index(group.current_issue) + 1 if group.current_issue in issues else 0
+    waiting = [i for i in issues[after:] + issues[:after] if i.state != IssueState.ESTIMATED]
+    group.current_issue = waiting[0] if waiting else None
+    return group.current_issue
+
+
+def set_timer(issue: Issue, seconds: int) -> datetime | None:
+    """Start a countdown of `seconds` for the open round, or stop it with 0; returns its end."""
+    change_group(issue.group_id)
+    if issue.state != IssueState.VOTING:
+        raise RuleError("The timer runs while the team votes: this round is already revealed.")
+    issue.current_round.timer_ends_at = utcnow() + timedelta(seconds=seconds) if seconds else None
+    return issue.current_round.timer_ends_at
