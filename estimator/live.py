@@ -3,10 +3,20 @@
 from collections.abc import Collection, Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from flask import url_for
 
-from .models import Round
+from .extensions import db
+from .models import Issue, Round
 from .sealing import ballot_keys
+
+
+def open_key_ids(group_id: int) -> set[str]:
+    """The ballot key ids of the group's open rounds, in one query (a revealed round's is cleared)."""
+    statement = (
+        sa.select(Round.key_id).join(Issue).where(Issue.group_id == group_id, Round.key_id.is_not(None))
+    )
+    return {key_id for key_id in db.session.scalars(statement) if key_id}
 
 
 def key_ids_of(rounds: Iterable[Round]) -> set[str]:

@@ -23,6 +23,7 @@ ISSUE_KEYS = {
     "result",
     "final_estimate",
     "history",
+    "timer_ends_at",
 }
 RESULT_KEYS = {
     "votes",
@@ -49,7 +50,7 @@ REVEALED = {
     "consensus": False,
     "distribution": {"5": 2, "8": 1},
 }
-GROUP_KEYS = {"id", "name", "deck", "owner", "members", "issues"}
+GROUP_KEYS = {"id", "name", "deck", "owner", "members", "issues", "current_issue", "settings"}
 GROUP_ISSUE_KEYS = {
     "id",
     "key",

@@ -12,6 +12,7 @@ matches the document instead.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
@@ -78,6 +79,9 @@ class IssueStatus(Shape):
     result: Result | None = Field(description="The current round's result; null until it is revealed.")
     final_estimate: str | None = Field(description="The estimate the facilitator recorded, or null.")
     history: list[HistoryEntry] = Field(description="Earlier rounds, oldest first.")
+    timer_ends_at: datetime | None = Field(
+        description="When the facilitator's countdown for the open round ends (ISO 8601, UTC), or null."
+    )
 
 
 class Member(Shape):
@@ -100,6 +104,14 @@ class GroupIssue(Shape):
     final_estimate: str | None = Field(description="The estimate the facilitator recorded, or null.")
 
 
+class Settings(Shape):
+    """How the group votes; the facilitator changes it with `POST /groups/<id>/settings`."""
+
+    auto_reveal: bool = Field(description="The vote that completes a round reveals it (threshold met).")
+    min_votes: Annotated[int, Field(ge=1, le=20)] = Field(description="Numeric votes a reveal needs.")
+    facilitator_votes: bool = Field(description="Whether the facilitator is one of the voters.")
+
+
 class GroupStatus(Shape):
     """`GET /api/groups/<id>`: a group as its members see it."""
 
@@ -109,6 +121,8 @@ class GroupStatus(Shape):
     owner: Nickname = Field(description="The facilitator's nickname.")
     members: list[Member]
     issues: list[GroupIssue]
+    current_issue: PositiveInt | None = Field(description="The issue the room is on, or null.")
+    settings: Settings
 
 
 class ErrorBody(Shape):

@@ -71,6 +71,12 @@ def group_state(group: Group) -> dict[str, Any]:
         "deck": group.deck,
         "owner": group.owner.nickname,
         "members": [{"nickname": m.user.nickname, "role": m.role} for m in group.memberships],
+        "current_issue": group.current_issue_id,
+        "settings": {
+            "auto_reveal": group.auto_reveal,
+            "min_votes": group.min_votes,
+            "facilitator_votes": group.facilitator_votes,
+        },
         "issues": [
             {
                 "id": issue.id,

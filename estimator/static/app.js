@@ -41,19 +41,36 @@
     return active && region.contains(active) && active.matches("input, textarea, select");
   }
 
+  // How to find the focused element again once its region has been replaced.
+  function focusKey(element) {
+    if (!element || element === document.body) return null;
+    if (element.id) return `#${CSS.escape(element.id)}`;
+    if (element.name && element.value !== undefined) {
+      return `${element.localName}[name="${CSS.escape(element.name)}"][value="${CSS.escape(element.value)}"]`;
+    }
+    return null;
+  }
+
+  function restoreFocus(key) {
+    const element = key && document.querySelector(key);
+    if (element && document.activeElement !== element) element.focus({ preventScroll: true });
+  }
+
   // Fetch this page again and swap in the live regions whose server HTML changed, leaving
-  // alone a region in which the person is typing (it is updated when they leave it).
-  async function refreshRegions() {
+  // alone a region in which the person is typing (it is updated when they leave it) unless
+  // `force` (after their own vote). Focus stays on the same control across the swap.
+  async function refreshRegions(force = false, keepFocus = null) {
     const response = await fetch(window.location.href, {
       headers: { "X-Requested-With": "fetch" }, cache: "no-store", credentials: "same-origin",
     });
     if (!response.ok) throw new Error(`page answered ${response.status}`);
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const focused = keepFocus || focusKey(document.activeElement);
     fresh.querySelectorAll("[data-live][id]").forEach((incoming) => {
       const region = document.getElementById(incoming.id);
       const html = comparable(incoming.innerHTML);
       if (!region || lastHtml.get(incoming.id) === html) return;
-      if (editing(region)) {
+      if (editing(region) && !force) {
         region.addEventListener("focusout", () => schedule(0), { once: true });
         return;
       }
@@ -63,12 +80,63 @@
       void region.offsetWidth; // restart the highlight animation
       region.classList.add("live-flash");
     });
+    if (fresh.title) document.title = fresh.title; // "All voted — …" reaches the tab too
     markOwnCard();
+    startCountdowns();
+    restoreFocus(focused);
   }
 
-  function refreshOnce() {
-    if (!refreshing) refreshing = refreshRegions().finally(() => { refreshing = null; });
+  function refreshOnce(force = false, keepFocus = null) {
+    if (!refreshing) refreshing = refreshRegions(force, keepFocus).finally(() => { refreshing = null; });
     return refreshing;
+  }
+
+  // The facilitator's timer: the server says how many seconds are left; this page counts down.
+  function startCountdowns() {
+    const now = performance.now();
+    document.querySelectorAll(".countdown[data-seconds-left]:not([data-deadline])").forEach((clock) => {
+      clock.dataset.deadline = String(now + Number(clock.dataset.secondsLeft) * 1000);
+    });
+    tick();
+  }
+
+  function tick() {
+    document.querySelectorAll(".countdown[data-deadline]").forEach((clock) => {
+      const left = Math.max(0, Math.ceil((Number(clock.dataset.deadline) - performance.now()) / 1000));
+      clock.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+      const box = clock.closest(".timer");
+      box?.querySelector(".times-up")?.classList.toggle("d-none", left > 0);
+      box?.classList.toggle("alert-danger", left === 0);
+      box?.classList.toggle("alert-info", left > 0);
+    });
+  }
+
+  // Typing a card's label votes for it (focus then stays on that card). "1" waits a moment when
+  // "13" is a card too; anything typed into a field is left alone.
+  let typed = "";
+  let typedAt = 0;
+  let typedTimer = null;
+
+  function voteByKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.key.length !== 1) return;
+    if (event.target.closest?.("input, textarea, select, [contenteditable]")) return;
+    const buttons = [...document.querySelectorAll(".deck button[name=value]")];
+    if (!buttons.length) return;
+    const now = performance.now();
+    typed = (now - typedAt < 900 ? typed : "") + event.key.toLowerCase();
+    typedAt = now;
+    let matching = buttons.filter((button) => button.value.toLowerCase().startsWith(typed));
+    if (!matching.length) {
+      typed = event.key.toLowerCase();
+      matching = buttons.filter((button) => button.value.toLowerCase().startsWith(typed));
+    }
+    clearTimeout(typedTimer);
+    const exact = matching.find((button) => button.value.toLowerCase() === typed);
+    if (!exact) return;
+    event.preventDefault();
+    const choose = () => { typed = ""; exact.focus(); exact.click(); };
+    if (matching.length === 1) choose();
+    else typedTimer = setTimeout(choose, 700);
   }
 
   // Ask the JSON API whether anything changed; a 304 costs the server next to nothing.
@@ -114,6 +182,8 @@
     if (!form.matches(".vote-form")) return;
     event.preventDefault();
     const data = new FormData(form, event.submitter);
+    const keepFocus = focusKey(event.submitter && document.activeElement === document.body
+      ? event.submitter : document.activeElement);
     const token = form.querySelector("input[name=csrf_token]")?.value || "";
     form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
     try {
@@ -127,7 +197,7 @@
         return;
       }
       setConnected(true);
-      await refreshOnce(); // shows the chosen card, from the server's own page
+      await refreshOnce(true, keepFocus); // shows the chosen card, from the server's own page
     } catch (error) {
       setConnected(false);
       voteError(form, "The server cannot be reached; your vote was not saved. Please try again.");
@@ -137,7 +207,10 @@
   }
 
   document.addEventListener("submit", vote);
+  document.addEventListener("keydown", voteByKey);
   markOwnCard();
+  startCountdowns();
+  setInterval(tick, 1000);
 
   document.addEventListener("click", (event) => {
     const copy = event.target.closest("[data-copy]");

@@ -3,8 +3,8 @@
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import Field, StringField, SubmitField
-from wtforms.validators import ValidationError
+from wtforms import Field, IntegerField, StringField, SubmitField
+from wtforms.validators import InputRequired, ValidationError
 
 from ..estimates import RANGE_MAX, RANGE_MIN, Deck
 
@@ -52,3 +52,20 @@ class AcceptForm(DeckForm):
     def validate_estimate(self, field: Field) -> None:
         """A card of the deck, never `?`."""
         self.keep_card(field, unsure=False)
+
+
+TIMER_MIN, TIMER_MAX = 10, 3600
+
+
+class TimerForm(FlaskForm):
+    """The facilitator's countdown for the open round: 10 to 3600 seconds, or 0 to stop it."""
+
+    seconds = IntegerField(
+        "Seconds",
+        validators=[InputRequired("Please give the timer's length in seconds.")],
+    )
+
+    def validate_seconds(self, field: Field) -> None:
+        """0 stops the timer; otherwise 10 seconds to an hour."""
+        if field.data != 0 and not TIMER_MIN <= (field.data or 0) <= TIMER_MAX:
+            raise ValidationError(f"A timer runs {TIMER_MIN} to {TIMER_MAX} seconds (0 stops it).")

@@ -1,4 +1,4 @@
-"""Issue status, secret estimates, reveal, final estimate and re-vote."""
+"""Issue status, secret estimates, reveal, final estimate, re-vote, and the room."""
 
 from typing import Any
 
@@ -10,12 +10,12 @@ from ..changes import RuleError
 from ..estimates import DECKS
 from ..extensions import db
 from ..forms import EmptyForm
-from ..live import key_ids_of, live_context
-from ..models import Issue, Membership
-from ..permissions import ensure_owner, ensure_voter, require_member
+from ..live import key_ids_of, live_context, open_key_ids
+from ..models import Issue, IssueState, Membership
+from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from . import bp, rules
-from .forms import AcceptForm, EstimateForm
-from .state import issue_state, load_issue
+from .forms import AcceptForm, EstimateForm, TimerForm
+from .state import issue_state, load_issue, seconds_left
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
 VOTE_RECORDED = "Your vote is recorded. Only you can see your card; you can change it until the reveal."
@@ -34,17 +34,26 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
-def issue_page(issue: Issue, membership: Membership) -> dict[str, Any]:
-    """What the status and estimate pages share: the state, the voter's own ballot, the live link."""
+def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | None = None) -> dict[str, Any]:
+    """What the issue's pages share: the state, the voter's own ballot, the facilitator's form, the
+    timer, and the live link (to the issue; the room replaces it with the group's)."""
+    state = issue_state(issue)
+    if accept_form is None:
+        suggestion = (state["result"] or {}).get("suggestion")
+        accept_form = AcceptForm(
+            DECKS[issue.group.deck], formdata=None, estimate=issue.final_estimate or suggestion
+        )
     return {
         "issue": issue,
         "group": issue.group,
-        "state": issue_state(issue),
+        "state": state,
         "deck": DECKS[issue.group.deck],
         "membership": membership,
         "own": rules.own_ballot(issue.current_round, current_user.id),
         "lost_ballots": issue.current_round.lost_ballots,
         "threshold": rules.reveal_threshold(issue),
+        "timer_left": seconds_left(issue.current_round),
+        "accept_form": accept_form,
         **live_context("issue", issue.id, issue.group.version, key_ids_of([issue.current_round])),
     }
 
@@ -53,15 +62,84 @@ def render_status(
     issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
     """The status page: who has voted, progress, result and history, the owner's controls."""
-    page = issue_page(issue, membership)
-    state = page["state"]
-    if accept_form is None:
-        suggestion = (state["result"] or {}).get("suggestion")
-        accept_form = AcceptForm(
-            DECKS[issue.group.deck], formdata=None, estimate=issue.final_estimate or suggestion
-        )
-    history = [(h["round"], h["result"]) for h in reversed(state["history"])]
-    return render_template("voting/status.html", **page, accept_form=accept_form, history=history), status
+    page = issue_page(issue, membership, accept_form)
+    history = [(h["round"], h["result"]) for h in reversed(page["state"]["history"])]
+    return render_template("voting/status.html", **page, history=history), status
+
+
+def back_to(issue: Issue) -> ResponseReturnValue:
+    """Where a facilitator's step returns: the room when it was taken there, else the status page."""
+    if request.args.get("back") == "room":
+        return redirect(url_for("voting.room", group_id=issue.group_id))
+    return redirect(url_for("voting.status", issue_id=issue.id))
+
+
+@bp.route("/groups/<id:group_id>/room")
+@login_required
+def room(group_id: int) -> ResponseReturnValue:
+    """The room: the issue the facilitator has the team on, and everything to estimate it."""
+    membership = require_member(group_id)
+    group = membership.group
+    issue = load_issue(group.current_issue_id) if group.current_issue_id else None
+    page = issue_page(issue, membership) if issue else {"group": group, "membership": membership}
+    estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
+    return render_template(
+        "voting/room.html",
+        **page,
+        room_issue=issue,
+        issue_count=len(group.issues),
+        estimated_count=estimated,
+        **live_context("group", group.id, group.version, open_key_ids(group.id)),
+    )
+
+
+@bp.route("/issues/<id:issue_id>/start", methods=["GET", "POST"])
+@login_required
+def start(issue_id: int) -> ResponseReturnValue:
+    """Put the issue in the room (owner only): everybody's room follows; GET goes to the room."""
+    issue, membership = member_issue(issue_id)
+    ensure_owner(membership)
+    if EmptyForm().validate_on_submit():
+        rules.start(issue)
+        db.session.commit()
+        flash(f"{issue.key} is in the room: the team can vote.", "success")
+    return redirect(url_for("voting.room", group_id=issue.group_id))
+
+
+@bp.route("/groups/<id:group_id>/next", methods=["GET", "POST"])
+@login_required
+def next_issue(group_id: int) -> ResponseReturnValue:
+    """Move the room to the next issue not yet estimated (owner only); GET goes to the room."""
+    membership = require_owner(group_id)
+    if EmptyForm().validate_on_submit():
+        issue = rules.next_issue(membership.group)
+        db.session.commit()
+        if issue is None:
+            flash("Every issue is estimated: the session is done.", "success")
+    return redirect(url_for("voting.room", group_id=group_id))
+
+
+@bp.route("/issues/<id:issue_id>/timer", methods=["GET", "POST"])
+@login_required
+def timer(issue_id: int) -> ResponseReturnValue:
+    """Start a countdown for the open round, or stop it with 0 (owner only)."""
+    issue, membership = member_issue(issue_id)
+    ensure_owner(membership)
+    form = TimerForm()
+    if not form.is_submitted():
+        return back_to(issue)
+    if not form.validate():
+        flash(" ".join(form.seconds.errors) or "Please try again.", "warning")
+        return back_to(issue)
+    try:
+        ends = rules.set_timer(issue, form.seconds.data or 0)
+    except RuleError as error:
+        db.session.rollback()
+        flash(str(error), "warning")
+    else:
+        db.session.commit()
+        flash("The timer is running." if ends else "The timer is stopped.", "success")
+    return back_to(issue)
 
 
 @bp.route("/issues/<id:issue_id>")
@@ -113,7 +191,7 @@ def owner_step(issue_id: int, step: str) -> ResponseReturnValue:
         else:
             db.session.commit()
             flash(message, "success")
-    return redirect(url_for("voting.status", issue_id=issue_id))
+    return back_to(issue)
 
 
 def _reveal(issue: Issue) -> str:
@@ -155,7 +233,7 @@ def accept(issue_id: int) -> ResponseReturnValue:
     ensure_owner(membership)
     form = AcceptForm(DECKS[issue.group.deck])
     if not form.is_submitted():
-        return redirect(url_for("voting.status", issue_id=issue_id))
+        return back_to(issue)
     if not form.validate():
         return render_status(issue, membership, accept_form=form, status=422)
     try:
@@ -166,4 +244,4 @@ def accept(issue_id: int) -> ResponseReturnValue:
     else:
         db.session.commit()
         flash(f"Final estimate for {issue.key}: {issue.final_estimate}.", "success")
-    return redirect(url_for("voting.status", issue_id=issue_id))
+    return back_to(issue)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from ..estimates import DECKS, Result, aggregate
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership, Round
+from ..models import Ballot, Group, Issue, Membership, Round, utcnow
 from .rules import counted_voters, key_alive
 
 
@@ -39,6 +41,23 @@ def result_json(issue: Issue, round_: Round) -> dict[str, Any] | None:
     return result.as_dict() if result else None
 
 
+def as_utc(moment: datetime) -> datetime:
+    """The moment as an aware UTC datetime (SQLite hands back naive ones; they were stored in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """A moment in ISO 8601, UTC, to the second (`2026-11-21T12:00:00Z`), or None."""
+    return None if moment is None else as_utc(moment).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seconds_left(round_: Round) -> int | None:
+    """Whole seconds until the open round's timer runs out (0 once it has), None without a timer."""
+    if round_.timer_ends_at is None or round_.revealed:
+        return None
+    return max(0, math.ceil((as_utc(round_.timer_ends_at) - utcnow()).total_seconds()))
+
+
 def voter_list(issue: Issue, voted: set[int]) -> list[dict[str, Any]]:
     """Everyone expected to vote, then anyone else whose ballot is in the round (an open ballot
     stays when its voter becomes an observer or leaves): nicknames and whether they voted."""
@@ -66,5 +85,6 @@ def issue_state(issue: Issue) -> dict[str, Any]:
         "votes_expected": len(voters),
         "result": result_json(issue, current),
         "final_estimate": issue.final_estimate,
+        "timer_ends_at": iso_utc(current.timer_ends_at),
         "history": [{"round": r.number, "result": result_json(issue, r)} for r in issue.rounds[:-1]],
     }
