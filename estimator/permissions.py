@@ -33,7 +33,9 @@ def ensure_owner(membership: Membership) -> Membership:
 
 
 def ensure_voter(membership: Membership) -> Membership:
-    """The membership if it votes; observers get 403."""
+    """The membership if it votes; observers, and a facilitator who only facilitates, get 403."""
+    if not membership.votes and membership.is_owner:
+        abort(403, "You facilitate this group without voting (see its settings): you have no card to give.")
     if not membership.votes:
         abort(403, "Observers watch the vote but do not take part in it.")
     return membership
