@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 UNSURE = "?"
@@ -52,7 +53,8 @@ class Deck:
             if _WHOLE_NUMBER.fullmatch(text) and RANGE_MIN <= int(text) <= RANGE_MAX:
                 return str(int(text))
             return None
-        text = _ALIASES.get(text, text)
+        if HALF in self.cards:
+            text = _ALIASES.get(text, text)
         for card in self.cards:
             if text.casefold() == card.casefold():
                 return card
@@ -106,6 +108,51 @@ DECKS: dict[str, Deck] = {
     )
 }
 DEFAULT_DECK = "range"
+CUSTOM = "custom"
+DECK_NAMES = (*DECKS, CUSTOM)
+CUSTOM_MIN, CUSTOM_MAX, CARD_MAX = 2, 20, 8
+_NUMBER = re.compile(r"[0-9]{1,5}(\.[0-9]{1,2})?")
+
+
+class DeckError(ValueError):
+    """A facilitator's own cards that break a rule; the message says which."""
+
+
+def parse_cards(text: str | None) -> tuple[str, ...]:
+    """The labels of a custom deck, typed separated by commas or spaces, or DeckError saying why not."""
+    labels = tuple(label for label in re.split(r"[\s,]+", text or "") if label)
+    if not CUSTOM_MIN <= len(labels) <= CUSTOM_MAX:
+        raise DeckError(f"A deck has {CUSTOM_MIN} to {CUSTOM_MAX} cards, separated by commas or spaces.")
+    for label in labels:
+        if len(label) > CARD_MAX:
+            raise DeckError(f"A card has at most {CARD_MAX} characters: “{label}” is longer.")
+        if label == UNSURE:
+            raise DeckError("Every deck has “?” already: leave it out.")
+    folded = [label.casefold() for label in labels]
+    if len(set(folded)) != len(folded):
+        raise DeckError("Each card may appear only once.")
+    numeric = all(_NUMBER.fullmatch(label) for label in labels)
+    if numeric and len({Fraction(label) for label in labels}) != len(labels):
+        raise DeckError("Each number may appear only once.")
+    return labels
+
+
+@lru_cache(maxsize=256)
+def custom_deck(cards: tuple[str, ...]) -> Deck:
+    """The facilitator's own deck: numeric when every card is a number (in the order of their
+    values), else ordinal in the order typed, its results given by position as for t-shirt sizes."""
+    if all(_NUMBER.fullmatch(card) for card in cards):
+        values = {card: Fraction(card) for card in cards}
+        return Deck(CUSTOM, "Own cards", tuple(sorted(cards, key=values.__getitem__)), values)
+    positions = {card: Fraction(position) for position, card in enumerate(cards, start=1)}
+    return Deck(CUSTOM, "Own cards", cards, positions, sized=True)
+
+
+def deck_named(name: str, cards: str | None = None) -> Deck:
+    """A group's deck: one of DECKS, or the custom one made of its cards (stored space-separated)."""
+    if name == CUSTOM:
+        return custom_deck(tuple((cards or "").split()))
+    return DECKS[name]
 
 
 def round_half_up(number: Fraction) -> int:
@@ -137,6 +184,9 @@ class Result:
     high: str | None
     consensus: bool
     distribution: dict[str, int]
+    #: The middle vote: a number for numeric decks (between the two middle ones for an even
+    #: count), the middle card for ordinal ones (the larger of the two middle ones).
+    median: float | str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of SPEC.md."""
@@ -151,6 +201,7 @@ class Result:
             "high": self.high,
             "consensus": self.consensus,
             "distribution": dict(self.distribution),
+            "median": self.median,
         }
 
 
@@ -173,7 +224,15 @@ def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
         nearest_integer = round_half_up(mean)
         fibonacci = nearest_fibonacci(mean)
         suggestion = str(fibonacci) if deck.is_range else deck.card_near(mean)
+    ordered = [card for card in cards for _ in range(numeric[card])]
+    middle = ordered[len(ordered) // 2]
+    if deck.sized:
+        median: float | str = middle
+    else:
+        below = deck.value(ordered[(len(ordered) - 1) // 2])
+        median = two_decimals((below + deck.value(middle)) / 2)
     return Result(
+        median=median,
         votes=votes,
         unsure=unsure,
         average=two_decimals(mean),

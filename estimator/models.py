@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .estimates import DECKS, Deck
+from .estimates import DECK_NAMES, Deck, deck_named
 from .extensions import db
 
 MIN_VOTES_DEFAULT, MIN_VOTES_SAFE, MIN_VOTES_MAX = 3, 3, 20
@@ -98,13 +98,15 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
 
     __tablename__ = "groups"
     __table_args__ = (
-        sa.CheckConstraint(sa.column("deck").in_(list(DECKS)), name="deck"),
+        sa.CheckConstraint(sa.column("deck").in_(list(DECK_NAMES)), name="deck"),
         sa.CheckConstraint(f"min_votes BETWEEN 1 AND {MIN_VOTES_MAX}", name="min_votes"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(80))
     deck: Mapped[str] = mapped_column(sa.String(16))
+    #: The labels of a custom deck, separated by spaces; None for the other decks.
+    cards: Mapped[str | None] = mapped_column(sa.String(200))
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     invite_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_token)
     #: Bumped by every change anyone can see; live pages poll it through the ETag.
@@ -131,14 +133,14 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     issues: Mapped[list[Issue]] = relationship(
         back_populates="group",
         cascade="all, delete-orphan",
-        order_by="Issue.id",
+        order_by="(Issue.position, Issue.id)",
         foreign_keys="Issue.group_id",
     )
 
     @property
     def deck_rules(self) -> Deck:
         """The deck's cards and rules."""
-        return DECKS[self.deck]
+        return deck_named(self.deck, self.cards)
 
 
 class Membership(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
@@ -186,6 +188,8 @@ class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(sa.String(32))
     description: Mapped[str] = mapped_column(sa.String(500), default="")
+    #: Backlog order within the group: new issues go to the end; the facilitator moves them.
+    position: Mapped[int] = mapped_column(default=0, server_default="0")
     state: Mapped[str] = mapped_column(sa.String(16), default=IssueState.VOTING)
     final_estimate: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

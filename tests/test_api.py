@@ -36,6 +36,7 @@ RESULT_KEYS = {
     "high",
     "consensus",
     "distribution",
+    "median",
 }
 # Votes 5, 8 and 5 on the range deck, as the anonymous result shows them.
 REVEALED = {
@@ -49,6 +50,7 @@ REVEALED = {
     "high": "8",
     "consensus": False,
     "distribution": {"5": 2, "8": 1},
+    "median": 5.0,
 }
 GROUP_KEYS = {"id", "name", "deck", "owner", "members", "issues", "current_issue", "settings"}
 GROUP_ISSUE_KEYS = {

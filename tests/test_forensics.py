@@ -459,7 +459,7 @@ class Storage:
             metadata.reflect(connection)
             return [
                 (table.name, tuple(row))
-                for table in metadata.sorted_tables
+                for table in sorted(metadata.tables.values(), key=lambda table: table.name)
                 for row in connection.execute(sa.select(table))
             ]
 

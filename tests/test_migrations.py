@@ -5,7 +5,7 @@ import sqlite3
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from flask_migrate import upgrade
+from flask_migrate import downgrade, upgrade
 
 from estimator import create_app
 from estimator.extensions import db
@@ -64,3 +64,15 @@ def test_upgrading_sqlite_keeps_every_row_and_drops_plain_text_cards(tmp_path):
         # the plain-text card of the open round is not carried over: its voter votes again
         assert connection.execute("SELECT sealed FROM ballots").fetchall() == [(None,)]
         assert connection.execute("SELECT min_votes FROM groups").fetchall() == [(3,)]
+
+
+def test_every_migration_downgrades_and_upgrades_again(tmp_path):
+    fresh = create_app(make_config(f"sqlite:///{tmp_path / 'roundtrip.sqlite'}"))
+    with fresh.app_context():
+        upgrade()
+        downgrade(revision="13c89b68bf3a")
+        upgrade()
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            assert compare_metadata(context, db.metadata) == []
+        db.engine.dispose()

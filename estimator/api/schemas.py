@@ -18,14 +18,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from pydantic.json_schema import SkipJsonSchema
 
-from ..estimates import DECKS
+from ..estimates import DECK_NAMES
 from ..models import IssueState, Role
 
 Nickname = Annotated[str, Field(min_length=1, max_length=32)]
 IssueKey = Annotated[str, Field(min_length=1, max_length=32)]
 Description = Annotated[str, Field(max_length=500)]
 Card = Annotated[str, Field(description="A card of the group's deck, or `?`.")]
-DeckName = Annotated[str, Field(json_schema_extra={"enum": list(DECKS)})]
+DeckName = Annotated[str, Field(json_schema_extra={"enum": list(DECK_NAMES)})]
 
 
 class Shape(BaseModel):
@@ -54,6 +54,10 @@ class Result(Shape):
     high: Card | None
     consensus: bool
     distribution: dict[str, PositiveInt] = Field(description="Card → how many voted for it.")
+    median: float | Card | None = Field(
+        description="The middle numeric vote: a number for numeric decks (midway between the two middle "
+        "votes for an even count), the middle card for ordinal decks (t-shirt, own words)."
+    )
 
 
 class HistoryEntry(Shape):

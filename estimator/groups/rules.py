@@ -8,15 +8,27 @@ import sqlalchemy as sa
 
 from ..changes import RuleError
 from ..database import change_group, insert_unless_exists
+from ..estimates import CUSTOM
 from ..extensions import db
-from ..models import Group, Issue, IssueState, Membership, Role, Round, User, new_token
+from ..models import Ballot, Group, Issue, IssueState, Membership, Role, Round, User, new_token
+from ..sealing import ballot_keys
 
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
 
-def create_group(owner: User, name: str, deck: str) -> Group:
-    """A new group owned (and facilitated) by owner."""
-    group = Group(name=name, deck=deck, owner=owner)
+#: The limits of one group and one person (the group page stays fast at them).
+MAX_ISSUES, MAX_MEMBERS, MAX_OWNED_GROUPS = 1000, 200, 100
+
+
+def create_group(owner: User, name: str, deck: str, cards: tuple[str, ...] = ()) -> Group:
+    """A new group owned (and facilitated) by owner; `cards` are a custom deck's labels."""
+    owned = db.session.scalar(sa.select(sa.func.count()).select_from(Group).where(Group.owner_id == owner.id))
+    if (owned or 0) >= MAX_OWNED_GROUPS:
+        raise RuleError(
+            f"You facilitate {MAX_OWNED_GROUPS} groups already, the most one person can. "
+            "Delete one you no longer need, or hand it over to a member."
+        )
+    group = Group(name=name, deck=deck, owner=owner, cards=" ".join(cards) if deck == CUSTOM else None)
     group.memberships.append(Membership(user=owner, role=Role.OWNER))
     db.session.add(group)
     db.session.flush()
@@ -40,20 +52,93 @@ def join_group(group: Group, user: User, role: str) -> None:
     )
     if not joined:
         raise RuleError(f"You are already a member of “{group.name}”.")
+    members = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group.id)
+    )
+    if (members or 0) > MAX_MEMBERS:
+        raise RuleError(f"“{group.name}” is full: a group has at most {MAX_MEMBERS} members.")
+
+
+def taken_keys(group: Group, *, but: Issue | None = None) -> set[str]:
+    """The group's issue keys, case folded (SQLite's lower() folds ASCII only: "Ä-1" is "ä-1")."""
+    rows = db.session.execute(sa.select(Issue.id, Issue.key).where(Issue.group_id == group.id))
+    return {key.casefold() for issue_id, key in rows if but is None or issue_id != but.id}
 
 
 def add_issue(group: Group, key: str, description: str) -> Issue:
-    """A new issue with its first round open for voting; RuleError when the key is taken."""
+    """A new issue at the end of the backlog, its first round open; RuleError when the key is
+    taken or the group is full."""
     change_group(group.id)
-    # Compared in Python: SQLite's lower() folds ASCII only, and "Ä-1" and "ä-1" are one key.
-    keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group.id))
-    if key.casefold() in {existing.casefold() for existing in keys}:
-        raise RuleError(f"The group already has an issue {key}.")
-    issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
-    issue.rounds.append(Round(number=1))
-    db.session.add(issue)
+    return add_issues(group, [(key, description)])[0]
+
+
+def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
+    """New issues at the end of the backlog, in order (the caller has locked the group)."""
+    taken = taken_keys(group)
+    if len(taken) + len(rows) > MAX_ISSUES:
+        raise RuleError(
+            f"A group holds at most {MAX_ISSUES} issues; this one has {len(taken)}. "
+            "Delete estimated issues, or start a new group."
+        )
+    last = db.session.scalar(sa.select(sa.func.max(Issue.position)).where(Issue.group_id == group.id)) or 0
+    issues = []
+    for offset, (key, description) in enumerate(rows, start=1):
+        if key.casefold() in taken:
+            raise RuleError(f"The group already has an issue {key}.")
+        taken.add(key.casefold())
+        issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
+        issue.position = last + offset
+        issue.rounds.append(Round(number=1))
+        db.session.add(issue)
+        issues.append(issue)
     db.session.flush()
-    return issue
+    return issues
+
+
+def edit_issue(issue: Issue, key: str, description: str) -> None:
+    """Change an issue's key and description; the key stays unique in the group."""
+    change_group(issue.group_id)
+    if key.casefold() in taken_keys(issue.group, but=issue):
+        raise RuleError(f"The group already has an issue {key}.")
+    issue.key, issue.description = key, description
+
+
+MOVES = ("up", "down", "top", "bottom")
+
+
+def move_issue(issue: Issue, to: str) -> None:
+    """Move an issue in the backlog: one place up or down, or to the top or bottom."""
+    change_group(issue.group_id)
+    order = list(issue.group.issues)
+    here = order.index(issue)
+    there = {
+        "up": max(here - 1, 0),
+        "down": min(here + 1, len(order) - 1),
+        "top": 0,
+        "bottom": len(order) - 1,
+    }
+    order.insert(there[to], order.pop(here))
+    for position, each in enumerate(order, start=1):
+        each.position = position
+
+
+def delete_issue(issue: Issue) -> str:
+    """Delete an issue with its rounds (and its open round's key); returns its key."""
+    change_group(issue.group_id)
+    if issue.group.current_issue_id == issue.id:
+        issue.group.current_issue = None
+    forget_keys([issue])
+    key = issue.key
+    db.session.delete(issue)
+    return key
+
+
+def forget_keys(issues: list[Issue]) -> None:
+    """Destroy the ballot keys of these issues' open rounds: nothing may outlive their ballots."""
+    for issue in issues:
+        for round_ in issue.rounds:
+            if round_.key_id:
+                ballot_keys.store.destroy(round_.key_id)
 
 
 def _member(group: Group, user_id: int) -> Membership:
@@ -82,6 +167,44 @@ def remove_member(group: Group, user_id: int) -> str:
     nickname = membership.user.nickname
     db.session.delete(membership)
     return nickname
+
+
+def leave_group(group: Group, user: User) -> None:
+    """Leave a group as a member or observer, withdrawing one's own open ballots (only those)."""
+    change_group(group.id)
+    membership = db.session.scalar(
+        sa.select(Membership).where(Membership.group_id == group.id, Membership.user_id == user.id)
+    )
+    if membership is None:
+        raise RuleError("You are not a member of this group.")
+    if membership.is_owner:
+        raise RuleError("The facilitator cannot leave: hand the group over to a member first, or delete it.")
+    open_rounds = (
+        sa.select(Round.id).join(Issue).where(Issue.group_id == group.id, Round.revealed_at.is_(None))
+    )
+    db.session.execute(sa.delete(Ballot).where(Ballot.user_id == user.id, Ballot.round_id.in_(open_rounds)))
+    db.session.delete(membership)
+
+
+def hand_over(group: Group, user_id: int) -> Membership:
+    """Make a member the facilitator; the old facilitator stays as a member."""
+    change_group(group.id)
+    new_owner = _member(group, user_id)
+    old_owner = next(m for m in group.memberships if m.is_owner)
+    old_owner.role, new_owner.role = Role.MEMBER, Role.OWNER
+    group.owner_id = new_owner.user_id
+    return new_owner
+
+
+def delete_group(group: Group) -> str:
+    """Delete the group and all it holds (and the keys of its open rounds); returns its name."""
+    change_group(group.id)
+    forget_keys(list(group.issues))
+    name = group.name
+    group.current_issue = None
+    db.session.flush()
+    db.session.delete(group)
+    return name
 
 
 def new_invite(group: Group) -> None:

@@ -7,7 +7,6 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from ..changes import RuleError
-from ..estimates import DECKS
 from ..extensions import db
 from ..forms import EmptyForm
 from ..live import key_ids_of, live_context, open_key_ids
@@ -41,13 +40,13 @@ def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | N
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
         accept_form = AcceptForm(
-            DECKS[issue.group.deck], formdata=None, estimate=issue.final_estimate or suggestion
+            issue.group.deck_rules, formdata=None, estimate=issue.final_estimate or suggestion
         )
     return {
         "issue": issue,
         "group": issue.group,
         "state": state,
-        "deck": DECKS[issue.group.deck],
+        "deck": issue.group.deck_rules,
         "membership": membership,
         "own": rules.own_ballot(issue.current_round, current_user.id),
         "lost_ballots": issue.current_round.lost_ballots,
@@ -155,7 +154,7 @@ def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card."""
     issue, membership = member_issue(issue_id)
     ensure_voter(membership)
-    form = EstimateForm(DECKS[issue.group.deck])
+    form = EstimateForm(issue.group.deck_rules)
     code = 200
     if form.validate_on_submit():
         try:
@@ -231,7 +230,7 @@ def accept(issue_id: int) -> ResponseReturnValue:
     """Record the final estimate (owner only); GET goes back to the status page."""
     issue, membership = member_issue(issue_id)
     ensure_owner(membership)
-    form = AcceptForm(DECKS[issue.group.deck])
+    form = AcceptForm(issue.group.deck_rules)
     if not form.is_submitted():
         return back_to(issue)
     if not form.validate():

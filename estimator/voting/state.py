@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from ..estimates import DECKS, Result, aggregate
+from ..estimates import Result, aggregate
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round, utcnow
 from .rules import counted_voters, key_alive
@@ -32,7 +32,7 @@ def round_result(issue: Issue, round_: Round) -> Result | None:
     """The anonymous aggregate of a revealed round, None while it is open."""
     if not round_.revealed:
         return None
-    return aggregate(DECKS[issue.group.deck], {t.card: t.count for t in round_.tallies})
+    return aggregate(issue.group.deck_rules, {t.card: t.count for t in round_.tallies})
 
 
 def result_json(issue: Issue, round_: Round) -> dict[str, Any] | None:

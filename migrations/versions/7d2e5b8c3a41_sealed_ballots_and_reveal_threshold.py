@@ -42,5 +42,5 @@ def downgrade() -> None:
         batch.drop_column("key_id")
         batch.drop_column("min_votes")
     with op.batch_alter_table("groups") as batch:
-        batch.drop_constraint("ck_groups_min_votes", type_="check")
+        batch.drop_constraint(op.f("ck_groups_min_votes"), type_="check")
         batch.drop_column("min_votes")
