@@ -1,0 +1,212 @@
+"""Bulk import of a backlog (CSV file or pasted lines) and its export as CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from flask import abort, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import SubmitField, TextAreaField
+
+from ..backlog_csv import MAX_BYTES, MAX_ROWS, Row, export_row, printable, read_csv, read_lines, write_csv
+from ..changes import RuleError
+from ..database import change_group
+from ..estimates import Result, aggregate
+from ..extensions import db
+from ..models import Group, Issue, Membership, Round
+from ..permissions import require_member, require_owner
+from . import bp, rules
+from .forms import IssueForm
+
+#: The largest request body the import takes: a file just over MAX_BYTES still arrives, so that it
+#: gets the import page's own message; anything much larger is refused before it is read.
+MAX_IMPORT_REQUEST = 2 * MAX_BYTES
+IMPORT_ENDPOINT = "groups.import_backlog"
+
+
+class ImportFileForm(FlaskForm):
+    """Import issues from a CSV file (a Jira export, or any file with a key column)."""
+
+    file = FileField(
+        "CSV file",
+        validators=[FileRequired("Choose a CSV file to import.")],
+        render_kw={"accept": ".csv,text/csv"},
+    )
+    submit_file = SubmitField("Import the file")
+
+
+class ImportTextForm(FlaskForm):
+    """Import issues from pasted lines: the key, white space, the description."""
+
+    text = TextAreaField(
+        "Issues, one a line: the key, a space, the description",
+        render_kw={"rows": 8, "placeholder": "PROJ-1 Log in with a nickname\nPROJ-2 Export the backlog"},
+    )
+    submit_text = SubmitField("Import the lines")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row that was not added, with its line, its key as it may be shown, and why."""
+
+    line: int
+    key: str
+    reason: str
+
+
+@bp.url_value_preprocessor
+def allow_backlog_files(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    """Let the import read up to MAX_IMPORT_REQUEST, though the app takes 64 KiB elsewhere.
+
+    This must happen before anything reads the body, and the app-wide CSRF check reads the form
+    in a before_request hook that runs before any of the blueprint's own: URL value preprocessors
+    are the one hook that runs earlier still.
+    """
+    if endpoint != IMPORT_ENDPOINT:
+        return
+    if (request.content_length or 0) > MAX_IMPORT_REQUEST:
+        raise RequestEntityTooLarge("A backlog file has at most 1 MiB. Split it into smaller files.")
+    request.max_content_length = MAX_IMPORT_REQUEST
+    request.max_form_memory_size = MAX_IMPORT_REQUEST  # pasted text arrives as a form field
+
+
+def render_import(
+    membership: Membership,
+    file_form: ImportFileForm,
+    text_form: ImportTextForm,
+    *,
+    added: int | None = None,
+    skipped: list[Skipped] | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    """The import page, with what the last import did when there was one."""
+    return render_template(
+        "groups/import.html",
+        group=membership.group,
+        file_form=file_form,
+        text_form=text_form,
+        added=added,
+        skipped=skipped,
+        max_rows=MAX_ROWS,
+    ), status
+
+
+def sort_rows(rows: list[Row], taken: set[str]) -> tuple[list[tuple[str, str]], list[Skipped]]:
+    """The rows to add (trimmed, in order) and those skipped: a key the group or an earlier row
+    already has (ignoring case, as the group does), or a row that breaks the add-issue form's rules."""
+    to_add: list[tuple[str, str]] = []
+    skipped: list[Skipped] = []
+    lines: dict[str, int] = {}  # a key to add, case folded → its line
+    for row in rows:
+        key = row.key.strip()
+        folded = key.casefold()
+        if key and folded in taken:
+            skipped.append(Skipped(row.line, printable(key), "The group already has this issue."))
+            continue
+        if key and folded in lines:
+            skipped.append(Skipped(row.line, printable(key), f"The same key is on line {lines[folded]}."))
+            continue
+        form = IssueForm(
+            formdata=MultiDict({"key": row.key, "description": row.description}), meta={"csrf": False}
+        )
+        if not form.validate():
+            reason = next(error for errors in form.errors.values() for error in errors)
+            skipped.append(Skipped(row.line, printable(key), str(reason)))
+            continue
+        to_add.append((form.key.data or "", form.description.data or ""))
+        lines[folded] = row.line
+    return to_add, skipped
+
+
+@bp.route("/groups/<id:group_id>/import", methods=["GET", "POST"])
+@login_required
+def import_backlog(group_id: int) -> ResponseReturnValue:
+    """Add many issues at once from a CSV file or pasted lines (owner only)."""
+    membership = require_owner(group_id)
+    file_form, text_form = ImportFileForm(), ImportTextForm()
+    if request.method != "POST":
+        return render_import(membership, file_form, text_form)
+    form: ImportFileForm | ImportTextForm = file_form if "file" in request.files else text_form
+    failure = form.file if isinstance(form, ImportFileForm) else form.text
+    if not form.validate():
+        return render_import(membership, file_form, text_form, status=422)
+    try:
+        if isinstance(form, ImportFileForm):
+            rows = read_csv(form.file.data.stream.read(MAX_BYTES + 1))
+        else:
+            rows = read_lines(form.text.data or "")
+    except RuleError as error:
+        failure.errors = [*failure.errors, str(error)]
+        return render_import(membership, file_form, text_form, status=422)
+
+    group = membership.group
+    change_group(group.id)
+    to_add, skipped = sort_rows(rows, rules.taken_keys(group))
+    try:
+        added = rules.add_issues(group, to_add) if to_add else []
+    except RuleError as error:
+        db.session.rollback()
+        failure.errors = [*failure.errors, f"Nothing was imported. {error}"]
+        return render_import(membership, file_form, text_form, status=422)
+    else:
+        if added:
+            db.session.commit()
+        else:
+            db.session.rollback()  # nothing changed: the open pages need not reload
+        fresh = ImportFileForm(formdata=None), ImportTextForm(formdata=None)
+        return render_import(membership, *fresh, added=len(added), skipped=skipped)
+
+
+@bp.route("/groups/<id:group_id>/export.csv")
+@login_required
+def export_backlog(group_id: int) -> ResponseReturnValue:
+    """The backlog as CSV, in backlog order, with each issue's last revealed result (members)."""
+    require_member(group_id)
+    group = db.session.scalar(
+        sa.select(Group)
+        .where(Group.id == group_id)
+        .options(selectinload(Group.issues).selectinload(Issue.rounds).selectinload(Round.tallies))
+    )
+    if group is None:
+        abort(404)
+    body = write_csv(
+        export_row(
+            issue.key,
+            issue.description,
+            issue.state,
+            issue.final_estimate,
+            len(issue.rounds),
+            last_result(group, issue),
+        )
+        for issue in group.issues
+    )
+    response = make_response(body)
+    response.content_type = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = content_disposition(f"{group.name} backlog.csv")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def last_result(group: Group, issue: Issue) -> Result | None:
+    """The anonymous aggregate of the issue's last revealed round, None when no round was revealed."""
+    revealed = [round_ for round_ in issue.rounds if round_.revealed]
+    if not revealed:
+        return None
+    return aggregate(group.deck_rules, {tally.card: tally.count for tally in revealed[-1].tallies})
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header naming the file safely: an ASCII name for every browser (letters,
+    digits, dots and dashes only, so nothing can break out of the header), the real name in UTF-8."""
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "-" for c in filename)
+    ascii_name = "-".join(part for part in ascii_name.split("-") if part) or "backlog.csv"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
