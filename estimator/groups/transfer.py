@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -205,8 +206,10 @@ def last_result(group: Group, issue: Issue) -> Result | None:
 
 
 def content_disposition(filename: str) -> str:
-    """An attachment header naming the file safely: an ASCII name for every browser (letters,
-    digits, dots and dashes only, so nothing can break out of the header), the real name in UTF-8."""
-    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "-" for c in filename)
-    ascii_name = "-".join(part for part in ascii_name.split("-") if part) or "backlog.csv"
+    """An attachment header naming the file safely: an ASCII name for every browser (accents
+    dropped, then only letters, digits, dots and dashes, so nothing can break out of the header or
+    hide the file), the real name in UTF-8 for the browsers that read it."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", filename) if not unicodedata.combining(c))
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "-" for c in plain)
+    ascii_name = "-".join(part for part in ascii_name.split("-") if part).lstrip(".-") or "backlog.csv"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
