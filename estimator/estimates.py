@@ -246,6 +246,17 @@ def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
     )
 
 
+def total(deck: Deck, estimates: list[str]) -> float | dict[str, int]:
+    """The running total of final estimates: a number for numeric decks, how many of each card
+    (in deck order) for ordinal ones."""
+    cards = [card for card in estimates if deck.parse_estimate(card) == card]
+    if deck.sized:
+        counts = {card: cards.count(card) for card in sorted(set(cards), key=deck.sort_key)}
+        return counts
+    whole = sum((deck.value(card) for card in cards), Fraction(0))
+    return int(whole) if whole.denominator == 1 else two_decimals(whole)
+
+
 def format_number(number: float | None) -> str:
     """Show a number with up to two decimals and no trailing zeros."""
     if number is None:

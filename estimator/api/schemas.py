@@ -126,6 +126,10 @@ class GroupStatus(Shape):
     members: list[Member]
     issues: list[GroupIssue]
     current_issue: PositiveInt | None = Field(description="The issue the room is on, or null.")
+    total: float | dict[str, PositiveInt] = Field(
+        description="The recorded final estimates added up: a number for numeric decks, how many of "
+        "each card for ordinal ones (t-shirt sizes, own words)."
+    )
     settings: Settings
 
 

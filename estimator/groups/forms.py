@@ -14,16 +14,17 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
-from wtforms.validators import InputRequired, NumberRange, StopValidation
+from wtforms.validators import AnyOf, InputRequired, NumberRange, StopValidation, ValidationError
 
-from ..estimates import DECKS, DEFAULT_DECK
+from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
+from .rules import MOVES
 
 DECK_CHOICES = [
     SelectChoice(deck.name, deck.title + (f" ({' '.join(deck.cards)})" if deck.cards else ""))
     for deck in DECKS.values()
-]
+] + [SelectChoice(CUSTOM, "Own cards (type them below)")]
 
 
 class GroupForm(FlaskForm):
@@ -35,7 +36,24 @@ class GroupForm(FlaskForm):
         render_kw={"maxlength": 80, "placeholder": "e.g. Team Rocket"},
     )
     deck = SelectField("Deck", choices=DECK_CHOICES, default=DEFAULT_DECK, validate_choice=True)
+    cards = StringField(
+        "Own cards (for “Own cards” only)",
+        validators=[CleanText(0, 200, what="The cards")],
+        render_kw={"maxlength": 200, "placeholder": "e.g. 1 2 3 5 8  or  tiny, small, big"},
+        description="2 to 20 cards separated by commas or spaces, each up to 8 characters. "
+        "All numbers: results are numbers; otherwise they go by position, in the order typed.",
+    )
     submit = SubmitField("Create group")
+
+    def validate_cards(self, field: Field) -> None:
+        """The labels of a custom deck, required only for it."""
+        if self.deck.data != CUSTOM:
+            field.data = ""
+            return
+        try:
+            self.parsed_cards = parse_cards(field.data)
+        except DeckError as error:
+            raise ValidationError(str(error)) from None
 
 
 class IssueForm(FlaskForm):
@@ -119,3 +137,19 @@ class SettingsForm(FlaskForm):
         "Below 3, a result can show who voted what, and every member is told so.",
     )
     submit = SubmitField("Save settings")
+
+
+class MoveForm(FlaskForm):
+    """Move an issue in the backlog."""
+
+    to = StringField(
+        "Move", validators=[AnyOf(MOVES, message="Move an issue up, down, to the top or to the bottom.")]
+    )
+
+
+class OwnerForm(FlaskForm):
+    """Hand the facilitator role to a member."""
+
+    user_id = IntegerField(
+        "New facilitator", validators=[InputRequired("Choose the member to hand over to.")]
+    )

@@ -1,7 +1,10 @@
 """Dashboard, group page, invitations, members and settings."""
 
+import io
+
+import segno
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
@@ -9,10 +12,10 @@ from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..live import key_ids_of, live_context
-from ..models import Group, Membership
+from ..models import Group, Issue, Membership
 from ..permissions import require_member, require_owner
 from . import bp, rules
-from .forms import GroupForm, IssueForm, JoinForm, RoleForm, SettingsForm
+from .forms import GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
 from .state import group_state, load_group
 
 
@@ -54,6 +57,7 @@ def render_group(
         membership=membership,
         issue_form=issue_form or IssueForm(),
         settings_form=settings_form or SettingsForm(obj=group),
+        adding=request.args.get("added") == "1",
         **live_context("group", group.id, group.version, key_ids_of(i.current_round for i in group.issues)),
     ), status
 
@@ -73,7 +77,14 @@ def create() -> ResponseReturnValue:
         return redirect(url_for("groups.dashboard"))
     if not form.validate():
         return render_dashboard(form, 422)
-    group = rules.create_group(current_user, form.name.data or "", form.deck.data)
+    try:
+        group = rules.create_group(
+            current_user, form.name.data or "", form.deck.data, getattr(form, "parsed_cards", ())
+        )
+    except RuleError as error:
+        db.session.rollback()
+        form.name.errors = [*form.name.errors, str(error)]
+        return render_dashboard(form, 422)
     db.session.commit()
     flash(f"Group “{group.name}” created. Share its invite link with your team.", "success")
     if not current_user.has_password:
@@ -109,8 +120,8 @@ def add_issue(group_id: int) -> ResponseReturnValue:
             form.key.errors = [*form.key.errors, str(error)]
         else:
             db.session.commit()
-            flash(f"Issue {issue.key} added: the team can vote now.", "success")
-            return redirect(url_for("groups.show", group_id=group_id))
+            flash(f"Issue {issue.key} added.", "success")
+            return redirect(url_for("groups.show", group_id=group_id, added=1, _anchor="add-issue"))
     return render_group(membership, issue_form=form, status=422)
 
 
@@ -150,9 +161,12 @@ def join(token: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             rules.join_group(group, current_user, form.role.data)
-        except RuleError:
+        except RuleError as error:
             db.session.rollback()
-            return render_template("groups/already_member.html", group=group), 409
+            if rules.is_member(group, current_user):  # a second tab got there first
+                return render_template("groups/already_member.html", group=group), 409
+            form.role.errors = [*form.role.errors, str(error)]
+            return render_template("groups/join.html", group=group, form=form), 409
         else:
             db.session.commit()
             flash(f"You joined “{group.name}”.", "success")
@@ -195,8 +209,20 @@ def change_role(group_id: int, user_id: int) -> ResponseReturnValue:
 @bp.route("/groups/<id:group_id>/members/<id:user_id>/remove", methods=["GET", "POST"])
 @login_required
 def remove(group_id: int, user_id: int) -> ResponseReturnValue:
-    """Remove a member from the group (owner only)."""
+    """GET asks for confirmation; POST removes a member from the group (owner only)."""
     membership = require_owner(group_id)
+    if request.method == "GET":
+        member = next((m for m in membership.group.memberships if m.user_id == user_id), None)
+        if member is None or member.is_owner:
+            return redirect(url_for("groups.show", group_id=group_id))
+        return confirm(
+            f"Remove {member.user.nickname}?",
+            "Their votes in rounds still open stay and are counted; they can join again only with a new "
+            "invite link if you make one.",
+            url_for("groups.remove", group_id=group_id, user_id=user_id),
+            f"Remove {member.user.nickname}",
+            url_for("groups.show", group_id=group_id),
+        )
     if EmptyForm().validate_on_submit():
         try:
             nickname = rules.remove_member(membership.group, user_id)
@@ -207,3 +233,156 @@ def remove(group_id: int, user_id: int) -> ResponseReturnValue:
             db.session.commit()
             flash(f"{nickname} was removed from the group.", "success")
     return redirect(url_for("groups.show", group_id=group_id))
+
+
+def owned_issue(issue_id: int) -> tuple[Issue, Membership]:
+    """The issue and the current user's membership, which must be the owner's (403), of a group
+    they belong to (404 otherwise, as for an unknown issue)."""
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        abort(404)
+    return issue, require_owner(issue.group_id)
+
+
+def confirm(title: str, message: str, action: str, button: str, back: str) -> ResponseReturnValue:
+    """The page that asks before something that cannot be undone; its form posts to `action`."""
+    return render_template(
+        "groups/confirm.html", title=title, message=message, action=action, button=button, back=back
+    )
+
+
+@bp.route("/issues/<id:issue_id>/move", methods=["GET", "POST"])
+@login_required
+def move_issue(issue_id: int) -> ResponseReturnValue:
+    """Move an issue in the backlog (owner only); GET goes back to the group page."""
+    issue, _ = owned_issue(issue_id)
+    form = MoveForm()
+    if form.validate_on_submit():
+        rules.move_issue(issue, form.to.data or "")
+        db.session.commit()
+    elif form.is_submitted():
+        flash(" ".join(form.to.errors) or "Please try again.", "warning")
+    return redirect(url_for("groups.show", group_id=issue.group_id, _anchor=f"issue-{issue.id}"))
+
+
+@bp.route("/issues/<id:issue_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_issue(issue_id: int) -> ResponseReturnValue:
+    """Change an issue's key and description (owner only)."""
+    issue, _ = owned_issue(issue_id)
+    form = IssueForm(obj=issue)
+    if form.validate_on_submit():
+        try:
+            rules.edit_issue(issue, form.key.data or "", form.description.data or "")
+        except RuleError as error:
+            db.session.rollback()
+            form.key.errors = [*form.key.errors, str(error)]
+        else:
+            db.session.commit()
+            flash(f"Issue {issue.key} saved.", "success")
+            return redirect(url_for("groups.show", group_id=issue.group_id))
+    status = 422 if form.errors else 200
+    return render_template("groups/edit_issue.html", issue=issue, form=form), status
+
+
+@bp.route("/issues/<id:issue_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete_issue(issue_id: int) -> ResponseReturnValue:
+    """GET asks for confirmation; POST deletes the issue with its rounds (owner only)."""
+    issue, _ = owned_issue(issue_id)
+    group_id = issue.group_id
+    if EmptyForm().validate_on_submit():
+        key = rules.delete_issue(issue)
+        db.session.commit()
+        flash(f"Issue {key} was deleted, with its rounds.", "success")
+        return redirect(url_for("groups.show", group_id=group_id))
+    return confirm(
+        f"Delete {issue.key}?",
+        "Its rounds and results are deleted too. This cannot be undone.",
+        url_for("groups.delete_issue", issue_id=issue.id),
+        "Delete the issue",
+        url_for("groups.show", group_id=group_id),
+    )
+
+
+@bp.route("/groups/<id:group_id>/leave", methods=["GET", "POST"])
+@login_required
+def leave(group_id: int) -> ResponseReturnValue:
+    """GET asks for confirmation; POST leaves the group, withdrawing one's own open votes."""
+    membership = require_member(group_id)
+    group = membership.group
+    if EmptyForm().validate_on_submit():
+        try:
+            rules.leave_group(group, current_user)
+        except RuleError as error:
+            db.session.rollback()
+            flash(str(error), "warning")
+            return redirect(url_for("groups.show", group_id=group_id))
+        else:
+            db.session.commit()
+            flash(f"You left “{group.name}”.", "success")
+            return redirect(url_for("groups.dashboard"))
+    if membership.is_owner:
+        flash("The facilitator cannot leave: hand the group over to a member first, or delete it.", "warning")
+        return redirect(url_for("groups.show", group_id=group_id))
+    return confirm(
+        f"Leave “{group.name}”?",
+        "Your votes in rounds still open are withdrawn. You can join again with the invite link.",
+        url_for("groups.leave", group_id=group_id),
+        "Leave the group",
+        url_for("groups.show", group_id=group_id),
+    )
+
+
+@bp.route("/groups/<id:group_id>/owner", methods=["GET", "POST"])
+@login_required
+def hand_over(group_id: int) -> ResponseReturnValue:
+    """Hand the facilitator role to a member (owner only); GET goes back to the group page."""
+    membership = require_owner(group_id)
+    form = OwnerForm()
+    if form.validate_on_submit():
+        try:
+            new_owner = rules.hand_over(membership.group, form.user_id.data or 0)
+        except RuleError as error:
+            db.session.rollback()
+            flash(str(error), "warning")
+        else:
+            db.session.commit()
+            flash(f"{new_owner.user.nickname} facilitates the group now; you are a member.", "success")
+    elif form.is_submitted():
+        flash(" ".join(form.user_id.errors) or "Choose the member to hand over to.", "warning")
+    return redirect(url_for("groups.show", group_id=group_id))
+
+
+@bp.route("/groups/<id:group_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete(group_id: int) -> ResponseReturnValue:
+    """GET asks for confirmation; POST deletes the group and all it holds (owner only)."""
+    membership = require_owner(group_id)
+    group = membership.group
+    if EmptyForm().validate_on_submit():
+        name = rules.delete_group(group)
+        db.session.commit()
+        flash(f"The group “{name}” was deleted.", "success")
+        return redirect(url_for("groups.dashboard"))
+    return confirm(
+        f"Delete “{group.name}”?",
+        f"Its {len(group.issues)} issue(s), their rounds and results and its {len(group.memberships)} "
+        "membership(s) are deleted. This cannot be undone.",
+        url_for("groups.delete", group_id=group_id),
+        "Delete the group",
+        url_for("groups.show", group_id=group_id),
+    )
+
+
+@bp.route("/groups/<id:group_id>/invite.svg")
+@login_required
+def invite_qr(group_id: int) -> ResponseReturnValue:
+    """The invite link as a QR code (owner only), for people in the room to scan."""
+    group = require_owner(group_id).group
+    link = url_for("groups.join", token=group.invite_token, _external=True)
+    svg = io.BytesIO()
+    segno.make(link, error="m").save(svg, kind="svg", scale=6, border=2, title="Invite link")
+    response = current_app.response_class(svg.getvalue(), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "private, no-store"  # the link is a secret of the group
+    return response

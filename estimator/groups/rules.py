@@ -42,6 +42,12 @@ def group_by_invite(token: str) -> Group | None:
     return db.session.scalar(sa.select(Group).where(Group.invite_token == token))
 
 
+def is_member(group: Group, user: User) -> bool:
+    """Whether the user belongs to the group (read afresh)."""
+    mine = sa.exists().where(Membership.group_id == group.id, Membership.user_id == user.id)
+    return bool(db.session.scalar(sa.select(mine)))
+
+
 def join_group(group: Group, user: User, role: str) -> None:
     """Add user to the group; AlreadyMember when they already were one (also under a race)."""
     change_group(group.id)

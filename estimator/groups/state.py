@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from ..estimates import total
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round
 from ..sealing import KeyStoreError, ballot_keys
@@ -72,6 +73,7 @@ def group_state(group: Group) -> dict[str, Any]:
         "owner": group.owner.nickname,
         "members": [{"nickname": m.user.nickname, "role": m.role} for m in group.memberships],
         "current_issue": group.current_issue_id,
+        "total": total(group.deck_rules, [i.final_estimate for i in group.issues if i.final_estimate]),
         "settings": {
             "auto_reveal": group.auto_reveal,
             "min_votes": group.min_votes,

@@ -170,8 +170,10 @@
 
   // Say why a vote was not saved, where the page normally confirms it.
   function voteError(form, message) {
-    const box = form.closest("[data-live]")?.querySelector(".vote-feedback");
+    const region = form.closest("[data-live]");
+    const box = region?.querySelector(".vote-feedback");
     if (!box) return;
+    lastHtml.delete(region.id); // the page no longer shows what the server sent: swap it next time
     box.textContent = message;
     box.classList.add("text-danger");
   }

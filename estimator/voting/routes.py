@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from ..changes import RuleError
+from ..estimates import total
 from ..extensions import db
 from ..forms import EmptyForm
 from ..live import key_ids_of, live_context, open_key_ids
@@ -81,14 +82,17 @@ def room(group_id: int) -> ResponseReturnValue:
     group = membership.group
     issue = load_issue(group.current_issue_id) if group.current_issue_id else None
     page = issue_page(issue, membership) if issue else {"group": group, "membership": membership}
+    # The room follows the whole group (a new current issue is a change of the group), not one issue.
+    page |= live_context("group", group.id, group.version, open_key_ids(group.id))
     estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
+    finals = [i.final_estimate for i in group.issues if i.final_estimate]
     return render_template(
         "voting/room.html",
         **page,
         room_issue=issue,
         issue_count=len(group.issues),
         estimated_count=estimated,
-        **live_context("group", group.id, group.version, open_key_ids(group.id)),
+        total=total(group.deck_rules, finals),
     )
 
 
@@ -113,8 +117,10 @@ def next_issue(group_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         issue = rules.next_issue(membership.group)
         db.session.commit()
-        if issue is None:
+        if issue is None and membership.group.issues:
             flash("Every issue is estimated: the session is done.", "success")
+        elif issue is None:
+            flash("The backlog is empty: add issues on the group page first.", "info")
     return redirect(url_for("voting.room", group_id=group_id))
 
 
