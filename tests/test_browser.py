@@ -3,7 +3,9 @@
 import re
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, ViewportSize, expect
+
+from tests.helpers import logged_in_page
 
 pytestmark = pytest.mark.browser
 LIVE = 2000  # ms: what the spec promises
@@ -12,21 +14,12 @@ LIVE = 2000  # ms: what the spec promises
 @pytest.fixture
 def people(browser, server, app):  # app empties the database first
     """A factory of logged-in pages, one browser context per person; console errors are collected."""
-    contexts, problems = [], []
+    contexts: list[BrowserContext] = []
+    problems: list[str] = []
 
     def person(nickname: str, phone: bool = False):
-        context = browser.new_context(
-            base_url=server, viewport={"width": 390, "height": 844} if phone else None
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
-        page.goto("/login")
-        page.fill("#nickname", nickname)
-        page.click("main [type=submit]")
-        expect(page.get_by_role("heading", name="My groups")).to_be_visible()
-        return page
+        viewport: ViewportSize | None = {"width": 390, "height": 844} if phone else None
+        return logged_in_page(browser, server, nickname, contexts, problems, viewport)
 
     yield person, problems
     for context in contexts:

@@ -1,9 +1,7 @@
 """Races against the app served by gunicorn with several workers, on SQLite and PostgreSQL."""
 
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
 from functools import partial
 
 import pytest
@@ -12,35 +10,12 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Ballot, Group, Membership, Round, Tally, User
+from tests.helpers import at_once, report
 from tests.http import Person
 from tests.server import start_gunicorn, stop
 
 pytestmark = pytest.mark.server
 REDIS_URL = "redis://127.0.0.1:6379/13"
-
-
-def at_once(actions: Sequence[Callable[..., int]]) -> list[int]:
-    """Run the requests in threads released together; their statuses in order."""
-    # `...` because the callers' lambdas bind their loop values as default arguments
-    barrier = threading.Barrier(len(actions))
-    results: dict[int, int] = {}
-
-    def run(index: int, action: Callable[..., int]) -> None:
-        barrier.wait()
-        results[index] = action()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [results[index] for index in range(len(actions))]
-
-
-def report(capsys, line: str) -> None:
-    """Print a figure into the test log whatever pytest captures."""
-    with capsys.disabled():
-        print(f"\n    [{db.engine.dialect.name}] {line}", end="")
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
+from tests.helpers import logged_in_page
+
 pytestmark = pytest.mark.browser
+
 LIVE = 2000  # ms: what the spec promises
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -45,16 +48,7 @@ def room_team(browser: Browser, server: str, app: object) -> Iterator[Callable[.
     problems: list[str] = []
 
     def person(nickname: str, viewport: ViewportSize) -> Page:
-        context = browser.new_context(base_url=server, viewport=viewport)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
-        page.goto("/login")
-        page.fill("#nickname", nickname)
-        page.click("main [type=submit]")
-        expect(page.get_by_role("heading", name="My groups")).to_be_visible()
-        return page
+        return logged_in_page(browser, server, nickname, contexts, problems, viewport)
 
     def make(
         deck: str = "fibonacci",

@@ -1,8 +1,6 @@
 """Auto-reveal under a race: the two last votes of a round arrive at the same instant, on
 different gunicorn workers, on SQLite and PostgreSQL."""
 
-import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,6 +9,7 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Ballot, Group, Round, Tally
+from tests.helpers import at_once, report
 from tests.http import Person
 
 pytestmark = pytest.mark.server
@@ -29,29 +28,6 @@ class Trial:
     tallies: list[tuple[str, int]]
     #: ballots that still hold a sealed card
     sealed: int
-
-
-def at_once(actions: Sequence[Callable[[], int]]) -> list[int]:
-    """Run the requests in threads released together; their statuses in order."""
-    barrier = threading.Barrier(len(actions))
-    results: dict[int, int] = {}
-
-    def run(index: int, action: Callable[[], int]) -> None:
-        barrier.wait()
-        results[index] = action()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [results[index] for index in range(len(actions))]
-
-
-def report(capsys, line: str) -> None:
-    """Print a figure into the test log whatever pytest captures."""
-    with capsys.disabled():
-        print(f"\n    [{db.engine.dialect.name}] {line}", end="")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,53 @@
+"""Helpers shared by the race tests and the browser tests."""
+
+import threading
+from collections.abc import Callable, Sequence
+
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+
+from estimator.extensions import db
+
+
+def at_once(actions: Sequence[Callable[..., int]]) -> list[int]:
+    """Run the requests in threads released together; their statuses in order."""
+    # `...` because callers' lambdas bind their loop values as default arguments
+    barrier = threading.Barrier(len(actions))
+    results: dict[int, int] = {}
+
+    def run(index: int, action: Callable[..., int]) -> None:
+        barrier.wait()
+        results[index] = action()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [results[index] for index in range(len(actions))]
+
+
+def report(capsys, line: str) -> None:
+    """Print a figure into the test log whatever pytest captures."""
+    with capsys.disabled():
+        print(f"\n    [{db.engine.dialect.name}] {line}", end="")
+
+
+def logged_in_page(
+    browser: Browser,
+    server: str,
+    nickname: str,
+    contexts: list[BrowserContext],
+    problems: list[str],
+    viewport: ViewportSize | None = None,
+) -> Page:
+    """A new browser context logged in as nickname; its console errors are collected in problems."""
+    context = browser.new_context(base_url=server, viewport=viewport)
+    contexts.append(context)
+    page = context.new_page()
+    page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
+    page.goto("/login")
+    page.fill("#nickname", nickname)
+    page.click("main [type=submit]")
+    expect(page.get_by_role("heading", name="My groups")).to_be_visible()
+    return page
