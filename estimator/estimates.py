@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -128,6 +129,8 @@ def parse_cards(text: str | None) -> tuple[str, ...]:
             raise DeckError(f"A card has at most {CARD_MAX} characters: “{label}” is longer.")
         if label == UNSURE:
             raise DeckError("Every deck has “?” already: leave it out.")
+        if unicodedata.category(label[0]).startswith("M"):
+            raise DeckError(f"A card cannot start with an accent or other mark on its own: “{label}”.")
     folded = [label.casefold() for label in labels]
     if len(set(folded)) != len(folded):
         raise DeckError("Each card may appear only once.")

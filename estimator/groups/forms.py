@@ -151,5 +151,9 @@ class OwnerForm(FlaskForm):
     """Hand the facilitator role to a member."""
 
     user_id = IntegerField(
-        "New facilitator", validators=[InputRequired("Choose the member to hand over to.")]
+        "New facilitator",
+        validators=[
+            InputRequired("Choose the member to hand over to."),
+            NumberRange(1, 2**31 - 1, "That person is not a member of this group."),
+        ],
     )

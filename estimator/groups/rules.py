@@ -196,6 +196,11 @@ def hand_over(group: Group, user_id: int) -> Membership:
     """Make a member the facilitator; the old facilitator stays as a member."""
     change_group(group.id)
     new_owner = _member(group, user_id)
+    owned = db.session.scalar(sa.select(sa.func.count()).select_from(Group).where(Group.owner_id == user_id))
+    if (owned or 0) >= MAX_OWNED_GROUPS:
+        raise RuleError(
+            f"{new_owner.user.nickname} already facilitates {MAX_OWNED_GROUPS} groups, the most anyone can."
+        )
     old_owner = next(m for m in group.memberships if m.is_owner)
     old_owner.role, new_owner.role = Role.MEMBER, Role.OWNER
     group.owner_id = new_owner.user_id
