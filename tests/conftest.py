@@ -216,3 +216,17 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def dave(app, team, new_client):
+    """A third member of the team's group, so that the members alone reach the default threshold of 3."""
+    client = new_client("Dave")
+    assert join(app, client, team["group"]).status_code == 302
+    return client
+
+
+@pytest.fixture
+def outsider(new_client):
+    """Somebody logged in who is in none of the team's groups."""
+    return new_client("Mallory")

@@ -1,7 +1,10 @@
-"""Helpers shared by the race tests and the browser tests."""
+"""Helpers shared by the tests: reading pages and JSON as a person would, races, browsers."""
 
+import html
+import re
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
@@ -51,3 +54,30 @@ def logged_in_page(
     page.click("main [type=submit]")
     expect(page.get_by_role("heading", name="My groups")).to_be_visible()
     return page
+
+
+def text(response) -> str:
+    """The page as sent."""
+    return str(response.get_data(as_text=True))
+
+
+def visible(response) -> str:
+    """The page's text as a person reads it: tags dropped, entities read, white space collapsed."""
+    words = " ".join(re.sub(r"<[^>]+>", " ", text(response)).split())
+    return html.unescape(words).replace(" .", ".").replace(" ,", ",")
+
+
+def group_json(client, group_id: int) -> dict[str, Any]:
+    """`GET /api/groups/<id>` as the client sees it (a member: 200)."""
+    response = client.get(f"/api/groups/{group_id}")
+    assert response.status_code == 200, response.data
+    state: dict[str, Any] = response.json
+    return state
+
+
+def issue_json(client, issue_id: int) -> dict[str, Any]:
+    """`GET /api/issues/<id>` as the client sees it (a member: 200)."""
+    response = client.get(f"/api/issues/{issue_id}")
+    assert response.status_code == 200, response.data
+    state: dict[str, Any] = response.json
+    return state

@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import io
 import re
-from typing import Any
 
 import cairosvg  # type: ignore[import-untyped]  # CairoSVG ships no type information
 import pytest
@@ -20,35 +19,13 @@ from estimator.groups import rules
 from estimator.models import Ballot, Group, Issue, Membership, Role, Round, Tally, User
 from estimator.sealing import ballot_keys
 from tests.conftest import add_issue, create_group, invite_path, join, vote
-
-
-def text(response) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def visible(response) -> str:
-    """The page's text as a person reads it: tags dropped, white space collapsed."""
-    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", text(response)).split()))
+from tests.helpers import group_json, issue_json, text, visible
 
 
 def followed(client, response) -> str:
     """The visible text of the page a redirect leads to (with the message it flashed)."""
     assert response.status_code == 302, text(response)[:2000]
     return visible(client.get(response.headers["Location"]))
-
-
-def group_json(client, group_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/groups/{group_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
-
-
-def issue_json(client, issue_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/issues/{issue_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
 
 
 def page_order(client, group_id: int) -> list[str]:
@@ -111,20 +88,6 @@ def backlog(app, team) -> dict[str, int]:
     for n in (2, 3, 4):
         ids[f"A-{n}"] = add_issue(app, owner, group, f"A-{n}", f"Story {n}")
     return ids
-
-
-@pytest.fixture
-def dave(app, team, new_client):
-    """A third member."""
-    client = new_client("Dave")
-    assert join(app, client, team["group"]).status_code == 302
-    return client
-
-
-@pytest.fixture
-def outsider(new_client):
-    """Somebody logged in who is in none of the team's groups."""
-    return new_client("Mallory")
 
 
 # --- order ---------------------------------------------------------------------------------------

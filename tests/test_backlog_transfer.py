@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 import re
 
@@ -16,6 +15,7 @@ from estimator.backlog_csv import EXPORT_HEADER, MAX_BYTES, MAX_ROWS, read_csv
 from estimator.extensions import db
 from estimator.models import Group
 from tests.conftest import add_issue, create_group, join, login, vote
+from tests.helpers import text, visible
 
 BOM = b"\xef\xbb\xbf"
 
@@ -36,15 +36,6 @@ JIRA_EXPORT = (
         '"Line one\nline two",,\r\n'
     ).encode()
 )
-
-
-def text(response) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def visible(response) -> str:
-    """The page's text as a person reads it: tags dropped, white space collapsed."""
-    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", text(response)).split()))
 
 
 def post_form(client, group_id: int, fields: dict[str, object]):

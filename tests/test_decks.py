@@ -27,29 +27,7 @@ from estimator.estimates import (
 from estimator.extensions import db
 from estimator.models import Group
 from tests.conftest import add_issue, join, vote
-
-
-def text(response) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def visible(response) -> str:
-    """The page's text as a person reads it: tags dropped, white space collapsed."""
-    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", text(response)).split()).replace(" ,", ","))
-
-
-def group_json(client, group_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/groups/{group_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
-
-
-def issue_json(client, issue_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/issues/{issue_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
+from tests.helpers import group_json, issue_json, text, visible
 
 
 def groups(app) -> int:

@@ -4,7 +4,6 @@ Start and next, the room page for each kind of member, the settings auto_reveal 
 facilitator_votes, the round timer, the facilitator's "everybody voted" cue, and the JSON fields.
 """
 
-import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,15 +14,7 @@ from estimator.extensions import db
 from estimator.groups.rules import move_issue
 from estimator.models import Issue
 from tests.conftest import add_issue, create_group, join, vote
-
-
-def text(response) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def visible(response) -> str:
-    """The page's text as a person reads it: tags dropped, white space collapsed."""
-    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", text(response)).split()).replace(" .", "."))
+from tests.helpers import group_json, issue_json, text, visible
 
 
 def title(response) -> str:
@@ -38,20 +29,6 @@ def room(client, group_id: int):
     response = client.get(f"/groups/{group_id}/room")
     assert response.status_code == 200, text(response)[:2000]
     return response
-
-
-def group_json(client, group_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/groups/{group_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
-
-
-def issue_json(client, issue_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/issues/{issue_id}")
-    assert response.status_code == 200, response.data
-    state: dict[str, Any] = response.json
-    return state
 
 
 def change_settings(client, group_id: int, **fields: str | list[str]):
@@ -93,20 +70,6 @@ def backlog(app, team):
     """The team's group with four issues PROJ-1 … PROJ-4 in backlog order; their ids in order."""
     more = [add_issue(app, team["owner"], team["group"], f"PROJ-{n}", f"Story {n}") for n in (2, 3, 4)]
     return [team["issue"], *more]
-
-
-@pytest.fixture
-def dave(app, team, new_client):
-    """A third member, so that the members alone reach the default threshold of 3."""
-    client = new_client("Dave")
-    assert join(app, client, team["group"]).status_code == 302
-    return client
-
-
-@pytest.fixture
-def outsider(new_client):
-    """Somebody logged in who is in none of the team's groups."""
-    return new_client("Mallory")
 
 
 # --- POST /issues/<id>/start ---------------------------------------------------------------------

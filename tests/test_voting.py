@@ -9,15 +9,7 @@ from estimator.extensions import db
 from estimator.models import Ballot, Round, Tally
 from estimator.sealing import ballot_keys, unseal
 from tests.conftest import add_issue, create_group, join, vote
-
-
-def text(response) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def visible(response) -> str:
-    """The page's text as a person reads it: tags dropped, white space collapsed."""
-    return " ".join(re.sub(r"<[^>]+>", " ", text(response)).split()).replace(" .", ".")
+from tests.helpers import text, visible
 
 
 def ballots(app) -> list[tuple[int, str | None]]:
