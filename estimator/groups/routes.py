@@ -323,7 +323,7 @@ def leave(group_id: int) -> ResponseReturnValue:
             flash(f"You left “{group.name}”.", "success")
             return redirect(url_for("groups.dashboard"))
     if membership.is_owner:
-        flash("The facilitator cannot leave: hand the group over to a member first, or delete it.", "warning")
+        flash(rules.OWNER_CANNOT_LEAVE, "warning")
         return redirect(url_for("groups.show", group_id=group_id))
     return confirm(
         f"Leave “{group.name}”?",

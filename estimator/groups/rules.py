@@ -18,6 +18,7 @@ INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, UR
 
 #: The limits of one group and one person (the group page stays fast at them).
 MAX_ISSUES, MAX_MEMBERS, MAX_OWNED_GROUPS = 1000, 200, 100
+OWNER_CANNOT_LEAVE = "The facilitator cannot leave: hand the group over to a member first, or delete it."
 
 
 def create_group(owner: User, name: str, deck: str, cards: tuple[str, ...] = ()) -> Group:
@@ -184,7 +185,7 @@ def leave_group(group: Group, user: User) -> None:
     if membership is None:
         raise RuleError("You are not a member of this group.")
     if membership.is_owner:
-        raise RuleError("The facilitator cannot leave: hand the group over to a member first, or delete it.")
+        raise RuleError(OWNER_CANNOT_LEAVE)
     open_rounds = (
         sa.select(Round.id).join(Issue).where(Issue.group_id == group.id, Round.revealed_at.is_(None))
     )
