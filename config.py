@@ -59,6 +59,11 @@ class Config:
     # How often live pages ask whether anything changed, in milliseconds.
     LIVE_POLL_MS = 1000
 
+    # Log lines as `text` or as `json` objects (one a line, with the request id); see docs/deploy.md.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT") or "text"
+    # Prometheus metrics at /metrics: off unless asked for, so a public site does not publish them.
+    METRICS_ENABLED = env_flag("METRICS_ENABLED")
+
 
 class ProductionConfig(Config):
     """The same as Config; named so deployments can say what they run."""
@@ -76,3 +81,5 @@ class TestConfig(Config):
     PASSWORD_FAILURE_LIMIT = "1000 per minute"
     JOIN_RATE_LIMIT = "1000 per minute"
     HTTPS = False
+    LOG_FORMAT = "text"
+    METRICS_ENABLED = False

@@ -14,6 +14,7 @@ from config import Config
 
 from .errors import register_error_handlers
 from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
+from .observability import register_observability
 from .security import register_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ def create_app(config_class: type = Config) -> Flask:
     app.config.from_object(config_class)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     configure_defaults(app)
+    register_observability(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
