@@ -1,11 +1,17 @@
 """Error pages: HTML in the site's layout with a way back, JSON under /api."""
 
-from flask import Flask, jsonify, make_response, render_template, request
+import logging
+import re
+import threading
+import time
+
+import sqlalchemy.exc as sa_exc
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .extensions import db
+from .extensions import db, login_manager
 from .sealing import KeyStoreError
 
 MESSAGES = {
@@ -22,6 +28,17 @@ MESSAGES = {
     "please try again in a moment.",
 }
 CSRF_MESSAGE = "The form expired, please try again."
+DATABASE_DOWN_MESSAGE = (
+    "Estimator cannot reach its database right now. Nothing was saved; please try again in a moment."
+)
+#: Seconds a client is asked to wait before trying again when a store is unreachable.
+RETRY_AFTER = 5
+#: A cause of an outage gets its traceback logged at most this often (seconds); every failed
+#: request still gets one line.
+TRACEBACK_INTERVAL = 60.0
+
+# The errors that mean "the database cannot be reached", not "this request is wrong".
+DATABASE_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 def wants_api(path: str) -> bool:
@@ -29,9 +46,14 @@ def wants_api(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
+def wants_json() -> bool:
+    """Whether the error goes back as JSON: the API, or a page's script that asked for JSON."""
+    return wants_api(request.path) or request.accept_mimetypes.best == "application/json"
+
+
 def error_response(status: int, message: str) -> ResponseReturnValue:
-    """One error, as JSON under /api and as a page everywhere else."""
-    if wants_api(request.path):
+    """One error, as JSON under /api (or when asked for) and as a page everywhere else."""
+    if wants_json():
         return jsonify(error=message), status
     return render_template("errors/error.html", status=status, message=message), status
 
@@ -51,17 +73,108 @@ def handle_csrf_error(_error: CSRFError) -> ResponseReturnValue:
     return error_response(400, CSRF_MESSAGE)
 
 
+def rollback() -> None:
+    """Undo the request's transaction; with the database gone the rollback itself may fail."""
+    try:
+        db.session.rollback()
+    except sa_exc.SQLAlchemyError:
+        # The connection is already lost; dropping the session releases what is left of it.
+        db.session.remove()
+
+
+def unavailable(message: str) -> ResponseReturnValue:
+    """A store the app needs is unreachable: nothing is saved, and the client may retry soon."""
+    rollback()
+    response = make_response(error_response(503, message))
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def handle_key_store_down(_error: KeyStoreError) -> ResponseReturnValue:
     """The ballot key store is unreachable: nothing can be sealed or revealed, so nothing is saved."""
-    db.session.rollback()
-    response = make_response(error_response(503, MESSAGES[503]))
-    response.headers["Retry-After"] = "5"
-    return response
+    return unavailable(MESSAGES[503])
+
+
+class TracebackThrottle:
+    """Remembers when each cause of an outage last had its traceback logged, so a database that
+    is down for an hour fills the log with one line per request, not one traceback each."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, cause: str) -> bool:
+        """True at most once per interval for one cause."""
+        now = time.monotonic()
+        with self.lock:
+            last = self.last.get(cause)
+            if last is not None and now - last < self.interval:
+                return False
+            self.last[cause] = now
+            return True
+
+
+tracebacks = TracebackThrottle(TRACEBACK_INTERVAL)
+
+
+def outage_cause(error: sa_exc.DBAPIError) -> str:
+    """What went wrong, in one line and without the statement or its parameters: the driver's
+    first line of message."""
+    original = error.orig if error.orig is not None else error
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first_line[:200]}"
+
+
+def is_database_unreachable(error: sa_exc.DBAPIError) -> bool:
+    """Whether an error means the database cannot be reached (rather than a fault of the request)."""
+    if isinstance(error, DATABASE_UNREACHABLE):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
+    """The database is unreachable: a friendly 503 that itself needs no database, and one log line.
+
+    Any other database error is a fault of ours: it goes on to the 500 handler, traceback and all.
+    """
+    if not is_database_unreachable(error):
+        raise error
+    cause = outage_cause(error)
+    logger: logging.Logger = current_app.logger
+    logger.warning(
+        "database unavailable: %s %s answered 503 (%s)",
+        request.method,
+        request.path,
+        cause,
+        # Numbers (ports, process ids) vary within one cause, so they are left out of its key.
+        exc_info=error if tracebacks.allow(re.sub(r"[0-9]+", "N", cause)) else None,
+    )
+    # The layout shows who is logged in; loading the user needs the database, so the page is
+    # rendered as for a visitor, and nothing asks the database again.
+    g._login_user = login_manager.anonymous_user()
+    return unavailable(DATABASE_DOWN_MESSAGE)
+
+
+def end_session(_error: BaseException | None) -> None:
+    """Release the request's database session at its end. A connection that died after the answer
+    was made (a page rendered, a vote committed) must not turn that answer into a bare 500."""
+    try:
+        db.session.remove()
+    except sa_exc.DBAPIError as error:
+        if not is_database_unreachable(error):
+            raise
+        current_app.logger.warning(
+            "database unavailable: connection lost after %s %s was answered (%s)",
+            request.method,
+            request.path,
+            outage_cause(error),
+        )
 
 
 def handle_unexpected(_error: InternalServerError) -> ResponseReturnValue:
     """Anything unforeseen: roll back so nothing half-done is saved, and say so kindly."""
-    db.session.rollback()
+    rollback()
     return error_response(500, MESSAGES[500])
 
 
@@ -69,6 +182,9 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers on the app."""
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(KeyStoreError, handle_key_store_down)
+    app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
     app.register_error_handler(HTTPException, handle_http_error)
     # Flask hands every unhandled exception to the 500 handler (tests still see the traceback).
     app.register_error_handler(InternalServerError, handle_unexpected)
+    # A request's teardown runs before Flask-SQLAlchemy's, which then finds nothing left to release.
+    app.teardown_request(end_session)

@@ -1,0 +1,372 @@
+"""The database going away: friendly 503s with Retry-After, one log line per failed request, health
+checks, recovery by itself, and no acknowledged vote lost; JSON votes get JSON CSRF errors."""
+
+import logging
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from flask_migrate import upgrade
+
+from estimator import create_app, errors
+from estimator.extensions import db
+from tests.conftest import make_config, vote
+from tests.helpers import report
+from tests.http import Person
+from tests.server import WORKERS, free_port, start_gunicorn, stop
+
+DOWN_MESSAGE = "Estimator cannot reach its database right now."
+CSRF_MESSAGE = "The form expired, please try again."
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def down_app(key_store_uri, tmp_path):
+    """The app pointed at a port where no database listens, with the same secret as `app`."""
+    uri = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    app = create_app(make_config(uri, BALLOT_KEY_STORE_URI=key_store_uri))
+    app.instance_path = str(tmp_path)
+    return app
+
+
+@pytest.fixture
+def fresh_throttle(monkeypatch) -> errors.TracebackThrottle:
+    """A traceback throttle that has logged nothing yet, whatever earlier tests did."""
+    throttle = errors.TracebackThrottle(errors.TRACEBACK_INTERVAL)
+    monkeypatch.setattr(errors, "tracebacks", throttle)
+    return throttle
+
+
+def logged_in_while_down(down_app, logged_in):
+    """A client of the database-less app carrying a real login cookie from the working app."""
+    cookie = logged_in.get_cookie("session")
+    assert cookie is not None
+    client = down_app.test_client()
+    client.set_cookie("session", cookie.value)
+    return client
+
+
+@pytest.mark.parametrize("path", ["/", "/account", "/groups/1", "/issues/1", "/issues/1/estimate"])
+def test_pages_of_a_logged_in_person_answer_a_friendly_503(down_app, owner, path):
+    client = logged_in_while_down(down_app, owner)
+    response = client.get(path)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.mimetype == "text/html"
+    assert DOWN_MESSAGE in page and "Try again" in page and "Estimator" in page
+    assert "Internal Server Error" not in page
+
+
+def test_a_form_vote_while_down_gets_the_page_and_a_script_vote_gets_json(down_app, owner):
+    client = logged_in_while_down(down_app, owner)
+    form = client.post("/issues/1/estimate", data={"value": "5"})
+    assert form.status_code == 503 and form.mimetype == "text/html"
+    assert DOWN_MESSAGE in form.get_data(as_text=True)
+    script = client.post("/issues/1/estimate", data={"value": "5"}, headers={"Accept": "application/json"})
+    assert script.status_code == 503 and script.headers["Retry-After"] == "5"
+    assert DOWN_MESSAGE in script.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/groups/1", "/api/issues/1"])
+def test_the_json_api_answers_503_json_while_down(down_app, owner, path):
+    response = logged_in_while_down(down_app, owner).get(path)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert set(response.get_json()) == {"error"}
+    assert DOWN_MESSAGE in response.get_json()["error"]
+
+
+def test_healthz_answers_without_the_database_and_sets_no_cookie(down_app):
+    response = down_app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert "Set-Cookie" not in response.headers
+
+
+def test_readyz_says_whether_the_database_answers(app, down_app):
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200 and ready.get_json() == {"status": "ok"}
+    assert "Set-Cookie" not in ready.headers
+    not_ready = down_app.test_client().get("/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.headers["Retry-After"] == "5"
+    assert not_ready.get_json()["status"] == "unavailable"
+    assert "Set-Cookie" not in not_ready.headers
+
+
+def test_each_failed_request_logs_one_line_and_a_traceback_at_most_once_a_minute(
+    down_app, owner, caplog, fresh_throttle
+):
+    client = logged_in_while_down(down_app, owner)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            assert client.get("/").status_code == 503
+            assert client.get("/api/groups/1").status_code == 503
+    lines = [record for record in caplog.records if "database unavailable" in record.getMessage()]
+    assert len(lines) == 10
+    assert all("\n" not in record.getMessage() for record in lines)
+    assert sum(record.exc_info is not None for record in lines) == 1
+    # A minute later the same cause gets its traceback again, once.
+    fresh_throttle.last = {cause: at - 61 for cause, at in fresh_throttle.last.items()}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert client.get("/").status_code == 503
+    assert sum(record.exc_info is not None for record in caplog.records) == 1
+
+
+@pytest.fixture
+def lose_connection_on_write(app) -> Iterator[threading.Event]:
+    """While the event is set, every write to the database fails as if the connection died."""
+    armed = threading.Event()
+
+    def fail(_connection, _cursor, statement: str, *_args: object) -> None:
+        if armed.is_set() and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            raise sa_exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", fail)
+    yield armed
+    sa.event.remove(engine, "before_cursor_execute", fail)
+
+
+def test_a_vote_whose_write_fails_saves_nothing_and_the_next_one_works(
+    team, lose_connection_on_write, fresh_throttle
+):
+    issue_path = f"/api/issues/{team['issue']}"
+    lose_connection_on_write.set()
+    failed = vote(team["bob"], team["issue"], "8")
+    lose_connection_on_write.clear()
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "5"
+    assert team["owner"].get(issue_path).get_json()["votes_cast"] == 0
+    assert vote(team["bob"], team["issue"], "8").status_code == 302
+    assert team["owner"].get(issue_path).get_json()["votes_cast"] == 1
+
+
+def test_the_key_store_and_the_database_going_away_read_alike(down_app, owner):
+    client = logged_in_while_down(down_app, owner)
+    database = client.get("/issues/1")
+    assert database.headers["Retry-After"] == "5"
+    page = database.get_data(as_text=True)
+    key_store = errors.MESSAGES[503]
+    assert key_store not in page and DOWN_MESSAGE in page
+
+
+def test_a_script_vote_without_a_valid_token_gets_json(make_app, team):
+    guarded = make_app(WTF_CSRF_ENABLED=True)
+    client = logged_in_while_down(guarded, team["bob"])
+    path = f"/issues/{team['issue']}/estimate"
+    for headers in ({}, {"X-CSRFToken": "not-a-token"}):
+        response = client.post(path, data={"value": "3"}, headers={"Accept": "application/json", **headers})
+        assert response.status_code == 400
+        assert response.get_json() == {"error": CSRF_MESSAGE}
+    form = client.post(path, data={"value": "3"})
+    assert form.status_code == 400 and form.mimetype == "text/html"
+    assert CSRF_MESSAGE in form.get_data(as_text=True)
+    assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["votes_cast"] == 0
+
+
+# --- A real outage: a PostgreSQL of the test's own, stopped and started under load ----------------
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary folder on a free port, run by its own pg_ctl."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        # initdb refuses to run as root; the cluster then belongs to the postgres OS user.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            shutil.chown(root, "postgres", "postgres")
+
+    def run(self, *command: str) -> None:
+        subprocess.run([*self.as_owner, *command], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        self.run(str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        log = str(self.root / "postgres.log")
+        self.run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        self.run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def uri(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A running cluster of this test alone, stopped and removed afterwards."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(
+            f"PostgreSQL's initdb is not installed ({POSTGRES_BIN}); the outage test needs its own cluster"
+        )
+    root = Path(tempfile.mkdtemp(prefix="estimator-outage-"))
+    cluster = ThrowawayPostgres(root)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        if (cluster.data / "postmaster.pid").exists():
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Outcome:
+    """One request of a client: what it was, when it started, and how it was answered."""
+
+    kind: str
+    started: float
+    finished: float
+    status: int
+    retry_after: str | None
+    value: str = ""
+
+
+def keep_busy(
+    person: Person, issue_id: int, token: str, stop_at: threading.Event, log: list[Outcome]
+) -> None:
+    """Vote, poll the JSON and load the page in turn, as an open page does, until told to stop."""
+    vote_path, page_path, api_path = (
+        f"/issues/{issue_id}/estimate",
+        f"/issues/{issue_id}",
+        f"/api/issues/{issue_id}",
+    )
+    step = 0
+    while not stop_at.is_set():
+        started = time.monotonic()
+        if step % 3 == 0:
+            value = str(random.randint(1, 100))
+            status, _, headers = person.request(vote_path, {"value": value, "csrf_token": token})
+            log.append(Outcome("vote", started, time.monotonic(), status, headers.get("Retry-After"), value))
+        else:
+            path = api_path if step % 3 == 1 else page_path
+            accept = "application/json" if path == api_path else "text/html"
+            status, body, headers = person.request(path, headers={"Accept": accept})
+            log.append(Outcome(path, started, time.monotonic(), status, headers.get("Retry-After")))
+            if status == 503:
+                assert DOWN_MESSAGE in body, body[:300]
+        step += 1
+        time.sleep(0.05)
+
+
+@pytest.mark.server
+def test_stopping_the_database_under_load_gives_503s_loses_no_vote_and_recovers(
+    throwaway_postgres, key_store_uri, tmp_path, capsys
+):
+    cluster = throwaway_postgres
+    admin = sa.create_engine(cluster.uri("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql("CREATE DATABASE estimator")
+    admin.dispose()
+    uri = cluster.uri("estimator")
+    migrator = create_app(make_config(uri))
+    migrator.instance_path = str(tmp_path)
+    with migrator.app_context():
+        upgrade()
+        db.engine.dispose()
+
+    log_path = tmp_path / "gunicorn.log"
+    process, url = start_gunicorn(uri, log_path, BALLOT_KEY_STORE_URI=key_store_uri)
+    try:
+        owner = Person(url)
+        assert owner.login("Owner") == 302
+        assert owner.post("/groups", {"name": "Outage", "deck": "range"}, owner.token("/")) == 302
+        group_id = _only_group(owner)
+        owner.post(f"/groups/{group_id}/issues", {"key": "DB-1"}, owner.token(f"/groups/{group_id}"))
+        issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
+        invite = re.search(r"/join/[A-Za-z0-9_-]+", owner.request(f"/groups/{group_id}")[1])
+        assert invite is not None
+        people = []
+        for n in range(20):
+            person = Person(url)
+            assert person.login(f"Voter {n}") == 302
+            assert person.post(invite.group(0), {"role": "member"}, person.token(invite.group(0))) == 302
+            people.append(person)
+        tokens = [person.token(f"/issues/{issue_id}/estimate") for person in people]
+        log_lines_before = len(log_path.read_text().splitlines())
+
+        stop_at = threading.Event()
+        outcomes: list[list[Outcome]] = [[] for _ in people]
+        threads = [
+            threading.Thread(target=keep_busy, args=(person, issue_id, token, stop_at, outcomes[n]))
+            for n, (person, token) in enumerate(zip(people, tokens, strict=True))
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        went_down = time.monotonic()
+        cluster.stop()
+        time.sleep(4)
+        cluster.start()
+        came_back = time.monotonic()
+        time.sleep(4)
+        stop_at.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert owner.post(f"/issues/{issue_id}/reveal", {}, owner.token(f"/issues/{issue_id}")) == 302
+        result = owner.api(f"/api/issues/{issue_id}")["result"]
+    finally:
+        stop(process)
+
+    everything = [outcome for person_log in outcomes for outcome in person_log]
+    statuses = Counter(outcome.status for outcome in everything)
+    unavailable = [outcome for outcome in everything if outcome.status == 503]
+    log_text = log_path.read_text()
+    log_lines = len(log_text.splitlines()) - log_lines_before
+    tracebacks = log_text.count("Traceback (most recent call last)")
+    late = [outcome for outcome in everything if outcome.started > came_back + 2]
+    with migrator.app_context():
+        report(
+            capsys,
+            f"database down 4 s under 20 clients: {dict(statuses)}, {log_lines} log lines, "
+            f"{tracebacks} tracebacks, {len(late)} requests after recovery",
+        )
+    assert set(statuses) <= {200, 302, 503}, statuses
+    assert unavailable, "the outage was not noticed at all"
+    assert all(outcome.retry_after == "5" for outcome in unavailable)
+    # Nobody is turned away while the database is up, and within 2 s of its return all is well.
+    assert not [outcome for outcome in unavailable if outcome.finished < went_down]
+    assert late and all(outcome.status in {200, 302} for outcome in late)
+    # Every acknowledged vote counts: each voter's last acknowledged card is in the result.
+    last_votes = Counter(
+        [outcome.value for outcome in person_log if outcome.kind == "vote" and outcome.status == 302][-1]
+        for person_log in outcomes
+    )
+    assert result is not None and result["votes"] == 20
+    assert Counter(result["distribution"]) == last_votes
+    # One line per failed request, and a traceback (two, chained) at most once per cause and worker:
+    # refused, starting up, not yet accepting, closed unexpectedly, and a margin.
+    assert "Internal Server Error" not in log_text
+    assert log_text.count("database unavailable") <= len(unavailable) + WORKERS * 4 * 2
+    assert tracebacks <= WORKERS * 6 * 2, tracebacks
+    assert log_lines <= len(unavailable) + tracebacks * 100, (log_lines, len(unavailable))
+
+
+def _only_group(owner: Person) -> int:
+    """The id of the one group the owner has, from the dashboard's link."""
+    match = re.search(r'href="/groups/(\d+)"', owner.request("/")[1])
+    assert match is not None, "no group on the dashboard"
+    return int(match.group(1))
