@@ -2,10 +2,14 @@
 
 import html
 import re
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import redis
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from estimator.extensions import db
@@ -81,3 +85,42 @@ def issue_json(client, issue_id: int) -> dict[str, Any]:
     assert response.status_code == 200, response.data
     state: dict[str, Any] = response.json
     return state
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at url."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def start_redis(binary: str, port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A throwaway Redis server on port that keeps nothing on disk, answering before this returns."""
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not redis_answers(f"redis://127.0.0.1:{port}/0"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.05)
+    return process
+
+
+def stop_redis(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server this test started, by its pid."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -157,6 +157,25 @@ def test_a_vote_whose_write_fails_saves_nothing_and_the_next_one_works(
     assert team["owner"].get(issue_path).get_json()["votes_cast"] == 1
 
 
+def test_any_other_database_error_is_still_a_500_not_an_outage(make_app, team, fresh_throttle):
+    served = make_app(PROPAGATE_EXCEPTIONS=False)
+    client = logged_in_while_down(served, team["bob"])
+
+    def fail(_connection, _cursor, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            raise sa_exc.IntegrityError(statement, {}, Exception("duplicate key value"))
+
+    with served.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", fail)
+    try:
+        response = client.post(f"/issues/{team['issue']}/estimate", data={"value": "5"})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", fail)
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert "Something went wrong on our side." in response.get_data(as_text=True)
+
+
 def test_the_key_store_and_the_database_going_away_read_alike(down_app, owner):
     client = logged_in_while_down(down_app, owner)
     database = client.get("/issues/1")

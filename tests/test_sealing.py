@@ -5,7 +5,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from estimator.sealing import (
     seal,
     unseal,
 )
+from tests.helpers import redis_answers, start_redis, stop_redis
 from tests.server import free_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -283,17 +283,6 @@ def test_eight_processes_racing_to_create_keys_all_get_the_same_keys(shm_directo
 # --- Redis ------------------------------------------------------------------------------------
 
 
-def redis_answers(url: str) -> bool:
-    """True when a Redis server answers PING at url."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_store() -> Iterator[RedisKeyStore]:
     """A store on the shared Redis under a prefix of its own; its keys are deleted afterwards."""
@@ -340,34 +329,6 @@ def test_threads_racing_to_create_one_redis_key_all_get_the_same_key(redis_store
     assert len(keys) == 8
     assert len(set(keys)) == 1
     assert redis_store.get(key_id) == keys[0]
-
-
-def start_redis(binary: str, port: int, directory: Path) -> subprocess.Popen[bytes]:
-    """A throwaway Redis server on port that keeps nothing on disk, answering before this returns."""
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not redis_answers(f"redis://127.0.0.1:{port}/0"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"redis-server did not start on port {port}")
-        time.sleep(0.05)
-    return process
-
-
-def stop_redis(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server this test started, by its pid."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def port_is_closed(port: int) -> bool:
