@@ -48,9 +48,14 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     # If the shared counter store is unreachable, count in memory rather than fail requests.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "30 per minute")
-    PASSWORD_FAILURE_LIMIT = "10 per 15 minutes"
-    JOIN_RATE_LIMIT = "30 per minute"
+    # Generous per address, so that a team of 100 behind one office address is never refused;
+    # guessing is limited per nickname and per invite token instead.
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT") or "300 per minute"
+    JOIN_RATE_LIMIT = os.environ.get("JOIN_RATE_LIMIT") or "300 per minute"
+    # Wrong passwords per nickname (a browser holding its claim counts on its own).
+    PASSWORD_FAILURE_LIMIT = os.environ.get("PASSWORD_FAILURE_LIMIT") or "10 per 15 minutes"
+    # Unknown invite tokens, counted per client address and per token: then every join waits.
+    INVITE_GUESS_LIMIT = os.environ.get("INVITE_GUESS_LIMIT") or "20 per 10 minutes"
 
     # Where the open rounds' ballot keys live: redis://… when several machines serve; unset, a
     # memory-backed folder (/dev/shm) shared by this machine's workers. Never the database.
@@ -80,6 +85,7 @@ class TestConfig(Config):
     LOGIN_RATE_LIMIT = "1000 per minute"
     PASSWORD_FAILURE_LIMIT = "1000 per minute"
     JOIN_RATE_LIMIT = "1000 per minute"
+    INVITE_GUESS_LIMIT = "1000 per minute"
     HTTPS = False
     LOG_FORMAT = "text"
     METRICS_ENABLED = False

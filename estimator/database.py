@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +20,9 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 def configure_sqlite(engine: sa.Engine) -> None:
     """WAL, a busy timeout, foreign keys, secure delete; write requests take the lock up front.
 
+    The database file is made readable by its owner only; SQLite gives its -wal and -shm files
+    the same mode as the database file when it creates them.
+
     A write request starts its transaction with BEGIN IMMEDIATE, so two writers queue on the
     busy timeout instead of one of them failing when it upgrades a read lock.  Secure delete
     overwrites a revealed ballot's card on disk instead of leaving it in a free page.
@@ -31,11 +37,25 @@ def configure_sqlite(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
+        owner_only(engine.url.database)
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
         writing = has_request_context() and request.method not in SAFE_METHODS
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def owner_only(database: str | None) -> None:
+    """Make a SQLite database file and its -wal and -shm files readable by their owner only."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(database + suffix)
+        try:
+            if path.exists() and path.stat().st_mode & 0o777 != 0o600:
+                os.chmod(path, 0o600)
+        except OSError as error:  # not ours to change (another owner): say so, keep serving
+            logging.getLogger(__name__).warning("Cannot make %s private: %s", path, error)
 
 
 def _insert(model: type[Any]) -> Any:

@@ -140,7 +140,7 @@ def test_user_text_is_always_escaped(app, team):
         assert "{{7*7}}" in page and ">49<" not in page  # shown, not evaluated
 
 
-def test_login_limit_defaults_to_30_a_minute_and_the_environment_overrides_it():
+def test_login_limit_defaults_to_300_a_minute_and_the_environment_overrides_it():
     import subprocess
     import sys
 
@@ -159,7 +159,7 @@ def test_login_limit_defaults_to_30_a_minute_and_the_environment_overrides_it():
         env={"PATH": "/usr/bin:/bin", "LOGIN_RATE_LIMIT": "5 per hour"},
         check=True,
     )
-    assert (default.stdout.strip(), override.stdout.strip()) == ("30 per minute", "5 per hour")
+    assert (default.stdout.strip(), override.stdout.strip()) == ("300 per minute", "5 per hour")
 
 
 def test_invite_joins_are_rate_limited(app, new_client):

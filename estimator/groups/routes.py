@@ -1,13 +1,16 @@
 """Dashboard, group page, invitations, members and settings."""
 
+import hashlib
 import io
 
 import segno
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
+from .. import counters
 from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
@@ -152,8 +155,14 @@ def settings(group_id: int) -> ResponseReturnValue:
 @limiter.limit(configured("JOIN_RATE_LIMIT"), methods=["POST"])
 def join(token: str) -> ResponseReturnValue:
     """GET asks "Join <group>?"; POST joins."""
+    # Unknown tokens are counted per address and per token; past the limit every join from there
+    # waits, so that guessing learns nothing, while a team on one valid link is never counted.
+    guessers = (f"address:{get_remote_address()}", f"token:{hashlib.sha256(token.encode()).hexdigest()}")
+    if not counters.within("INVITE_GUESS_LIMIT", "invite-guesses", *guessers):
+        abort(429)
     group = rules.group_by_invite(token)
     if group is None:
+        counters.count("INVITE_GUESS_LIMIT", "invite-guesses", *guessers)
         abort(404, "This invite link is unknown or has been replaced by a new one.")
     if any(m.user_id == current_user.id for m in group.memberships):
         return render_template("groups/already_member.html", group=group), 409
