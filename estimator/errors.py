@@ -128,9 +128,7 @@ def outage_cause(error: sa_exc.DBAPIError) -> str:
 
 def is_database_unreachable(error: sa_exc.DBAPIError) -> bool:
     """Whether an error means the database cannot be reached (rather than a fault of the request)."""
-    if isinstance(error, DATABASE_UNREACHABLE):
-        return True
-    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    return isinstance(error, DATABASE_UNREACHABLE) or error.connection_invalidated
 
 
 def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
