@@ -37,8 +37,9 @@ RETRY_AFTER = 5
 #: request still gets one line.
 TRACEBACK_INTERVAL = 60.0
 
-# The errors that mean "the database cannot be reached", not "this request is wrong".
-DATABASE_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
+# PostgreSQL's codes for a lost or refused connection: class 08 (connection exception) and the
+# server shutting down, crashed or still starting (57P01-57P03).
+CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def wants_api(path: str) -> bool:
@@ -127,8 +128,15 @@ def outage_cause(error: sa_exc.DBAPIError) -> str:
 
 
 def is_database_unreachable(error: sa_exc.DBAPIError) -> bool:
-    """Whether an error means the database cannot be reached (rather than a fault of the request)."""
-    return isinstance(error, DATABASE_UNREACHABLE) or error.connection_invalidated
+    """Whether an error means the database cannot be reached, rather than a fault of the request
+    or of ours (a failed constraint, a disk error): no connection could be made (there is no
+    statement), the connection was lost, or the server says it is going or not yet there."""
+    if isinstance(error, sa_exc.InterfaceError) or error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.OperationalError) and error.statement is None:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(CONNECTION_SQLSTATES)
 
 
 def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:

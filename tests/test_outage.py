@@ -135,7 +135,9 @@ def lose_connection_on_write(app) -> Iterator[threading.Event]:
 
     def fail(_connection, _cursor, statement: str, *_args: object) -> None:
         if armed.is_set() and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            raise sa_exc.OperationalError(statement, {}, Exception("server closed the connection"))
+            # As SQLAlchemy raises it when the server went away mid-statement.
+            lost = Exception("server closed the connection unexpectedly")
+            raise sa_exc.OperationalError(statement, {}, lost, connection_invalidated=True)
 
     with app.app_context():
         engine = db.engine
@@ -155,6 +157,29 @@ def test_a_vote_whose_write_fails_saves_nothing_and_the_next_one_works(
     assert team["owner"].get(issue_path).get_json()["votes_cast"] == 0
     assert vote(team["bob"], team["issue"], "8").status_code == 302
     assert team["owner"].get(issue_path).get_json()["votes_cast"] == 1
+
+
+def test_a_server_shutting_down_mid_statement_is_an_outage(team, fresh_throttle):
+    """PostgreSQL says it is going away (57P01) before the driver notices the connection is lost."""
+    from psycopg.errors import AdminShutdown
+
+    failing = threading.Event()
+
+    def fail(_connection, _cursor, statement: str, *_args: object) -> None:
+        if failing.is_set():
+            shutdown = AdminShutdown("terminating connection due to administrator command")
+            raise sa_exc.OperationalError(statement, {}, shutdown)
+
+    with team["owner"].application.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", fail)
+    failing.set()
+    try:
+        response = team["bob"].get(f"/api/issues/{team['issue']}")
+    finally:
+        failing.clear()
+        sa.event.remove(engine, "before_cursor_execute", fail)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 
 
 def test_any_other_database_error_is_still_a_500_not_an_outage(make_app, team, fresh_throttle):
