@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import BinaryIO, cast
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, abort, request
 from werkzeug.wsgi import LimitedStream
 
-DISCARD_LIMIT = 1024 * 1024
+DISCARD_LIMIT = 4 * 1024 * 1024  # twice the largest body a route accepts (the backlog import)
 CHUNK = 64 * 1024
 
 
@@ -25,7 +25,7 @@ def refuse_oversized_body() -> None:
     Forms already get it when they are read; this also covers routes that never read a body (the
     JSON API), which would otherwise answer as if the body had not been sent.
     """
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    limit = request.max_content_length  # MAX_CONTENT_LENGTH, or what a route allows itself
     if limit is not None and (request.content_length or 0) > limit:
         abort(413)
 
