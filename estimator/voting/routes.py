@@ -35,8 +35,8 @@ def wants_json() -> bool:
 
 
 def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | None = None) -> dict[str, Any]:
-    """What the issue's pages share: the state, the voter's own ballot, the facilitator's form, the
-    timer, and the live link (to the issue; the room replaces it with the group's)."""
+    """What the issue's pages and the room share: the state, the voter's own ballot, the
+    facilitator's form and the timer (the live link differs: see issue_live and room)."""
     state = issue_state(issue)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
@@ -54,15 +54,19 @@ def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | N
         "threshold": rules.reveal_threshold(issue),
         "timer_left": seconds_left(issue.current_round),
         "accept_form": accept_form,
-        **live_context("issue", issue.id, issue.group.version, key_ids_of([issue.current_round])),
     }
+
+
+def issue_live(issue: Issue) -> dict[str, str]:
+    """The live link of the issue's own pages: they follow the issue's JSON."""
+    return live_context("issue", issue.id, issue.group.version, key_ids_of([issue.current_round]))
 
 
 def render_status(
     issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
     """The status page: who has voted, progress, result and history, the owner's controls."""
-    page = issue_page(issue, membership, accept_form)
+    page = issue_page(issue, membership, accept_form) | issue_live(issue)
     history = [(h["round"], h["result"]) for h in reversed(page["state"]["history"])]
     return render_template("voting/status.html", **page, history=history), status
 
@@ -180,7 +184,8 @@ def estimate(issue_id: int) -> ResponseReturnValue:
     if wants_json() and code != 200:
         return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
     issue, membership = member_issue(issue_id)
-    return render_template("voting/estimate.html", **issue_page(issue, membership), form=form), code
+    page = issue_page(issue, membership) | issue_live(issue)
+    return render_template("voting/estimate.html", **page, form=form), code
 
 
 def owner_step(issue_id: int, step: str) -> ResponseReturnValue:
