@@ -86,9 +86,15 @@
     restoreFocus(focused);
   }
 
+  // One refresh at a time; a forced one (after one's own vote) runs after any refresh already on
+  // its way, which may have started before the vote and must not stand in for it.
   function refreshOnce(force = false, keepFocus = null) {
-    if (!refreshing) refreshing = refreshRegions(force, keepFocus).finally(() => { refreshing = null; });
-    return refreshing;
+    if (refreshing && !force) return refreshing;
+    const before = refreshing || Promise.resolve();
+    const mine = before.catch(() => {}).then(() => refreshRegions(force, keepFocus))
+      .finally(() => { if (refreshing === mine) refreshing = null; });
+    refreshing = mine;
+    return mine;
   }
 
   // The facilitator's timer: the server says how many seconds are left; this page counts down.
