@@ -61,8 +61,12 @@ class Config:
     # memory-backed folder (/dev/shm) shared by this machine's workers. Never the database.
     BALLOT_KEY_STORE_URI = os.environ.get("BALLOT_KEY_STORE_URI") or None
 
-    # How often live pages ask whether anything changed, in milliseconds.
+    # How often live pages ask whether anything changed when they cannot hold an event stream,
+    # in milliseconds.
     LIVE_POLL_MS = 1000
+    # How long one event stream stays open before the browser reconnects (and its login and
+    # membership are checked again), in seconds.
+    LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
 
     # Log lines as `text` or as `json` objects (one a line, with the request id); see docs/deploy.md.
     LOG_FORMAT = os.environ.get("LOG_FORMAT") or "text"
@@ -89,3 +93,5 @@ class TestConfig(Config):
     HTTPS = False
     LOG_FORMAT = "text"
     METRICS_ENABLED = False
+    # In-process requests read a stream to its end: keep test streams short.
+    LIVE_STREAM_SECONDS = 0.3

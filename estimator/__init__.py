@@ -16,6 +16,7 @@ from .bodies import register_body_limits
 from .errors import register_error_handlers
 from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
 from .flashes import register_flash_limit
+from .live import register_live
 from .observability import register_observability
 from .security import register_security
 
@@ -34,6 +35,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_error_handlers(app)
     register_template_helpers(app)
     register_security(app)
+    register_live(app)
     register_flash_limit(app)
     register_body_limits(app)
     return app

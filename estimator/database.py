@@ -107,6 +107,8 @@ def bump_version(group_id: int) -> None:
     pages do (re-submitting the same card, for one, changes nothing anyone can observe).
     """
     db.session.execute(sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1))
+    # Once committed, this process reads the version afresh rather than from its board (live.py).
+    db.session.info.setdefault("bumped_groups", set()).add(group_id)
 
 
 def change_group(group_id: int) -> None:

@@ -1,14 +1,49 @@
-"""What links a live page to its JSON endpoint: the URL it polls and the ETag it starts from."""
+"""Live pages: what tells them the group changed, cheaply, whichever process served the change.
 
-from collections.abc import Collection, Iterable
+Every change anybody can see bumps the group's version (database.bump_version), so the version is
+all a page needs to watch. Each process keeps one `VersionBoard`: the versions (and the open
+rounds' ballot key ids) of the groups its visitors watch. One watcher per process reads them for
+all watched groups in one query a few times a second and wakes the event streams of the groups
+that changed, so the cost of waiting grows with processes, not with listeners; no broker is needed,
+and it works on SQLite and PostgreSQL alike, across any number of processes and machines.
+
+Entity tags are bound to the visitor's login (an HMAC of the session's user id and token with the
+app's secret key), so an unchanged poll can be answered with 304 before Flask loads anybody
+(`fast_not_modified`): a 304 only ever confirms a tag to the login it was issued to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from flask import url_for
+from flask import Flask, Response, current_app, has_app_context, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from .extensions import db
-from .models import Issue, Round
+from .models import Group, Issue, Membership, Round, User
 from .sealing import ballot_keys
+
+log = logging.getLogger(__name__)
+
+#: How often a process's watcher reads the watched groups' versions, in seconds.
+WATCH_INTERVAL = 0.25
+#: How long a version read for a poll is trusted by the process that read it, in seconds.
+VERSION_TTL = 0.5
+#: An event stream says something at least this often, so proxies keep it open (SPEC: 25 s).
+HEARTBEAT = 15.0
+
+TAG = re.compile(r'(?:W/)?"(issue|group)-(\d+)-g(\d+)-v(\d+)-k([0-9a-z]+)-([0-9a-f]{20})"')
 
 
 def open_key_ids(group_id: int) -> set[str]:
@@ -24,17 +59,414 @@ def key_ids_of(rounds: Iterable[Round]) -> set[str]:
     return {r.key_id for r in rounds if r.key_id}
 
 
-def etag(kind: str, object_id: int, version: int, key_ids: Collection[str]) -> str:
-    """The entity tag of an issue's or a group's state (unquoted): the group's version, and which
-    of the open rounds' ballot keys (key_ids) still exist, since losing one changes what pages show
-    without changing the version."""
-    return f"{kind}-{object_id}-v{version}-k{ballot_keys.fingerprint(key_ids)}"
+def login_key() -> str:
+    """What identifies this login in the session cookie: the user id and session token."""
+    return str(session.get("_user_id") or "")
 
 
-def live_context(kind: str, object_id: int, version: int, key_ids: Collection[str]) -> dict[str, str]:
-    """Template variables that make a page poll `/api/<kind>s/<id>` from this version on."""
+def _mac(secret: str, login: str, body: str) -> str:
+    return hmac.new(secret.encode(), f"{login}|{body}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def etag(
+    kind: str,
+    object_id: int,
+    group_id: int,
+    version: int,
+    key_ids: Collection[str],
+    *,
+    login: str | None = None,
+    app: Flask | None = None,
+) -> str:
+    """The entity tag (quoted) of an issue's or a group's state as this login sees it.
+
+    It names the group's version and which open rounds' ballot keys still exist (losing one
+    changes what pages show without changing the version), and is signed for the login it is
+    served to, so that it can be checked before the login is loaded.
+    """
+    app = app or current_app
+    fingerprint = ballot_keys.fingerprint(key_ids, app.extensions["ballot_keys"])
+    body = f"{kind}-{object_id}-g{group_id}-v{version}-k{fingerprint}"
+    mac = _mac(app.config["SECRET_KEY"], login_key() if login is None else login, body)
+    return f'"{body}-{mac}"'
+
+
+def live_context(
+    kind: str, object_id: int, group_id: int, version: int, key_ids: Collection[str]
+) -> dict[str, Any]:
+    """Template variables that make a page follow `/api/<kind>s/<id>` from this version on: the
+    group's event stream, and the JSON to poll when the stream is unavailable."""
     values: dict[str, Any] = {f"{kind}_id": object_id}
     return {
         "live_api": url_for(f"api.{kind}", **values),
-        "live_etag": f'"{etag(kind, object_id, version, key_ids)}"',
+        "live_etag": etag(kind, object_id, group_id, version, key_ids),
+        "live_events": url_for("api.events", group_id=group_id),
+        "live_version": version,
     }
+
+
+# --- the per-process board of versions -----------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    """What a process knows of one group: its version, its open rounds' keys, who may listen."""
+
+    version: int
+    keys: dict[int, set[str]]  # issue id → key ids of its open rounds
+    read_at: float
+    changed: threading.Event = field(default_factory=threading.Event)
+    logins: frozenset[str] | None = None  # "user id:session token" of its members, when asked for
+    listeners: int = 0
+
+    def key_ids(self, issue_id: int | None = None) -> set[str]:
+        if issue_id is not None:
+            return self.keys.get(issue_id, set())
+        return set().union(*self.keys.values()) if self.keys else set()
+
+
+class VersionBoard:
+    """The versions of the groups this process's visitors watch, and the wake-up of their streams."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._groups: dict[int, Watched] = {}
+        self._issue_groups: OrderedDict[int, int] = OrderedDict()
+        self._watcher: threading.Thread | None = None
+        self._pid = 0
+
+    def _read(self, group_ids: Collection[int], with_logins: Collection[int] = ()) -> dict[int, Watched]:
+        """Read the versions and open keys of these groups (and the logins of their members)."""
+        issues_rounds = sa.join(Issue, Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None)))
+        statement = (
+            sa.select(Group.id, Group.version, Issue.id.label("issue_id"), Round.key_id)
+            .select_from(sa.outerjoin(Group.__table__, issues_rounds, Issue.group_id == Group.id))
+            .where(Group.id.in_(list(group_ids)))
+        )
+        now = time.monotonic()
+        found: dict[int, Watched] = {}
+        with self._engine.connect() as connection:
+            for group_id, version, issue_id, key_id in connection.execute(statement):
+                entry = found.setdefault(group_id, Watched(int(version), {}, now))
+                if key_id:
+                    entry.keys.setdefault(issue_id, set()).add(key_id)
+            if with_logins:
+                rows = connection.execute(
+                    sa.select(Membership.group_id, User.id, User.session_token)
+                    .join(User, User.id == Membership.user_id)
+                    .where(Membership.group_id.in_(list(with_logins)))
+                )
+                logins: dict[int, set[str]] = {group_id: set() for group_id in with_logins}
+                for group_id, user_id, token in rows:
+                    logins[group_id].add(f"{user_id}:{token}")
+                for group_id, members in logins.items():
+                    if group_id in found:
+                        found[group_id].logins = frozenset(members)
+        return found
+
+    def _merge(self, fresh: dict[int, Watched], asked: Collection[int]) -> list[Watched]:
+        """Store what was read; wake the listeners of groups that changed or went away."""
+        woken = []
+        with self._lock:
+            for group_id in asked:
+                old = self._groups.get(group_id)
+                new = fresh.get(group_id)
+                if new is None:
+                    self._groups.pop(group_id, None)
+                    if old is not None:
+                        woken.append(old)  # deleted: its listeners stop
+                    continue
+                if old is None:
+                    self._groups[group_id] = new
+                    continue
+                if new.version != old.version or new.keys != old.keys:
+                    woken.append(old)
+                    new.listeners = old.listeners
+                    if new.logins is None and new.version == old.version:
+                        new.logins = old.logins
+                    self._groups[group_id] = new
+                else:
+                    old.read_at = new.read_at
+                    if new.logins is not None:
+                        old.logins = new.logins
+        for entry in woken:
+            entry.changed.set()
+        return woken
+
+    def current(self, group_id: int) -> Watched | None:
+        """The group as read within VERSION_TTL (read now if not): None when it does not exist."""
+        entry = self._groups.get(group_id)
+        if entry is None or time.monotonic() - entry.read_at > VERSION_TTL:
+            # Listened to here: who may listen is read along, in case the version moved on.
+            listened = [group_id] if entry is not None and entry.listeners > 0 else []
+            self._merge(self._read([group_id], with_logins=listened), [group_id])
+            entry = self._groups.get(group_id)
+        return entry
+
+    def group_of_issue(self, issue_id: int) -> int | None:
+        """The group an issue belongs to (it never moves), remembered for the last few thousand."""
+        group_id = self._issue_groups.get(issue_id)
+        if group_id is None:
+            with self._engine.connect() as connection:
+                group_id = connection.scalar(sa.select(Issue.group_id).where(Issue.id == issue_id))
+            if group_id is None:
+                return None
+            with self._lock:
+                self._issue_groups[issue_id] = group_id
+                while len(self._issue_groups) > 10_000:
+                    self._issue_groups.popitem(last=False)
+        return group_id
+
+    def forget(self, group_ids: Iterable[int]) -> None:
+        """This process changed these groups: read them afresh on next use."""
+        with self._lock:
+            for group_id in group_ids:
+                if entry := self._groups.get(group_id):
+                    entry.read_at = float("-inf")
+
+    # --- event streams ---
+
+    def listen(self, group_id: int, login: str, last_seen: int | None, lifetime: float) -> Iterator[str]:
+        """The event stream of one listener: the version whenever it changes, a comment between.
+
+        Ends after `lifetime` seconds (the browser reconnects at once, sending Last-Event-ID, and
+        is checked again), when the group goes away, or when the listener is no longer one of its
+        members with this login (removed, or logged out everywhere) as seen at the group's next
+        change. Raises LookupError at once when the group does not exist.
+        """
+        if self.current(group_id) is None:
+            raise LookupError(group_id)
+        return self._stream(group_id, login, last_seen, time.monotonic() + lifetime)
+
+    def _stream(self, group_id: int, login: str, last_seen: int | None, until: float) -> Iterator[str]:
+        try:
+            entry = self._enter(group_id)
+        except LookupError:
+            return
+        try:
+            yield "retry: 2000\n\n"
+            told: Watched | None = None
+            while True:
+                entry = self._groups.get(group_id) or entry
+                if entry.logins is not None and login not in entry.logins:
+                    return
+                # A new entry means a new version, or a lost ballot key (same version, other view).
+                if entry is not told and (last_seen is None or entry.version > last_seen or told):
+                    yield f'id: {entry.version}\nevent: version\ndata: {{"version": {entry.version}}}\n\n'
+                told = entry
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                if not entry.changed.wait(min(HEARTBEAT, left)):
+                    if until - time.monotonic() > 0:
+                        yield ": keep-alive\n\n"
+                elif group_id not in self._groups:
+                    return
+        finally:
+            self._leave(group_id)
+
+    def _enter(self, group_id: int) -> Watched:
+        entry = self.current(group_id)
+        if entry is None:
+            raise LookupError(group_id)
+        with self._lock:
+            entry = self._groups[group_id]
+            entry.listeners += 1
+        self._ensure_watcher()
+        return entry
+
+    def _leave(self, group_id: int) -> None:
+        with self._lock:
+            if entry := self._groups.get(group_id):
+                entry.listeners -= 1
+
+    def _ensure_watcher(self) -> None:
+        import os
+
+        if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._watcher is None or not self._watcher.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._watcher = threading.Thread(target=self._watch, name="version-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """One loop per process: read every listened group's version, wake who needs waking."""
+        failing = False
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with self._lock:
+                listened = [gid for gid, entry in self._groups.items() if entry.listeners > 0]
+            if not listened:
+                continue
+            try:
+                before = {gid: self._groups[gid].version for gid in listened if gid in self._groups}
+                fresh = self._read(listened)
+                changed = [
+                    gid for gid in listened if gid not in fresh or fresh[gid].version != before.get(gid)
+                ]
+                if changed:  # who may still listen is read only when something changed
+                    fresh.update(self._read(changed, with_logins=changed))
+                self._merge(fresh, listened)
+                if failing:
+                    log.info("Live updates: the database answers again")
+                failing = False
+            except sa.exc.SQLAlchemyError as error:
+                if not failing:
+                    log.warning("Live updates: cannot read the group versions: %s", error)
+                failing = True
+
+
+def board() -> VersionBoard:
+    """The current app's board."""
+    return current_app.extensions["live_board"]  # type: ignore[no-any-return]  # extensions: dict[str, Any]
+
+
+# --- JSON built once per version ----------------------------------------------------------------
+
+
+class JsonCache:
+    """Serialized JSON states by (kind, id, version, key fingerprint): built once per version by
+    each process rather than once per watcher; they hold nothing personal (no card, no viewer)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], build: Callable[[], dict[str, Any]]) -> bytes:
+        with self._lock:
+            if (body := self._items.get(key)) is not None:
+                self._items.move_to_end(key)
+                return body
+        body = json.dumps(build(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        with self._lock:
+            self._items[key] = body
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return body
+
+
+def json_cache(app: Flask) -> JsonCache:
+    """The app's cache of JSON states."""
+    return app.extensions["live_json"]  # type: ignore[no-any-return]  # extensions: dict[str, Any]
+
+
+# --- the unchanged poll, answered before Flask ---------------------------------------------------
+
+API_PATH = re.compile(r"/api/(issue|group)s/([1-9][0-9]{0,9})")
+
+
+class FastNotModified:
+    """WSGI middleware: a poll whose tag is still current for its login gets 304 before Flask runs.
+
+    The login comes from the signed session cookie; the version from the process's board (read
+    at most VERSION_TTL ago, and at once after this process changed the group). Anything it
+    cannot decide — no tag, another login, a changed version — goes to Flask as usual.
+    """
+
+    def __init__(self, app: Flask, board: VersionBoard) -> None:
+        self.app = app
+        self.board = board
+        self.next = app.wsgi_app
+        self.cookie = app.config.get("SESSION_COOKIE_NAME", "session")
+        self.serializer: Any = None
+        self.headers: list[tuple[str, str]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and "HTTP_IF_NONE_MATCH" in environ:
+            tag = self.unchanged(environ)
+            if tag is not None:
+                start_response("304 NOT MODIFIED", [("ETag", tag), *self.headers])
+                return []
+        return self.next(environ, start_response)
+
+    def unchanged(self, environ: dict[str, Any]) -> str | None:
+        path = API_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if path is None:
+            return None
+        kind, object_id = path.group(1), int(path.group(2))
+        login = self.login(environ)
+        if not login:
+            return None
+        for match in TAG.finditer(environ["HTTP_IF_NONE_MATCH"]):
+            tag_kind, tag_id, group_id, version = match.group(1), *map(int, match.group(2, 3, 4))
+            if (tag_kind, tag_id) != (kind, object_id):
+                continue
+            try:
+                entry = self.board.current(group_id)
+            except sa.exc.SQLAlchemyError:
+                return None  # Flask answers, and says the database is down
+            if entry is None or entry.version != version:
+                return None
+            expected = etag(
+                kind,
+                object_id,
+                group_id,
+                version,
+                entry.key_ids(object_id if kind == "issue" else None),
+                login=login,
+                app=self.app,
+            )
+            if hmac.compare_digest(expected, match.group(0).removeprefix("W/")):
+                return expected
+        return None
+
+    def login(self, environ: dict[str, Any]) -> str | None:
+        """The user id and session token in the signed session cookie, if any."""
+        from werkzeug.http import parse_cookie
+
+        value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.cookie)
+        if not value:
+            return None
+        if self.serializer is None:
+            self.serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
+        try:
+            data = self.serializer.loads(
+                value, max_age=int(self.app.permanent_session_lifetime.total_seconds())
+            )
+        except Exception:  # noqa: BLE001 - a bad or expired cookie: Flask will say so
+            return None
+        user = data.get("_user_id") if isinstance(data, dict) else None
+        return str(user) if user else None
+
+
+class QuietSessionInterface(SecureCookieSessionInterface):
+    """Signed cookie sessions that the API's answers leave alone: a poll or an event stream never
+    sends a Set-Cookie unless it changed the session (pages still refresh its expiry)."""
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        if request.path.startswith("/api/") and not session.modified:
+            return False
+        return super().should_set_cookie(app, session)
+
+
+def register_live(app: Flask) -> None:
+    """Bind the board to the app's database, answer unchanged polls up front, and keep the API's
+    answers free of session cookies."""
+    from .security import add_security_headers
+
+    with app.app_context():
+        app.extensions["live_board"] = board = VersionBoard(db.engine)
+    app.extensions["live_json"] = JsonCache()
+    app.session_interface = QuietSessionInterface()
+    middleware = FastNotModified(app, board)
+    sample = add_security_headers(Response(status=304), bool(app.config.get("HTTPS")))
+    middleware.headers = [("Cache-Control", "private, no-cache")] + [
+        (name, value) for name, value in sample.headers.items() if name not in ("Content-Type",)
+    ]
+    app.wsgi_app = middleware  # type: ignore[method-assign]  # Flask's documented way
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _forget_committed(session: sa.orm.Session) -> None:
+    bumped = session.info.pop("bumped_groups", ())
+    if bumped and has_app_context() and "live_board" in current_app.extensions:
+        board().forget(bumped)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_rollback")
+def _drop_uncommitted(session: sa.orm.Session) -> None:
+    session.info.pop("bumped_groups", None)

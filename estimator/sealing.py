@@ -356,7 +356,7 @@ class BallotKeys:
             raise RuntimeError("ballot_keys.init_app(app) was not called for this app")
         return store  # type: ignore[no-any-return]  # Flask types extensions as dict[str, Any]
 
-    def fingerprint(self, key_ids: Collection[str]) -> str:
+    def fingerprint(self, key_ids: Collection[str], store: KeyStore | None = None) -> str:
         """A short name for which of these open rounds' keys the store still holds.
 
         Live pages' ETags include it: a key lost with its store (a restart, an eviction) makes
@@ -366,7 +366,7 @@ class BallotKeys:
         if not key_ids:
             return "none"
         try:
-            alive = self.store.present(key_ids)
+            alive = (store or self.store).present(key_ids)
         except KeyStoreError:
             return "unreachable"
         return hashlib.sha256(" ".join(sorted(alive)).encode()).hexdigest()[:12]

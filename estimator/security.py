@@ -31,17 +31,20 @@ def register_security(app: Flask) -> None:
         # One proxy hop: its X-Forwarded-For and -Proto are believed, nothing further back.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]  # Flask's documented way
 
-    @app.after_request
-    def security_headers(response: Response) -> Response:
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if response.mimetype == "text/html":
-            # Pages may show the visitor's own card and carry form tokens: no cache may keep them.
-            headers.setdefault("Cache-Control", "no-store")
-        if https:
-            headers.setdefault("Strict-Transport-Security", HSTS)
-        return response
+    app.after_request(lambda response: add_security_headers(response, https))
+
+
+def add_security_headers(response: Response, https: bool) -> Response:
+    """The security headers every response carries (those it does not set itself)."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        # Pages may show the visitor's own card and carry form tokens: no cache may keep them.
+        headers.setdefault("Cache-Control", "no-store")
+    if https:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    return response

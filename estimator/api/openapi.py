@@ -141,18 +141,23 @@ spec = SpecTree(
 
 def documented(
     operation_id: str,
-    ok: type[BaseModel],
+    ok: type[BaseModel] | str,
     *,
     conditional: bool = True,
     public: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a JSON view in the document: its 200 body, and 304/401/404 where they apply.
 
-    A conditional view takes If-None-Match and sends an ETag; a view that is not public answers
+    `ok` is the model of the 200 body, or the description of a server-sent event stream. A
+    conditional view takes If-None-Match and sends an ETag; a view that is not public answers
     401 when nobody is logged in and 404 to non-members. Validation stays off at run time: the
     document must never turn a real answer into a 500; the tests check real answers against it.
     """
-    responses: dict[str, Any] = {"HTTP_200": (ok, ok.__doc__)}
+    if isinstance(ok, str):
+        EVENT_STREAMS.add(operation_id)
+        responses: dict[str, Any] = {"HTTP_200": (None, ok)}
+    else:
+        responses = {"HTTP_200": (ok, ok.__doc__)}
     if conditional:
         responses["HTTP_304"] = (None, "The state has not changed since the ETag in If-None-Match.")
     if not public:
@@ -168,6 +173,8 @@ def documented(
 
 
 _generating = threading.Lock()
+#: The operations that answer with server-sent events (text/event-stream) rather than JSON.
+EVENT_STREAMS: set[str] = set()
 
 CONDITIONAL_HEADERS = {
     "ETag": {
@@ -192,6 +199,10 @@ def openapi_document() -> dict[str, Any]:
             responses = operation["responses"]
             # spectree lists a 422 for failed request validation, which these views never do.
             responses.pop("422", None)
+            if operation.get("operationId") in EVENT_STREAMS:
+                responses["200"]["content"] = {
+                    "text/event-stream": {"schema": {"type": "string", "format": "event-stream"}}
+                }
             if "304" in responses:
                 for status in ("200", "304"):
                     responses[status]["headers"] = copy.deepcopy(CONDITIONAL_HEADERS)

@@ -8,7 +8,8 @@ Each view is described in the OpenAPI document (`GET /api/openapi.json`) by `doc
 """
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, jsonify, request
@@ -16,7 +17,7 @@ from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..groups.state import group_state, load_group
-from ..live import etag
+from ..live import board, etag, json_cache, login_key
 from ..models import Group, Issue, Membership, Round
 from ..voting.state import issue_state, load_issue
 from . import bp
@@ -26,18 +27,28 @@ from .schemas import GroupStatus, IssueStatus, OpenAPIDocument
 T = TypeVar("T")
 
 
-def member_version(group: sa.ColumnElement[bool], rounds: sa.ColumnElement[bool]) -> tuple[int, set[str]]:
-    """The version of the group matching `group` if the current user belongs to it (else 404), and
-    the ballot key ids of the open rounds matching `rounds`: one query, whatever the answer."""
+class Seen(NamedTuple):
+    """A group's identity and version as its member asked for it, and its open rounds' keys."""
+
+    group_id: int
+    created_at: datetime
+    version: int
+    key_ids: set[str]
+
+
+def member_version(group: sa.ColumnElement[bool], rounds: sa.ColumnElement[bool]) -> Seen:
+    """The group matching `group` if the current user belongs to it (else 404), with the ballot key
+    ids of its open rounds matching `rounds`: one query, whatever the answer."""
     rows = db.session.execute(
-        sa.select(Group.version, Round.key_id)
+        sa.select(Group.id, Group.created_at, Group.version, Round.key_id)
         .join(Membership, Membership.group_id == Group.id)
         .outerjoin(Round, sa.and_(Round.key_id.is_not(None), rounds))
         .where(Membership.user_id == current_user.id, group)
     ).all()
     if not rows:
         abort(404)
-    return int(rows[0].version), {row.key_id for row in rows if row.key_id}
+    first = rows[0]
+    return Seen(first.id, first.created_at, int(first.version), {row.key_id for row in rows if row.key_id})
 
 
 def found(thing: T | None) -> T:
@@ -47,13 +58,24 @@ def found(thing: T | None) -> T:
     return thing
 
 
-def conditional_json(tag: str, build: Callable[[], dict[str, Any]]) -> Response:
-    """304 when the client has this version; else the JSON that build() makes."""
+def conditional_json(kind: str, object_id: int, seen: Seen, build: Callable[[], dict[str, Any]]) -> Response:
+    """304 when the client has this version; else the JSON that build() makes, built once per
+    version and process (it is the same for every member). The group's creation time is part of
+    the cache key, as SQLite may give a deleted group's id to a new one."""
+    tag = etag(kind, object_id, seen.group_id, seen.version, seen.key_ids)
     if tag in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
-        response = jsonify(build())
-    response.set_etag(tag)
+        key = (
+            kind,
+            object_id,
+            seen.created_at.isoformat(),
+            seen.version,
+            tag.split("-k", 1)[1].split("-")[0],
+        )
+        body = json_cache(current_app).get(key, build)
+        response = current_app.response_class(body, mimetype="application/json")
+    response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "private, no-cache"
     return response
 
@@ -64,11 +86,8 @@ def conditional_json(tag: str, build: Callable[[], dict[str, Any]]) -> Response:
 def issue(issue_id: int) -> Response:
     """The issue's status: voters (never their cards), progress, result and history."""
     of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
-    version, key_ids = member_version(Group.id == of_issue, Round.issue_id == issue_id)
-    return conditional_json(
-        etag("issue", issue_id, version, key_ids),
-        lambda: issue_state(found(load_issue(issue_id))),
-    )
+    seen = member_version(Group.id == of_issue, Round.issue_id == issue_id)
+    return conditional_json("issue", issue_id, seen, lambda: issue_state(found(load_issue(issue_id))))
 
 
 @bp.route("/groups/<id:group_id>")
@@ -77,11 +96,44 @@ def issue(issue_id: int) -> Response:
 def group(group_id: int) -> Response:
     """The group: members with roles, issues with state and progress."""
     issues = sa.select(Issue.id).where(Issue.group_id == group_id)
-    version, key_ids = member_version(Group.id == group_id, Round.issue_id.in_(issues))
-    return conditional_json(
-        etag("group", group_id, version, key_ids),
-        lambda: group_state(found(load_group(group_id))),
+    seen = member_version(Group.id == group_id, Round.issue_id.in_(issues))
+    return conditional_json("group", group_id, seen, lambda: group_state(found(load_group(group_id))))
+
+
+@bp.route("/groups/<id:group_id>/events")
+@login_required
+@documented(
+    "getGroupEvents",
+    'Server-sent events: `id: <version>`, `event: version`, `data: {"version": <version>}` '
+    "whenever the group changes; a comment line at least every 25 seconds. With Last-Event-ID "
+    "older than the current version, the current version is sent at once.",
+    conditional=False,
+)
+def events(group_id: int) -> Response:
+    """Server-sent events: the group's version whenever it changes, a comment every 15 seconds."""
+    exists = db.session.scalar(
+        sa.select(Membership.group_id).where(
+            Membership.group_id == group_id, Membership.user_id == current_user.id
+        )
     )
+    if exists is None:
+        abort(404)
+    last_seen = request.headers.get("Last-Event-ID", "").strip()
+    login = login_key()
+    db.session.close()  # the stream holds no database connection while it waits
+    try:
+        stream = board().listen(
+            group_id,
+            login,
+            int(last_seen) if last_seen.isdigit() and len(last_seen) < 19 else None,
+            current_app.config["LIVE_STREAM_SECONDS"],
+        )
+    except LookupError:
+        abort(404)
+    response = current_app.response_class(stream, mimetype="text/event-stream", direct_passthrough=True)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
 @bp.route("/openapi.json")

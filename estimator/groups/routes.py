@@ -61,7 +61,9 @@ def render_group(
         issue_form=issue_form or IssueForm(),
         settings_form=settings_form or SettingsForm(obj=group),
         adding=request.args.get("added") == "1",
-        **live_context("group", group.id, group.version, key_ids_of(i.current_round for i in group.issues)),
+        **live_context(
+            "group", group.id, group.id, group.version, key_ids_of(i.current_round for i in group.issues)
+        ),
     ), status
 
 

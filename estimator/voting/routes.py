@@ -59,7 +59,9 @@ def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | N
 
 def issue_live(issue: Issue) -> dict[str, str]:
     """The live link of the issue's own pages: they follow the issue's JSON."""
-    return live_context("issue", issue.id, issue.group.version, key_ids_of([issue.current_round]))
+    return live_context(
+        "issue", issue.id, issue.group_id, issue.group.version, key_ids_of([issue.current_round])
+    )
 
 
 def render_status(
@@ -87,7 +89,7 @@ def room(group_id: int) -> ResponseReturnValue:
     issue = load_issue(group.current_issue_id) if group.current_issue_id else None
     page = issue_page(issue, membership) if issue else {"group": group, "membership": membership}
     # The room follows the whole group (a new current issue is a change of the group), not one issue.
-    page |= live_context("group", group.id, group.version, open_key_ids(group.id))
+    page |= live_context("group", group.id, group.id, group.version, open_key_ids(group.id))
     estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
     finals = [i.final_estimate for i in group.issues if i.final_estimate]
     return render_template(
