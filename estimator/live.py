@@ -227,7 +227,7 @@ class VersionBoard:
 
     # --- event streams ---
 
-    def listen(self, group_id: int, login: str, last_seen: int | None, lifetime: float) -> Iterator[str]:
+    def listen(self, group_id: int, login: str, last_seen: int | None, lifetime: float) -> Iterator[bytes]:
         """The event stream of one listener: the version whenever it changes, a comment between.
 
         Ends after `lifetime` seconds (the browser reconnects at once, sending Last-Event-ID, and
@@ -239,13 +239,13 @@ class VersionBoard:
             raise LookupError(group_id)
         return self._stream(group_id, login, last_seen, time.monotonic() + lifetime)
 
-    def _stream(self, group_id: int, login: str, last_seen: int | None, until: float) -> Iterator[str]:
+    def _stream(self, group_id: int, login: str, last_seen: int | None, until: float) -> Iterator[bytes]:
         try:
             entry = self._enter(group_id)
         except LookupError:
             return
         try:
-            yield "retry: 2000\n\n"
+            yield b"retry: 2000\n\n"
             told: Watched | None = None
             while True:
                 entry = self._groups.get(group_id) or entry
@@ -253,14 +253,14 @@ class VersionBoard:
                     return
                 # A new entry means a new version, or a lost ballot key (same version, other view).
                 if entry is not told and (last_seen is None or entry.version > last_seen or told):
-                    yield f'id: {entry.version}\nevent: version\ndata: {{"version": {entry.version}}}\n\n'
+                    yield f'id: {entry.version}\nevent: version\ndata: {{"version": {entry.version}}}\n\n'.encode()
                 told = entry
                 left = until - time.monotonic()
                 if left <= 0:
                     return
                 if not entry.changed.wait(min(HEARTBEAT, left)):
                     if until - time.monotonic() > 0:
-                        yield ": keep-alive\n\n"
+                        yield b": keep-alive\n\n"
                 elif group_id not in self._groups:
                     return
         finally:

@@ -25,7 +25,8 @@ from tests.test_api import ISSUE_KEYS
 
 ISSUE = "/api/issues/{issue_id}"
 GROUP = "/api/groups/{group_id}"
-MEMBERS_ONLY = (ISSUE, GROUP)
+EVENTS = "/api/groups/{group_id}/events"
+MEMBERS_ONLY = (ISSUE, GROUP, EVENTS)
 # Database-backed requests on a busy machine: no per-example deadline; enough examples to mix
 # real objects, unknown ones and ETags, while the whole file stays well under a minute.
 FUZZ = settings(max_examples=60, deadline=None)
@@ -225,6 +226,7 @@ def aim_at(schema, estimating) -> None:
         path: [member.get(path.split("{")[0] + str(i)).headers["ETag"] for i in found]
         for path, found in ids.items()
     }
+    ids[EVENTS] = ids[GROUP]
 
     @schema.hook
     def before_generate_path_parameters(context, strategy):

@@ -175,6 +175,24 @@ def documented(
 _generating = threading.Lock()
 #: The operations that answer with server-sent events (text/event-stream) rather than JSON.
 EVENT_STREAMS: set[str] = set()
+#: One event of a group's stream, as its fields (comments carry none and are not events).
+VERSION_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The group's version."},
+        "event": {"type": "string", "const": "version"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["version"],
+                "properties": {"version": {"type": "integer", "minimum": 1}},
+            },
+        },
+    },
+}
 
 CONDITIONAL_HEADERS = {
     "ETag": {
@@ -200,9 +218,7 @@ def openapi_document() -> dict[str, Any]:
             # spectree lists a 422 for failed request validation, which these views never do.
             responses.pop("422", None)
             if operation.get("operationId") in EVENT_STREAMS:
-                responses["200"]["content"] = {
-                    "text/event-stream": {"schema": {"type": "string", "format": "event-stream"}}
-                }
+                responses["200"]["content"] = {"text/event-stream": {"schema": VERSION_EVENT}}
             if "304" in responses:
                 for status in ("200", "304"):
                     responses[status]["headers"] = copy.deepcopy(CONDITIONAL_HEADERS)
