@@ -104,9 +104,10 @@ def register_blueprints(app: Flask) -> None:
     from .auth import bp as auth_bp
     from .groups import bp as groups_bp
     from .health import bp as health_bp
+    from .theme import bp as theme_bp
     from .voting import bp as voting_bp
 
-    for blueprint in (auth_bp, groups_bp, voting_bp, api_bp, health_bp):
+    for blueprint in (auth_bp, groups_bp, voting_bp, api_bp, health_bp, theme_bp):
         app.register_blueprint(blueprint)
 
 
