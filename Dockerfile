@@ -38,4 +38,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # per CPU core the container gets); each runs 8 threads, so a slow request does not hold up a
 # whole process. The heartbeat files live in memory, not on the container's overlay file system.
 # Exec form: gunicorn is PID 1 and gets the stop signal itself, finishing requests in flight.
-CMD ["gunicorn", "--worker-class", "gthread", "--threads", "8", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", "estimator:create_app()"]
+CMD ["gunicorn", "--worker-class", "gevent", "--worker-connections", "10000", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", "estimator:create_app()"]

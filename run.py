@@ -1,12 +1,24 @@
-"""python run.py [--host H] [--port P]: upgrade the database schema, then serve with gunicorn."""
+"""python run.py [--host H] [--port P]: upgrade the database schema, then serve with gunicorn.
 
-import argparse
+gevent's workers hold thousands of open event streams each; the standard library is made
+cooperative before anything else is imported, as gevent requires.
+"""
 
-from flask import Flask
-from flask_migrate import upgrade
-from gunicorn.app.base import BaseApplication
+from gevent import monkey  # type: ignore[import-untyped]  # gevent ships no type hints
 
-from estimator import create_app
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+from gunicorn.app.base import BaseApplication  # noqa: E402
+
+from estimator import create_app  # noqa: E402
+
+#: Open connections per worker: every open page holds one event stream.
+WORKER_CONNECTIONS = 10_000
 
 
 class Server(BaseApplication):
@@ -33,6 +45,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    raise_open_file_limit()
     app = create_app()
     with app.app_context():
         upgrade()
@@ -42,11 +55,19 @@ def main() -> None:
         {
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
-            "worker_class": "gthread",
-            "threads": 8,
+            "worker_class": "gevent",
+            "worker_connections": WORKER_CONNECTIONS,
             "accesslog": "-",
         },
     ).run()
+
+
+def raise_open_file_limit() -> None:
+    """Allow as many open connections as the system lets this process have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WORKER_CONNECTIONS * 2 if hard == resource.RLIM_INFINITY else min(hard, WORKER_CONNECTIONS * 2)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 if __name__ == "__main__":

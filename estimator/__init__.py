@@ -68,9 +68,23 @@ def configure_defaults(app: Flask) -> None:
             Path(app.instance_path) / "estimator.sqlite"
         )
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+        options: dict[str, object] = {"connect_args": {"timeout": 30}}
+        if cooperative():
+            # One connection per process: a request that holds SQLite's write lock and waits on
+            # the network lets other requests run, and they must wait for the lock cooperatively
+            # (in the pool) rather than in SQLite's own busy wait, which would stall the process.
+            options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+
+
+def cooperative() -> bool:
+    """Whether this process runs under gevent (its workers patch the standard library)."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("socket"))
 
 
 def register_extensions(app: Flask) -> None:
