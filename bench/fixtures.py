@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, session
+from flask import Flask, g, session
 from flask_login import login_user
 from flask_migrate import upgrade
 from flask_wtf.csrf import generate_csrf
@@ -60,6 +60,8 @@ class Bench:
 
     def __init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="estimator-bench-"))
+        #: Tells this run's nicknames apart from an earlier run's in the same PostgreSQL database.
+        self.tag = str(time.time_ns())[-9:-3]
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self.keys = Path(tempfile.mkdtemp(prefix="estimator-bench-keys-", dir=shm))
         self.uri = (
@@ -101,7 +103,7 @@ class Bench:
         """`count` new users, committed, each with a known session token."""
         users = []
         for number in range(count):
-            nickname = f"{prefix} {number}"
+            nickname = f"{prefix} {self.tag} {number}"
             users.append(
                 User(
                     nickname=nickname,
@@ -131,13 +133,16 @@ class Bench:
         """Each user's session cookie, as the login form would set it for a browser sending
         USER_AGENT from 127.0.0.1, signed by the app's own session serializer."""
         serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
+        # Copies that outlive the session: each request context removes it when it ends.
+        copies = [User(id=user.id, session_token=user.session_token) for user in users]
         found = []
-        for user in users:
+        for user in copies:
             with self.app.test_request_context(
                 "/login", environ_base={"REMOTE_ADDR": "127.0.0.1"}, headers={"User-Agent": USER_AGENT}
             ):
                 login_user(user)
                 session.permanent = True
+                g.pop("csrf_token", None)  # generate_csrf keeps the app context's first token in g
                 csrf = generate_csrf()
                 found.append(Login(user.id, serializer.dumps(dict(session)), csrf))
         return found
@@ -197,9 +202,9 @@ def serve(command: list[str], environment: dict[str, str], log: Path, ready: str
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop gunicorn as an operator would (SIGTERM: the workers finish, then the master)."""
+    """Stop gunicorn at once (SIGINT): its open event streams would hold a graceful stop."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
