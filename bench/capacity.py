@@ -8,8 +8,8 @@ For each N the server is started as in production (`python run.py`: gunicorn, ge
 seconds for --seconds: a member casts a first vote (`POST /issues/<id>/estimate`, as the page's
 script does), which bumps the group's version every time (a changed card would not; members take
 turns, then the next issue). Prints per N the votes' round trip, the time from a vote's answer
-to each listener of its group getting the new version, events received against expected,
-errors, and the server's CPU time from /proc.
+to each listener of its group getting the new version (or a later one, which includes it), events
+received against expected, errors, and the server's CPU time from /proc.
 
 Users, groups and issues are made directly in the database and the session cookies signed with
 the server's key. Uses DATABASE_URL when set (PostgreSQL), else a fresh SQLite file. This script,
@@ -92,6 +92,7 @@ class Figures:
     event_p50: float
     event_p95: float
     received: int
+    reached: int
     expected: int
     stream_errors: dict[str, int]
     reconnects: int
@@ -106,7 +107,8 @@ class Figures:
 class Tally:
     """What the listeners saw: when each listener got each version, and what went wrong."""
 
-    received: dict[tuple[int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: (group id, listener's user id) → the versions it got, with when.
+    seen: dict[tuple[int, int], list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
     connected: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
@@ -180,7 +182,7 @@ async def listen(
                     if not line.startswith(b"id:"):
                         continue
                     version = int(line[3:])
-                    tally.received[(group_id, version)].append(time.monotonic())
+                    tally.seen[(group_id, login.user_id)].append((version, time.monotonic()))
                     last = version
                     if first:
                         first = False
@@ -316,15 +318,21 @@ def summarize(
     by_group = {team.group_id: team for team in teams}
     round_trips = [1000 * (v.answered - v.sent) for v in votes if v.ok]
     delays = []
-    expected = received = 0
+    expected = received = reached = 0
     for vote in votes:
         if not vote.ok:
             continue
         team = by_group[vote.group_id]
-        expected += len(team.members)
-        seen = tally.received.get((vote.group_id, team.version + vote.number + 1), [])
-        received += len(seen)
-        delays += [1000 * (at - vote.answered) for at in seen]
+        version = team.version + vote.number + 1
+        for login in team.members:
+            expected += 1
+            seen = tally.seen.get((vote.group_id, login.user_id), [])
+            received += any(got == version for got, _ in seen)
+            # A later version includes this change: the screen shows it from then on.
+            first = next((at for got, at in seen if got >= version), None)
+            if first is not None:
+                reached += 1
+                delays.append(1000 * (first - vote.answered))
     return Figures(
         participants=sum(len(team.members) for team in teams),
         groups=len(teams),
@@ -339,6 +347,7 @@ def summarize(
         event_p50=percentile(delays, 0.5),
         event_p95=percentile(delays, 0.95),
         received=received,
+        reached=reached,
         expected=expected,
         stream_errors=dict(tally.errors),
         reconnects=tally.reconnects,
@@ -384,7 +393,8 @@ def report(database: str, f: Figures) -> None:
         f"{f.connected}/{f.participants} streams open after {f.connect_s:.1f} s; "
         f"votes {f.votes} ok, failed {f.vote_errors or 0}, round trip p50 {f.vote_p50:.0f} ms, "
         f"p95 {f.vote_p95:.0f} ms; vote→event p50 {f.event_p50:.0f} ms, p95 {f.event_p95:.0f} ms; "
-        f"events {f.received}/{f.expected}; stream errors {f.stream_errors or 0}, "
+        f"events {f.received}/{f.expected} (the change reached {f.reached}, some in a later version); "
+        f"stream errors {f.stream_errors or 0}, "
         f"reconnects {f.reconnects}; server CPU {f.idle_cpu:.0%} of a core while idle, "
         f"{f.cpu:.0%} while voting ({f.cpu_ms_per_vote:.1f} ms per vote); "
         f"server memory {f.memory:.0f} MiB; this script used {f.client_cpu:.0%} of a core",
@@ -409,12 +419,13 @@ def main() -> None:
         f"group every {args.interval:g} s for {args.seconds:g} s; open-file limit {limit}",
         flush=True,
     )
+    results = []
     try:
-        results = [measure(bench, n, args) for n in args.participants]
+        for participants in args.participants:
+            results.append(measure(bench, participants, args))
+            report(bench.database, results[-1])
     finally:
         bench.close()
-    for figures in results:
-        report(bench.database, figures)
     print()
     print("N     | vote p50/p95 ms | vote→event p50/p95 ms | events recv/expected | errors | server CPU")
     for f in results:
