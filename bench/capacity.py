@@ -369,7 +369,7 @@ def measure(bench: Bench, participants: int, args: argparse.Namespace) -> Figure
     base = f"http://127.0.0.1:{port}"
     command = [
         sys.executable,
-        "run.py",
+        args.run,
         "--host",
         "127.0.0.1",
         "--port",
@@ -408,6 +408,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="how long the groups vote")
     parser.add_argument("--interval", type=float, default=3, help="seconds between a group's changes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (run.py --workers)")
+    parser.add_argument("--run", default="run.py", help="the script that serves, with run.py's options")
     args = parser.parse_args()
     limit = raise_open_file_limit()
     needed = max(args.participants) + 1000
@@ -415,8 +416,8 @@ def main() -> None:
         sys.exit(f"The open-file limit is {limit}; {needed} are needed (ulimit -n).")
     bench = Bench()
     print(
-        f"{bench.database}; run.py with {args.workers} gevent workers; groups of {GROUP_SIZE}, one vote per "
-        f"group every {args.interval:g} s for {args.seconds:g} s; open-file limit {limit}",
+        f"{bench.database}; {args.run} with {args.workers} gevent workers; groups of {GROUP_SIZE}, "
+        f"one vote per group every {args.interval:g} s for {args.seconds:g} s; open-file limit {limit}",
         flush=True,
     )
     results = []
