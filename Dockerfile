@@ -21,8 +21,11 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY config.py run.py ./
 COPY migrations/ migrations/
 COPY templates/ templates/
+COPY translations/ translations/
 COPY estimator/ estimator/
-RUN mkdir instance && chown estimator:estimator instance && chmod 0700 instance
+# The message catalogs are compiled here, as the app cannot write them into a tree it only reads.
+RUN pybabel compile --directory translations --statistics \
+    && mkdir instance && chown estimator:estimator instance && chmod 0700 instance
 
 # By number, so the platform can tell it is not root without reading the image's /etc/passwd.
 USER 10001:10001

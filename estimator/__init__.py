@@ -16,6 +16,7 @@ from .bodies import register_body_limits
 from .errors import register_error_handlers
 from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
 from .flashes import register_flash_limit
+from .i18n import register_i18n
 from .live import register_live
 from .observability import register_observability
 from .security import register_security
@@ -34,6 +35,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
+    register_i18n(app)
     register_security(app)
     register_live(app)
     register_flash_limit(app)
@@ -127,9 +129,9 @@ def register_blueprints(app: Flask) -> None:
 
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
-    from .estimates import DECKS, format_number
+    from .estimates import DECKS
     from .filters import card_padding
     from .models import MIN_VOTES_SAFE, IssueState, Role
 
-    app.jinja_env.filters.update(number=format_number, card_padding=card_padding)
+    app.jinja_env.filters.update(card_padding=card_padding)
     app.jinja_env.globals.update(DECKS=DECKS, Role=Role, IssueState=IssueState, MIN_VOTES_SAFE=MIN_VOTES_SAFE)

@@ -10,6 +10,9 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from .changes import RuleError
 from .estimates import Result, format_number
 from .text import is_forbidden_character
@@ -42,7 +45,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BOM = "\ufeff"
 
 #: Files saved by spreadsheet programs, images and archives are not text; say what to do instead.
-NOT_TEXT = (
+NOT_TEXT = _l(
     "The file is not UTF-8 text. Save the spreadsheet as “CSV UTF-8” (a Jira export already is) "
     "and upload that file."
 )
@@ -60,15 +63,15 @@ class Row:
 def decode(data: bytes) -> str:
     """UTF-8 text, with or without a byte order mark; RuleError for anything that is not text."""
     if len(data) > MAX_BYTES:
-        raise RuleError("The file is larger than 1 MiB. Split it into smaller files.")
+        raise RuleError(_("The file is larger than 1 MiB. Split it into smaller files."))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise RuleError(NOT_TEXT) from None
+        raise RuleError(str(NOT_TEXT)) from None
     if "\x00" in text:  # valid UTF-8, but no text file holds a NUL: an image, an archive…
-        raise RuleError(NOT_TEXT)
+        raise RuleError(str(NOT_TEXT))
     if not text.strip():
-        raise RuleError("The file is empty.")
+        raise RuleError(_("The file is empty."))
     return text
 
 
@@ -87,8 +90,10 @@ def read_csv(data: bytes) -> list[Row]:
         key_at = _column(names, KEY_COLUMNS)
         if key_at is None:
             raise RuleError(
-                "The file has no key column: its first line must name the columns, one of them "
-                "“key” (or “Issue key”, as in a Jira export)."
+                _(
+                    "The file has no key column: its first line must name the columns, one of them "
+                    "“key” (or “Issue key”, as in a Jira export)."
+                )
             )
         description_at = _column(names, DESCRIPTION_COLUMNS)
         rows = []
@@ -99,16 +104,18 @@ def read_csv(data: bytes) -> list[Row]:
                 _check_count(rows)
             line = reader.line_num + 1
     except csv.Error as error:  # an unclosed quote at the end, a cell over csv's field limit…
-        raise RuleError(f"The file is not valid CSV near line {reader.line_num}: {error}.") from None
+        raise RuleError(
+            _("The file is not valid CSV near line %(line)d: %(error)s.", line=reader.line_num, error=error)
+        ) from None
     if not rows:
-        raise RuleError("The file has no issues below its header line.")
+        raise RuleError(_("The file has no issues below its header line."))
     return rows
 
 
 def read_lines(text: str) -> list[Row]:
     """Pasted lines, one issue a line: the key, white space, the description; blank lines left out."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise RuleError("The text is larger than 1 MiB. Paste it in smaller parts.")
+        raise RuleError(_("The text is larger than 1 MiB. Paste it in smaller parts."))
     rows = []
     for line, content in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         content = content.strip()
@@ -117,7 +124,7 @@ def read_lines(text: str) -> list[Row]:
             rows.append(Row(line, key, description))
             _check_count(rows)
     if not rows:
-        raise RuleError("Paste at least one line: an issue key, a space, and its description.")
+        raise RuleError(_("Paste at least one line: an issue key, a space, and its description."))
     return rows
 
 
@@ -195,7 +202,10 @@ def _check_count(rows: list[Row]) -> None:
     """Stop reading as soon as there are too many issues."""
     if len(rows) > MAX_ROWS:
         raise RuleError(
-            f"At most {MAX_ROWS} issues can be imported at once. Split the list into smaller parts."
+            _(
+                "At most %(max)d issues can be imported at once. Split the list into smaller parts.",
+                max=MAX_ROWS,
+            )
         )
 
 

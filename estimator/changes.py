@@ -13,5 +13,10 @@ Views apply a refusable change in one way everywhere::
 """
 
 
+def N_(message: str) -> str:
+    """Mark a message for translation where it is shown; the rules themselves know no language."""
+    return message
+
+
 class RuleError(Exception):
     """A change the rules refuse in the current state; the message is for the person who asked."""

@@ -8,27 +8,32 @@ import time
 import sqlalchemy.exc as sa_exc
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .changes import N_
 from .extensions import db, login_manager
 from .sealing import KeyStoreError
 
+# In English here; translated when shown, into the language of the request that meets them.
 MESSAGES = {
-    400: "The request could not be understood.",
-    401: "Please log in first.",
-    403: "You are not allowed to do that.",
-    404: "There is nothing here, or it is not yours to see.",
-    405: "That action is not available here.",
-    409: "That conflicts with the current state.",
-    413: "That was more data than Estimator accepts.",
-    429: "Too many attempts. Please wait a moment and try again.",
-    500: "Something went wrong on our side. Nothing was saved; please try again.",
-    503: "Estimator cannot reach the store that keeps the open votes sealed. Nothing was saved; "
-    "please try again in a moment.",
+    400: N_("The request could not be understood."),
+    401: N_("Please log in first."),
+    403: N_("You are not allowed to do that."),
+    404: N_("There is nothing here, or it is not yours to see."),
+    405: N_("That action is not available here."),
+    409: N_("That conflicts with the current state."),
+    413: N_("That was more data than Estimator accepts."),
+    429: N_("Too many attempts. Please wait a moment and try again."),
+    500: N_("Something went wrong on our side. Nothing was saved; please try again."),
+    503: N_(
+        "Estimator cannot reach the store that keeps the open votes sealed. Nothing was saved; "
+        "please try again in a moment."
+    ),
 }
-CSRF_MESSAGE = "The form expired, please try again."
-DATABASE_DOWN_MESSAGE = (
+CSRF_MESSAGE = N_("The form expired, please try again.")
+DATABASE_DOWN_MESSAGE = N_(
     "Estimator cannot reach its database right now. Nothing was saved; please try again in a moment."
 )
 #: Seconds a client is asked to wait before trying again when a store is unreachable.
@@ -65,13 +70,13 @@ def handle_http_error(error: HTTPException) -> ResponseReturnValue:
     # A description given to abort() is meant for the user; werkzeug's defaults and
     # Flask-Limiter's ("30 per 1 minute") are not.
     described = error.description and error.description != type(error).description and status != 429
-    message = str(error.description) if described else MESSAGES.get(status, error.name)
+    message = str(error.description) if described else _(MESSAGES.get(status, error.name))
     return error_response(status, message)
 
 
 def handle_csrf_error(_error: CSRFError) -> ResponseReturnValue:
     """A form without a valid token: usually a page from an earlier login."""
-    return error_response(400, CSRF_MESSAGE)
+    return error_response(400, _(CSRF_MESSAGE))
 
 
 def rollback() -> None:
@@ -93,7 +98,7 @@ def unavailable(message: str) -> ResponseReturnValue:
 
 def handle_key_store_down(_error: KeyStoreError) -> ResponseReturnValue:
     """The ballot key store is unreachable: nothing can be sealed or revealed, so nothing is saved."""
-    return unavailable(MESSAGES[503])
+    return unavailable(_(MESSAGES[503]))
 
 
 class TracebackThrottle:
@@ -159,7 +164,7 @@ def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
     # The layout shows who is logged in; loading the user needs the database, so the page is
     # rendered as for a visitor, and nothing asks the database again.
     g._login_user = login_manager.anonymous_user()
-    return unavailable(DATABASE_DOWN_MESSAGE)
+    return unavailable(_(DATABASE_DOWN_MESSAGE))
 
 
 def end_session(_error: BaseException | None) -> None:
@@ -181,7 +186,7 @@ def end_session(_error: BaseException | None) -> None:
 def handle_unexpected(_error: InternalServerError) -> ResponseReturnValue:
     """Anything unforeseen: roll back so nothing half-done is saved, and say so kindly."""
     rollback()
-    return error_response(500, MESSAGES[500])
+    return error_response(500, _(MESSAGES[500]))
 
 
 def register_error_handlers(app: Flask) -> None:

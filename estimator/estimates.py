@@ -15,6 +15,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from .changes import N_
+
 UNSURE = "?"
 FIBONACCI = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 100)
 RANGE_MIN, RANGE_MAX = 1, 100
@@ -93,19 +95,21 @@ TSHIRT_SIZES = ("XS", "S", "M", "L", "XL", "XXL")
 DECKS: dict[str, Deck] = {
     deck.name: deck
     for deck in (
-        Deck("range", "Any number 1–100"),
-        _numeric_deck("fibonacci", "Fibonacci", ("1", "2", "3", "5", "8", "13", "21", "34", "55", "89")),
+        Deck("range", N_("Any number 1–100")),
+        _numeric_deck("fibonacci", N_("Fibonacci"), ("1", "2", "3", "5", "8", "13", "21", "34", "55", "89")),
         _numeric_deck(
-            "modified", "Modified Fibonacci", ("0", HALF, "1", "2", "3", "5", "8", "13", "20", "40", "100")
+            "modified",
+            N_("Modified Fibonacci"),
+            ("0", HALF, "1", "2", "3", "5", "8", "13", "20", "40", "100"),
         ),
         Deck(
             "tshirt",
-            "T-shirt sizes",
+            N_("T-shirt sizes"),
             TSHIRT_SIZES,
             {size: Fraction(position) for position, size in enumerate(TSHIRT_SIZES, start=1)},
             sized=True,
         ),
-        _numeric_deck("powers", "Powers of two", ("1", "2", "4", "8", "16", "32", "64")),
+        _numeric_deck("powers", N_("Powers of two"), ("1", "2", "4", "8", "16", "32", "64")),
     )
 }
 DEFAULT_DECK = "range"
@@ -116,27 +120,43 @@ _NUMBER = re.compile(r"[0-9]{1,5}(\.[0-9]{1,2})?")
 
 
 class DeckError(ValueError):
-    """A facilitator's own cards that break a rule; the message says which."""
+    """A facilitator's own cards that break a rule; the message says which.
+
+    The message is kept as its English `template` with its `params` too, so that a page can
+    show it in its own language.
+    """
+
+    def __init__(self, template: str, **params: object) -> None:
+        super().__init__(template % params)
+        self.template, self.params = template, params
 
 
 def parse_cards(text: str | None) -> tuple[str, ...]:
     """The labels of a custom deck, typed separated by commas or spaces, or DeckError saying why not."""
     labels = tuple(label for label in re.split(r"[\s,]+", text or "") if label)
     if not CUSTOM_MIN <= len(labels) <= CUSTOM_MAX:
-        raise DeckError(f"A deck has {CUSTOM_MIN} to {CUSTOM_MAX} cards, separated by commas or spaces.")
+        raise DeckError(
+            N_("A deck has %(min)d to %(max)d cards, separated by commas or spaces."),
+            min=CUSTOM_MIN,
+            max=CUSTOM_MAX,
+        )
     for label in labels:
         if len(label) > CARD_MAX:
-            raise DeckError(f"A card has at most {CARD_MAX} characters: “{label}” is longer.")
+            raise DeckError(
+                N_("A card has at most %(max)d characters: “%(card)s” is longer."), max=CARD_MAX, card=label
+            )
         if label == UNSURE:
-            raise DeckError("Every deck has “?” already: leave it out.")
+            raise DeckError(N_("Every deck has “?” already: leave it out."))
         if unicodedata.category(label[0]).startswith("M"):
-            raise DeckError(f"A card cannot start with an accent or other mark on its own: “{label}”.")
+            raise DeckError(
+                N_("A card cannot start with an accent or other mark on its own: “%(card)s”."), card=label
+            )
     folded = [label.casefold() for label in labels]
     if len(set(folded)) != len(folded):
-        raise DeckError("Each card may appear only once.")
+        raise DeckError(N_("Each card may appear only once."))
     numeric = all(_NUMBER.fullmatch(label) for label in labels)
     if numeric and len({Fraction(label) for label in labels}) != len(labels):
-        raise DeckError("Each number may appear only once.")
+        raise DeckError(N_("Each number may appear only once."))
     return labels
 
 
@@ -146,9 +166,9 @@ def custom_deck(cards: tuple[str, ...]) -> Deck:
     values), else ordinal in the order typed, its results given by position as for t-shirt sizes."""
     if all(_NUMBER.fullmatch(card) for card in cards):
         values = {card: Fraction(card) for card in cards}
-        return Deck(CUSTOM, "Own cards", tuple(sorted(cards, key=values.__getitem__)), values)
+        return Deck(CUSTOM, N_("Own cards"), tuple(sorted(cards, key=values.__getitem__)), values)
     positions = {card: Fraction(position) for position, card in enumerate(cards, start=1)}
-    return Deck(CUSTOM, "Own cards", cards, positions, sized=True)
+    return Deck(CUSTOM, N_("Own cards"), cards, positions, sized=True)
 
 
 def deck_named(name: str, cards: str | None = None) -> Deck:

@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 from flask import abort
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .extensions import db
@@ -28,16 +29,18 @@ def require_member(group_id: int) -> Membership:
 def ensure_owner(membership: Membership) -> Membership:
     """The membership if it is the owner's; 403 for other members."""
     if not membership.is_owner:
-        abort(403, "Only the group's facilitator can do that.")
+        abort(403, _("Only the group's facilitator can do that."))
     return membership
 
 
 def ensure_voter(membership: Membership) -> Membership:
     """The membership if it votes; observers, and a facilitator who only facilitates, get 403."""
     if not membership.votes and membership.is_owner:
-        abort(403, "You facilitate this group without voting (see its settings): you have no card to give.")
+        abort(
+            403, _("You facilitate this group without voting (see its settings): you have no card to give.")
+        )
     if not membership.votes:
-        abort(403, "Observers watch the vote but do not take part in it.")
+        abort(403, _("Observers watch the vote but do not take part in it."))
     return membership
 
 

@@ -6,6 +6,7 @@ or a `next` address; every validator asks `is_forbidden_character`.
 
 import unicodedata
 
+from flask_babel import gettext as _
 from precis_i18n.unicode import UnicodeData
 from wtforms import Field
 from wtforms.validators import ValidationError
@@ -53,18 +54,22 @@ def has_lone_marks(text: str) -> bool:
 class CleanText:
     """WTForms validator and filter: trims the text, bounds its length, refuses forbidden characters."""
 
-    def __init__(self, minimum: int, maximum: int, *, multiline: bool = False, what: str = "This field"):
+    def __init__(self, minimum: int, maximum: int, *, multiline: bool = False, what: object = "This field"):
+        # `what` names the text as the subject of a sentence ("A group name"), translated lazily.
         self.minimum, self.maximum, self.multiline, self.what = minimum, maximum, multiline, what
 
     def __call__(self, _form: object, field: Field) -> None:
         """Trim field.data in place, then check it."""
         text = (field.data or "").strip()
         field.data = text
+        what = str(self.what)
         if has_forbidden_characters(text, multiline=self.multiline):
-            raise ValidationError(f"{self.what} cannot contain control characters or invisible characters.")
+            raise ValidationError(
+                _("%(what)s cannot contain control characters or invisible characters.", what=what)
+            )
         if has_lone_marks(text):
-            raise ValidationError(f"{self.what} cannot contain an accent or other mark on its own.")
+            raise ValidationError(_("%(what)s cannot contain an accent or other mark on its own.", what=what))
         if len(text) < self.minimum:
-            raise ValidationError(f"{self.what} cannot be empty.")
+            raise ValidationError(_("%(what)s cannot be empty.", what=what))
         if len(text) > self.maximum:
-            raise ValidationError(f"{self.what} has at most {self.maximum} characters.")
+            raise ValidationError(_("%(what)s has at most %(max)d characters.", what=what, max=self.maximum))

@@ -92,7 +92,10 @@ def test_the_docs_describe_no_route_the_app_lacks(app):
 
 
 def test_what_is_listed_as_not_yet_available_is_really_not_there(app):
-    _, _, later = API_DOC.read_text(encoding="utf-8").partition(NOT_YET)
+    text = API_DOC.read_text(encoding="utf-8")
+    if NOT_YET not in text:
+        return  # everything planned has arrived, and the section is gone with it
+    _, _, later = text.partition(NOT_YET)
     items = [line for line in later.splitlines() if line.startswith("- ")]
     listed = {path for item in items for path in re.findall(r"`(?:[A-Z]+ )?(/[^`\s]*)`", item)}
     assert listed, "docs/api.md has no list of what is not yet available"

@@ -1,5 +1,6 @@
 """Forms of the auth blueprint."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
@@ -10,7 +11,7 @@ from .users import PASSWORD_MAX, PASSWORD_MIN
 PASSWORD_LENGTH = Length(
     min=PASSWORD_MIN,
     max=PASSWORD_MAX,
-    message=f"A password has {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+    message=_l("A password has %(min)d to %(max)d characters."),
 )
 
 
@@ -26,30 +27,30 @@ class LoginForm(FlaskForm):
     """Log in with a nickname; a password only where the nickname is protected."""
 
     nickname = StringField(
-        "Nickname",
+        _l("Nickname"),
         validators=[valid_nickname],
         render_kw={"autocomplete": "username", "maxlength": NICKNAME_MAX, "autofocus": True},
     )
     password = PasswordField(
-        "Password (optional)",
+        _l("Password (optional)"),
         validators=[Optional(), PASSWORD_LENGTH],
         render_kw={"autocomplete": "current-password"},
     )
-    submit = SubmitField("Log in")
+    submit = SubmitField(_l("Log in"))
 
 
 class PasswordForm(FlaskForm):
     """Set or change the password protecting the nickname."""
 
-    current_password = PasswordField("Current password", render_kw={"autocomplete": "current-password"})
+    current_password = PasswordField(_l("Current password"), render_kw={"autocomplete": "current-password"})
     new_password = PasswordField(
-        "New password",
-        validators=[DataRequired("Please type a password."), PASSWORD_LENGTH],
+        _l("New password"),
+        validators=[DataRequired(_l("Please type a password.")), PASSWORD_LENGTH],
         render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
-        "Repeat the new password",
-        validators=[EqualTo("new_password", message="The two passwords differ.")],
+        _l("Repeat the new password"),
+        validators=[EqualTo("new_password", message=_l("The two passwords differ."))],
         render_kw={"autocomplete": "new-password"},
     )
-    submit = SubmitField("Save password")
+    submit = SubmitField(_l("Save password"))

@@ -15,6 +15,8 @@ from confusable_homoglyphs import (  # type: ignore[import-untyped]  # the packa
     categories,
     confusables,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from precis_i18n import get_profile
 
 from ..changes import RuleError
@@ -38,10 +40,10 @@ _WRITING_SYSTEMS = {
     "BOPOMOFO": frozenset({"HANB"}),
 }
 
-INVISIBLE = "A nickname cannot contain control characters or invisible characters."
-ONLY_LETTERS = "Use letters, digits, spaces and . _ - only."
-MIXED_SCRIPTS = "A nickname uses the letters of one script only, not Latin mixed with Cyrillic or Greek."
-TOO_SIMILAR = "“{}” is too similar to an existing nickname. Please choose another one."
+INVISIBLE = _l("A nickname cannot contain control characters or invisible characters.")
+ONLY_LETTERS = _l("Use letters, digits, spaces and . _ - only.")
+MIXED_SCRIPTS = _l("A nickname uses the letters of one script only, not Latin mixed with Cyrillic or Greek.")
+TOO_SIMILAR = _l("“%(nickname)s” is too similar to an existing nickname. Please choose another one.")
 
 
 class NicknameError(RuleError):
@@ -52,25 +54,25 @@ def clean_nickname(raw: str | None) -> str:
     """The nickname as it will be shown, or NicknameError saying what is wrong with it."""
     text = raw or ""
     if has_forbidden_characters(text):
-        raise NicknameError(INVISIBLE)
+        raise NicknameError(str(INVISIBLE))
     try:
         shown = _SHAPE.enforce(text)
     except UnicodeError as error:
         reason = getattr(error, "reason", "")
         if reason.endswith("/empty"):
-            raise NicknameError("Please choose a nickname.") from None
+            raise NicknameError(_("Please choose a nickname.")) from None
         if reason.endswith(("/controls", "/precis_ignorable_properties", "/unassigned")):
-            raise NicknameError(INVISIBLE) from None
-        raise NicknameError(ONLY_LETTERS) from None  # symbols, or Hangul jamo not forming syllables
+            raise NicknameError(str(INVISIBLE)) from None
+        raise NicknameError(str(ONLY_LETTERS)) from None  # symbols, or Hangul jamo not forming syllables
     if len(shown) > NICKNAME_MAX:
-        raise NicknameError(f"A nickname has at most {NICKNAME_MAX} characters.")
+        raise NicknameError(_("A nickname has at most %(max)d characters.", max=NICKNAME_MAX))
     previous = " "
     for character in shown:
         kind = unicodedata.category(character)
         if kind.startswith("M") and not unicodedata.category(previous).startswith(("L", "M")):
-            raise NicknameError("An accent or other mark must follow a letter.")
+            raise NicknameError(_("An accent or other mark must follow a letter."))
         if not (kind.startswith(("L", "M")) or kind == "Nd" or character in NICKNAME_PUNCTUATION):
-            raise NicknameError(ONLY_LETTERS)
+            raise NicknameError(str(ONLY_LETTERS))
         previous = character
     return shown
 

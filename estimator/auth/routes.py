@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import configured, db, limiter
@@ -37,11 +38,16 @@ def login() -> ResponseReturnValue:
         session.clear()  # nothing from before the login survives it
         login_user(done.user)
         session.permanent = True
-        flash(f"Welcome{'' if done.created else ' back'}, {done.user.nickname}!", "success")
+        if done.created:
+            flash(_("Welcome, %(nickname)s!", nickname=done.user.nickname), "success")
+        else:
+            flash(_("Welcome back, %(nickname)s!", nickname=done.user.nickname), "success")
         if done.password_ignored:
             flash(
-                "This nickname has no password, so the one you typed was not saved. "
-                "You can set one on your account page.",
+                _(
+                    "This nickname has no password, so the one you typed was not saved. "
+                    "You can set one on your account page."
+                ),
                 "warning",
             )
         response = redirect(safe_next(target))
@@ -62,7 +68,7 @@ def logout() -> ResponseReturnValue:
         db.session.commit()
         logout_user()
         session.clear()
-        flash("You are logged out.", "info")
+        flash(_("You are logged out."), "info")
         return redirect(url_for("groups.dashboard"))
     return render_template("auth/logout.html", form=form)
 
@@ -83,7 +89,7 @@ def account() -> ResponseReturnValue:
             db.session.commit()
             login_user(current_user)  # the token changed: keep this session, drop the others
             session.permanent = True
-            flash("Your nickname is now protected by this password.", "success")
+            flash(_("Your nickname is now protected by this password."), "success")
             return redirect(url_for("auth.account"))
     status = 422 if form.errors else 200
     return render_template("auth/account.html", form=form), status

@@ -6,6 +6,7 @@ import secrets
 
 from flask import jsonify, redirect, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
 from ..errors import wants_api
 from ..extensions import db, login_manager
@@ -28,6 +29,6 @@ def load_user(user_id: str) -> User | None:
 def unauthorized() -> ResponseReturnValue:
     """JSON 401 under /api; elsewhere the login page, coming back here afterwards."""
     if wants_api(request.path):
-        return jsonify(error="Please log in first."), 401
+        return jsonify(error=_("Please log in first.")), 401
     target = request.full_path if request.query_string else request.path
     return redirect(url_for("auth.login", next=target))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..changes import RuleError
@@ -24,8 +26,8 @@ from .nicknames import (
 )
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
-TAKEN = (
-    "“{}” is taken: it belongs to the browser that first used it. If it is yours, open your "
+TAKEN = _l(
+    "“%(nickname)s” is taken: it belongs to the browser that first used it. If it is yours, open your "
     "account page (/account) in that browser and set a password; then you can log in with it anywhere."
 )
 
@@ -67,11 +69,13 @@ def log_in(nickname: str, password: str | None, browser: Browser) -> Login:
         problem = password_problem(user, password, browser)
         if problem:
             message, status = problem
-            raise LoginRefused(f"This nickname is protected. {message}", field="password", status=status)
+            raise LoginRefused(
+                _("This nickname is protected. %(problem)s", problem=message), field="password", status=status
+            )
         add_claim(user, browser)
         return Login(user, created=False)
     if not may_use_without_password(user, browser):
-        raise LoginRefused(TAKEN.format(user.nickname))
+        raise LoginRefused(str(TAKEN % {"nickname": user.nickname}))
     return Login(user, created=False, password_ignored=bool(password))
 
 
@@ -79,10 +83,10 @@ def password_problem(user: User, password: str | None, browser: Browser) -> tupl
     """Why this password does not open the nickname, with the status to answer; None if it does."""
     claim_hash = browser.secret_hash if holds_claim(user, browser) else None
     if locked_out(user, claim_hash):
-        return "Too many wrong passwords for this nickname. Please wait a few minutes.", 429
+        return _("Too many wrong passwords for this nickname. Please wait a few minutes."), 429
     if not password_matches(user, password):
         count_failure(user, claim_hash)
-        return "The password is missing or wrong.", 422
+        return _("The password is missing or wrong."), 422
     return None
 
 
@@ -107,7 +111,7 @@ def find_or_create_user(nickname: str) -> tuple[User, bool]:
         lookalike = new or db.session.scalar(
             sa.select(User.id).where(User.nickname_skeleton == values["nickname_skeleton"])
         )
-        raise NicknameError(TOO_SIMILAR.format(shown) if lookalike else MIXED_SCRIPTS)
+        raise NicknameError(str(TOO_SIMILAR % {"nickname": shown} if lookalike else MIXED_SCRIPTS))
     return user, created
 
 

@@ -2,6 +2,9 @@
 
 from typing import Any
 
+from flask_babel import LazyString
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -16,34 +19,41 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
 from wtforms.validators import AnyOf, InputRequired, NumberRange, StopValidation, ValidationError
 
-from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, DeckError, parse_cards
+from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, Deck, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
 from .rules import MOVES
 
-DECK_CHOICES = [
-    SelectChoice(deck.name, deck.title + (f" ({' '.join(deck.cards)})" if deck.cards else ""))
-    for deck in DECKS.values()
-] + [SelectChoice(CUSTOM, "Own cards (type them below)")]
+
+def deck_choice(deck: Deck) -> str:
+    """A deck as the deck field offers it: its title in the page's language, and its cards."""
+    return str(_(deck.title)) + (f" ({' '.join(deck.cards)})" if deck.cards else "")
+
+
+DECK_CHOICES = [SelectChoice(deck.name, LazyString(deck_choice, deck)) for deck in DECKS.values()] + [
+    SelectChoice(CUSTOM, _l("Own cards (type them below)"))
+]
 
 
 class GroupForm(FlaskForm):
     """Create a group: a name and a deck."""
 
     name = StringField(
-        "Group name",
-        validators=[CleanText(1, 80, what="A group name")],
-        render_kw={"maxlength": 80, "placeholder": "e.g. Team Rocket"},
+        _l("Group name"),
+        validators=[CleanText(1, 80, what=_l("A group name"))],
+        render_kw={"maxlength": 80, "placeholder": _l("e.g. Team Rocket")},
     )
-    deck = SelectField("Deck", choices=DECK_CHOICES, default=DEFAULT_DECK, validate_choice=True)
+    deck = SelectField(_l("Deck"), choices=DECK_CHOICES, default=DEFAULT_DECK, validate_choice=True)
     cards = StringField(
-        "Own cards (for “Own cards” only)",
-        validators=[CleanText(0, 200, what="The cards")],
-        render_kw={"maxlength": 200, "placeholder": "e.g. 1 2 3 5 8  or  tiny, small, big"},
-        description="2 to 20 cards separated by commas or spaces, each up to 8 characters. "
-        "All numbers: results are numbers; otherwise they go by position, in the order typed.",
+        _l("Own cards (for “Own cards” only)"),
+        validators=[CleanText(0, 200, what=_l("The cards"))],
+        render_kw={"maxlength": 200, "placeholder": _l("e.g. 1 2 3 5 8  or  tiny, small, big")},
+        description=_l(
+            "2 to 20 cards separated by commas or spaces, each up to 8 characters. "
+            "All numbers: results are numbers; otherwise they go by position, in the order typed."
+        ),
     )
-    submit = SubmitField("Create group")
+    submit = SubmitField(_l("Create group"))
 
     def validate_cards(self, field: Field) -> None:
         """The labels of a custom deck, required only for it."""
@@ -53,37 +63,37 @@ class GroupForm(FlaskForm):
         try:
             self.parsed_cards = parse_cards(field.data)
         except DeckError as error:
-            raise ValidationError(str(error)) from None
+            raise ValidationError(_(error.template, **error.params)) from None
 
 
 class IssueForm(FlaskForm):
     """Add an issue to estimate."""
 
     key = StringField(
-        "Key",
-        validators=[CleanText(1, 32, what="An issue key")],
-        render_kw={"maxlength": 32, "placeholder": "e.g. PROJ-42"},
+        _l("Key"),
+        validators=[CleanText(1, 32, what=_l("An issue key"))],
+        render_kw={"maxlength": 32, "placeholder": _l("e.g. PROJ-42")},
     )
     description = TextAreaField(
-        "Description (optional)",
-        validators=[CleanText(0, 500, multiline=True, what="A description")],
+        _l("Description (optional)"),
+        validators=[CleanText(0, 500, multiline=True, what=_l("A description"))],
         render_kw={"maxlength": 500, "rows": 2},
     )
-    submit = SubmitField("Add issue")
+    submit = SubmitField(_l("Add issue"))
 
 
 class JoinForm(FlaskForm):
     """Confirm joining a group, as a voting member or as an observer."""
 
     role = RadioField(
-        "Join as",
+        _l("Join as"),
         choices=[
-            SelectChoice(Role.MEMBER, "Member — I estimate"),
-            SelectChoice(Role.OBSERVER, "Observer — I only watch"),
+            SelectChoice(Role.MEMBER, _l("Member — I estimate")),
+            SelectChoice(Role.OBSERVER, _l("Observer — I only watch")),
         ],
         default=Role.MEMBER,
     )
-    submit = SubmitField("Join group")
+    submit = SubmitField(_l("Join group"))
 
 
 class RoleForm(FlaskForm):
@@ -91,7 +101,8 @@ class RoleForm(FlaskForm):
 
     #: The member list's button sends the role to switch to (see templates/groups/group.html).
     role = SelectField(
-        "Role", choices=[SelectChoice(Role.MEMBER, "member"), SelectChoice(Role.OBSERVER, "observer")]
+        _l("Role"),
+        choices=[SelectChoice(Role.MEMBER, _l("member")), SelectChoice(Role.OBSERVER, _l("observer"))],
     )
 
 
@@ -117,33 +128,36 @@ class SettingsForm(FlaskForm):
     """The facilitator's settings for how the group votes; a setting left out stays as it is."""
 
     auto_reveal = SettingBox(
-        "Reveal automatically",
-        description="The vote that completes a round reveals it, when enough votes have a number.",
+        _l("Reveal automatically"),
+        description=_l("The vote that completes a round reveals it, when enough votes have a number."),
     )
     facilitator_votes = SettingBox(
-        "The facilitator votes too",
+        _l("The facilitator votes too"),
         default=True,
-        description="Off: you lead the session without voting, and nobody waits for your card.",
+        description=_l("Off: you lead the session without voting, and nobody waits for your card."),
     )
     min_votes = IntegerField(
-        "Votes needed to reveal",
+        _l("Votes needed to reveal"),
         validators=[
             keep_if_absent,
-            InputRequired("Please give a number of votes."),
-            NumberRange(1, MIN_VOTES_MAX, f"Choose a whole number from 1 to {MIN_VOTES_MAX}."),
+            InputRequired(_l("Please give a number of votes.")),
+            NumberRange(1, MIN_VOTES_MAX, _l("Choose a whole number from %(min)s to %(max)s.")),
         ],
         render_kw={"min": 1, "max": MIN_VOTES_MAX, "inputmode": "numeric"},
-        description="A round is revealed only when it holds at least this many votes with a number. "
-        "Below 3, a result can show who voted what, and every member is told so.",
+        description=_l(
+            "A round is revealed only when it holds at least this many votes with a number. "
+            "Below 3, a result can show who voted what, and every member is told so."
+        ),
     )
-    submit = SubmitField("Save settings")
+    submit = SubmitField(_l("Save settings"))
 
 
 class MoveForm(FlaskForm):
     """Move an issue in the backlog."""
 
     to = StringField(
-        "Move", validators=[AnyOf(MOVES, message="Move an issue up, down, to the top or to the bottom.")]
+        _l("Move"),
+        validators=[AnyOf(MOVES, message=_l("Move an issue up, down, to the top or to the bottom."))],
     )
 
 
@@ -151,9 +165,9 @@ class OwnerForm(FlaskForm):
     """Hand the facilitator role to a member."""
 
     user_id = IntegerField(
-        "New facilitator",
+        _l("New facilitator"),
         validators=[
-            InputRequired("Choose the member to hand over to."),
-            NumberRange(1, 2**31 - 1, "That person is not a member of this group."),
+            InputRequired(_l("Choose the member to hand over to.")),
+            NumberRange(1, 2**31 - 1, _l("That person is not a member of this group.")),
         ],
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ..changes import RuleError
 from ..database import change_group, insert_unless_exists
@@ -18,7 +20,7 @@ INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, UR
 
 #: The limits of one group and one person (the group page stays fast at them).
 MAX_ISSUES, MAX_MEMBERS, MAX_OWNED_GROUPS = 1000, 200, 100
-OWNER_CANNOT_LEAVE = "The facilitator cannot leave: hand the group over to a member first, or delete it."
+OWNER_CANNOT_LEAVE = _l("The facilitator cannot leave: hand the group over to a member first, or delete it.")
 
 
 def create_group(owner: User, name: str, deck: str, cards: tuple[str, ...] = ()) -> Group:
@@ -26,8 +28,11 @@ def create_group(owner: User, name: str, deck: str, cards: tuple[str, ...] = ())
     owned = db.session.scalar(sa.select(sa.func.count()).select_from(Group).where(Group.owner_id == owner.id))
     if (owned or 0) >= MAX_OWNED_GROUPS:
         raise RuleError(
-            f"You facilitate {MAX_OWNED_GROUPS} groups already, the most one person can. "
-            "Delete one you no longer need, or hand it over to a member."
+            _(
+                "You facilitate %(max)d groups already, the most one person can. "
+                "Delete one you no longer need, or hand it over to a member.",
+                max=MAX_OWNED_GROUPS,
+            )
         )
     group = Group(name=name, deck=deck, owner=owner, cards=" ".join(cards) if deck == CUSTOM else None)
     group.memberships.append(Membership(user=owner, role=Role.OWNER))
@@ -58,12 +63,14 @@ def join_group(group: Group, user: User, role: str) -> None:
         unique=["group_id", "user_id"],
     )
     if not joined:
-        raise RuleError(f"You are already a member of “{group.name}”.")
+        raise RuleError(_("You are already a member of “%(group)s”.", group=group.name))
     members = db.session.scalar(
         sa.select(sa.func.count()).select_from(Membership).where(Membership.group_id == group.id)
     )
     if (members or 0) > MAX_MEMBERS:
-        raise RuleError(f"“{group.name}” is full: a group has at most {MAX_MEMBERS} members.")
+        raise RuleError(
+            _("“%(group)s” is full: a group has at most %(max)d members.", group=group.name, max=MAX_MEMBERS)
+        )
 
 
 def taken_keys(group: Group, *, but: Issue | None = None) -> set[str]:
@@ -84,14 +91,18 @@ def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
     taken = taken_keys(group)
     if len(taken) + len(rows) > MAX_ISSUES:
         raise RuleError(
-            f"A group holds at most {MAX_ISSUES} issues; this one has {len(taken)}. "
-            "Delete estimated issues, or start a new group."
+            _(
+                "A group holds at most %(max)d issues; this one has %(count)d. "
+                "Delete estimated issues, or start a new group.",
+                max=MAX_ISSUES,
+                count=len(taken),
+            )
         )
     last = db.session.scalar(sa.select(sa.func.max(Issue.position)).where(Issue.group_id == group.id)) or 0
     issues = []
     for offset, (key, description) in enumerate(rows, start=1):
         if key.casefold() in taken:
-            raise RuleError(f"The group already has an issue {key}.")
+            raise RuleError(_("The group already has an issue %(key)s.", key=key))
         taken.add(key.casefold())
         issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
         issue.position = last + offset
@@ -106,7 +117,7 @@ def edit_issue(issue: Issue, key: str, description: str) -> None:
     """Change an issue's key and description; the key stays unique in the group."""
     change_group(issue.group_id)
     if key.casefold() in taken_keys(issue.group, but=issue):
-        raise RuleError(f"The group already has an issue {key}.")
+        raise RuleError(_("The group already has an issue %(key)s.", key=key))
     issue.key, issue.description = key, description
 
 
@@ -153,9 +164,9 @@ def _member(group: Group, user_id: int) -> Membership:
         sa.select(Membership).where(Membership.group_id == group.id, Membership.user_id == user_id)
     )
     if membership is None:
-        raise RuleError("That person is not a member of this group.")
+        raise RuleError(_("That person is not a member of this group."))
     if membership.is_owner:
-        raise RuleError("The facilitator's own role cannot be changed.")
+        raise RuleError(_("The facilitator's own role cannot be changed."))
     return membership
 
 
@@ -183,9 +194,9 @@ def leave_group(group: Group, user: User) -> None:
         sa.select(Membership).where(Membership.group_id == group.id, Membership.user_id == user.id)
     )
     if membership is None:
-        raise RuleError("You are not a member of this group.")
+        raise RuleError(_("You are not a member of this group."))
     if membership.is_owner:
-        raise RuleError(OWNER_CANNOT_LEAVE)
+        raise RuleError(str(OWNER_CANNOT_LEAVE))
     open_rounds = (
         sa.select(Round.id).join(Issue).where(Issue.group_id == group.id, Round.revealed_at.is_(None))
     )
@@ -200,7 +211,11 @@ def hand_over(group: Group, user_id: int) -> Membership:
     owned = db.session.scalar(sa.select(sa.func.count()).select_from(Group).where(Group.owner_id == user_id))
     if (owned or 0) >= MAX_OWNED_GROUPS:
         raise RuleError(
-            f"{new_owner.user.nickname} already facilitates {MAX_OWNED_GROUPS} groups, the most anyone can."
+            _(
+                "%(nickname)s already facilitates %(max)d groups, the most anyone can.",
+                nickname=new_owner.user.nickname,
+                max=MAX_OWNED_GROUPS,
+            )
         )
     old_owner = next(m for m in group.memberships if m.is_owner)
     old_owner.role, new_owner.role = Role.MEMBER, Role.OWNER

@@ -10,6 +10,8 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from flask import abort, make_response, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_required
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -38,21 +40,21 @@ class ImportFileForm(FlaskForm):
     """Import issues from a CSV file (a Jira export, or any file with a key column)."""
 
     file = FileField(
-        "CSV file",
-        validators=[FileRequired("Choose a CSV file to import.")],
+        _l("CSV file"),
+        validators=[FileRequired(_l("Choose a CSV file to import."))],
         render_kw={"accept": ".csv,text/csv"},
     )
-    submit_file = SubmitField("Import the file")
+    submit_file = SubmitField(_l("Import the file"))
 
 
 class ImportTextForm(FlaskForm):
     """Import issues from pasted lines: the key, white space, the description."""
 
     text = TextAreaField(
-        "Issues, one a line: the key, a space, the description",
-        render_kw={"rows": 8, "placeholder": "PROJ-1 Log in with a nickname\nPROJ-2 Export the backlog"},
+        _l("Issues, one a line: the key, a space, the description"),
+        render_kw={"rows": 8, "placeholder": _l("PROJ-1 Log in with a nickname\nPROJ-2 Export the backlog")},
     )
-    submit_text = SubmitField("Import the lines")
+    submit_text = SubmitField(_l("Import the lines"))
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,11 @@ def sort_rows(rows: list[Row], taken: set[str]) -> tuple[list[tuple[str, str]], 
         key = row.key.strip()
         folded = key.casefold()
         if key and folded in taken:
-            skipped.append(Skipped(row.line, printable(key), "The group already has this issue."))
+            skipped.append(Skipped(row.line, printable(key), _("The group already has this issue.")))
             continue
         if key and folded in lines:
-            skipped.append(Skipped(row.line, printable(key), f"The same key is on line {lines[folded]}."))
+            reason = _("The same key is on line %(line)d.", line=lines[folded])
+            skipped.append(Skipped(row.line, printable(key), reason))
             continue
         form = IssueForm(
             formdata=MultiDict({"key": row.key, "description": row.description}), meta={"csrf": False}
@@ -156,7 +159,7 @@ def import_backlog(group_id: int) -> ResponseReturnValue:
         added = rules.add_issues(group, to_add) if to_add else []
     except RuleError as error:
         db.session.rollback()
-        failure.errors = [*failure.errors, f"Nothing was imported. {error}"]
+        failure.errors = [*failure.errors, _("Nothing was imported. %(reason)s", reason=error)]
         return render_import(membership, file_form, text_form, status=422)
     else:
         if added:

@@ -4,6 +4,8 @@
 
 (() => {
   const body = document.body;
+  // The page's own sentences in its language: data-message-* attributes of this script's tag.
+  const messages = document.currentScript?.dataset || {};
   const api = body.dataset.liveApi;
   const interval = Number(body.dataset.livePoll || 1000);
   const lostBanner = document.getElementById("connection-lost");
@@ -201,14 +203,14 @@
       });
       const answer = await response.json().catch(() => ({}));
       if (!response.ok) {
-        voteError(form, answer.error || "Your vote could not be saved. Please try again.");
+        voteError(form, answer.error || messages.messageVoteFailed || "Your vote could not be saved. Please try again.");
         return;
       }
       setConnected(true);
       await refreshOnce(true, keepFocus); // shows the chosen card, from the server's own page
     } catch (error) {
       setConnected(false);
-      voteError(form, "The server cannot be reached; your vote was not saved. Please try again.");
+      voteError(form, messages.messageOffline || "The server cannot be reached; your vote was not saved. Please try again.");
     } finally {
       form.querySelectorAll("button").forEach((button) => { button.disabled = false; });
     }
@@ -225,7 +227,7 @@
     if (copy) {
       const input = document.querySelector(copy.dataset.copy);
       input.select();
-      navigator.clipboard?.writeText(input.value).then(() => { copy.textContent = "Copied"; }, () => {});
+      navigator.clipboard?.writeText(input.value).then(() => { copy.textContent = messages.messageCopied || "Copied"; }, () => {});
     }
     if (event.target.closest("[data-history-back]")) history.back();
   });

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, IntegerField, StringField, SubmitField
 from wtforms.validators import InputRequired, ValidationError
@@ -18,11 +20,15 @@ class DeckForm(FlaskForm):
 
     def card_error(self, unsure: bool) -> str:
         """What to tell someone who typed something that is not a card of this deck."""
-        if self.deck.is_range:
-            choice = f"Choose a whole number from {RANGE_MIN} to {RANGE_MAX}"
+        if self.deck.is_range and unsure:
+            message = _("Choose a whole number from %(min)d to %(max)d, or ? if you are not sure.")
+        elif self.deck.is_range:
+            message = _("Choose a whole number from %(min)d to %(max)d.")
+        elif unsure:
+            message = _("Choose one of the cards %(cards)s, or ? if you are not sure.")
         else:
-            choice = f"Choose one of the cards {' '.join(self.deck.cards)}"
-        return choice + (", or ? if you are not sure." if unsure else ".")
+            message = _("Choose one of the cards %(cards)s.")
+        return str(message % {"min": RANGE_MIN, "max": RANGE_MAX, "cards": " ".join(self.deck.cards)})
 
     def keep_card(self, field: Field, unsure: bool) -> None:
         """Replace the field's text by the canonical card, or refuse what is not one."""
@@ -36,7 +42,7 @@ class EstimateForm(DeckForm):
     """A secret estimate: one card of the deck, or `?`."""
 
     #: The deck's buttons submit it (see templates/voting/_ballot.html).
-    value = StringField("Your estimate")
+    value = StringField(_l("Your estimate"))
 
     def validate_value(self, field: Field) -> None:
         """A card of the deck, or `?`."""
@@ -46,8 +52,8 @@ class EstimateForm(DeckForm):
 class AcceptForm(DeckForm):
     """The team's final estimate, pre-filled with the suggestion."""
 
-    estimate = StringField("Final estimate")
-    submit = SubmitField("Record final estimate")
+    estimate = StringField(_l("Final estimate"))
+    submit = SubmitField(_l("Record final estimate"))
 
     def validate_estimate(self, field: Field) -> None:
         """A card of the deck, never `?`."""
@@ -61,11 +67,13 @@ class TimerForm(FlaskForm):
     """The facilitator's countdown for the open round: 10 to 3600 seconds, or 0 to stop it."""
 
     seconds = IntegerField(
-        "Seconds",
-        validators=[InputRequired("Please give the timer's length in seconds.")],
+        _l("Seconds"),
+        validators=[InputRequired(_l("Please give the timer's length in seconds."))],
     )
 
     def validate_seconds(self, field: Field) -> None:
         """0 stops the timer; otherwise 10 seconds to an hour."""
         if field.data != 0 and not TIMER_MIN <= (field.data or 0) <= TIMER_MAX:
-            raise ValidationError(f"A timer runs {TIMER_MIN} to {TIMER_MAX} seconds (0 stops it).")
+            raise ValidationError(
+                _("A timer runs %(min)d to %(max)d seconds (0 stops it).", min=TIMER_MIN, max=TIMER_MAX)
+            )

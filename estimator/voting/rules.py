@@ -12,6 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
 from ..changes import RuleError
 from ..database import bump_version, change_group, lock_group
 from ..estimates import UNSURE
@@ -88,7 +91,7 @@ def cast_vote(issue: Issue, voter: User, card: str) -> None:
     """
     lock_group(issue.group_id)
     if issue.state != IssueState.VOTING:
-        raise RuleError("The votes of this round are already revealed.")
+        raise RuleError(_("The votes of this round are already revealed."))
     round_ = issue.current_round
     ballot = next((b for b in round_.ballots if b.user_id == voter.id), None)
     key = round_key(round_)
@@ -136,7 +139,7 @@ def reveal(issue: Issue) -> Round:
     """
     lock_group(issue.group_id)
     if issue.state != IssueState.VOTING:
-        raise RuleError("This round is already revealed.")
+        raise RuleError(_("This round is already revealed."))
     round_ = issue.current_round
     key = round_key(round_)
     cards = [_open(key, round_, ballot) for ballot in round_.ballots]
@@ -180,27 +183,36 @@ def _threshold_message(needed: int, cast: int, lost: int) -> str:
     the one person who has voted so far chose "?".
     """
     more = needed - cast
-    message = (
-        f"Revealing needs at least {needed} vote{'s' if needed != 1 else ''} with a number, so that no "
-        "result shows one person's card. "
-    )
-    if more > 0:
-        message += f"{more} more vote{'s are' if more != 1 else ' is'} needed."
-    else:
-        message += "Some of the votes are “?”: more votes with a number are needed."
-    if lost:
-        message += (
-            f" {lost} vote{'s' if lost != 1 else ''} could not be read because the ballot key store "
-            "restarted: those voters are asked to vote again."
+    parts = [
+        ngettext(
+            "Revealing needs at least %(num)d vote with a number, so that no result shows one person's card.",
+            "Revealing needs at least %(num)d votes with a number, "
+            "so that no result shows one person's card.",
+            needed,
         )
-    return message
+    ]
+    if more > 0:
+        parts.append(ngettext("%(num)d more vote is needed.", "%(num)d more votes are needed.", more))
+    else:
+        parts.append(_("Some of the votes are “?”: more votes with a number are needed."))
+    if lost:
+        parts.append(
+            ngettext(
+                "%(num)d vote could not be read because the ballot key store restarted: "
+                "its voter is asked to vote again.",
+                "%(num)d votes could not be read because the ballot key store restarted: "
+                "those voters are asked to vote again.",
+                lost,
+            )
+        )
+    return " ".join(str(part) for part in parts)
 
 
 def accept(issue: Issue, estimate: str) -> None:
     """Record the team's final estimate for a revealed issue (it may be changed later)."""
     change_group(issue.group_id)
     if issue.state == IssueState.VOTING:
-        raise RuleError("Reveal the votes before recording a final estimate.")
+        raise RuleError(_("Reveal the votes before recording a final estimate."))
     issue.final_estimate = estimate
     issue.state = IssueState.ESTIMATED
 
@@ -209,7 +221,7 @@ def revote(issue: Issue) -> Round:
     """Open a new round; the earlier ones stay as anonymous history."""
     change_group(issue.group_id)
     if issue.state == IssueState.VOTING:
-        raise RuleError("This round is still open: reveal it before starting another.")
+        raise RuleError(_("This round is still open: reveal it before starting another."))
     return _open_round(issue)
 
 
@@ -245,6 +257,6 @@ def set_timer(issue: Issue, seconds: int) -> datetime | None:
     """Start a countdown of `seconds` for the open round, or stop it with 0; returns its end."""
     change_group(issue.group_id)
     if issue.state != IssueState.VOTING:
-        raise RuleError("The timer runs while the team votes: this round is already revealed.")
+        raise RuleError(_("The timer runs while the team votes: this round is already revealed."))
     issue.current_round.timer_ends_at = utcnow() + timedelta(seconds=seconds) if seconds else None
     return issue.current_round.timer_ends_at
