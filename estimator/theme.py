@@ -8,8 +8,10 @@ from enum import StrEnum
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
 from .auth.redirects import safe_next
+from .changes import N_
 from .errors import error_response, wants_json
 
 bp = Blueprint("theme", __name__)
@@ -17,7 +19,7 @@ bp = Blueprint("theme", __name__)
 THEME_COOKIE = "estimator_theme"
 #: As long as browsers keep a cookie (400 days); renewed at every switch.
 THEME_COOKIE_MAX_AGE = 400 * 24 * 60 * 60
-BAD_THEME_MESSAGE = "Choose auto, light or dark as the colour scheme."
+BAD_THEME_MESSAGE = N_("Choose auto, light or dark as the colour scheme.")
 
 
 class Theme(StrEnum):
@@ -51,7 +53,7 @@ def switch() -> ResponseReturnValue:
     try:
         theme = Theme(request.form.get("theme", ""))
     except ValueError:
-        return error_response(400, BAD_THEME_MESSAGE)
+        return error_response(400, _(BAD_THEME_MESSAGE))
     # The page's script switches without a reload and only needs to hear that it was kept.
     response = jsonify(theme=theme) if wants_json() else redirect(back)
     response.set_cookie(
