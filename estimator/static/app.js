@@ -195,7 +195,11 @@
     const keepFocus = focusKey(event.submitter && document.activeElement === document.body
       ? event.submitter : document.activeElement);
     const token = form.querySelector("input[name=csrf_token]")?.value || "";
-    form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    if (form.dataset.sending) return; // one vote at a time from a form
+    form.dataset.sending = "true";
+    // The focused card stays enabled: a disabled one would drop the focus to the page, where a
+    // screen reader starts over from the top.
+    form.querySelectorAll("button").forEach((button) => { button.disabled = button !== document.activeElement; });
     try {
       const response = await fetch(form.action, {
         method: "POST", body: data, credentials: "same-origin",
@@ -212,6 +216,7 @@
       setConnected(false);
       voteError(form, messages.messageOffline || "The server cannot be reached; your vote was not saved. Please try again.");
     } finally {
+      delete form.dataset.sending;
       form.querySelectorAll("button").forEach((button) => { button.disabled = false; });
     }
   }
@@ -236,4 +241,115 @@
     schedule(interval);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(0); });
   }
+})();
+
+// Keyboard and screen readers. The deck is one stop for Tab: the arrow keys (and Home, End) move
+// between its cards, Enter or Space votes. After every live change the page says what changed in
+// the announcer region, in the page's language (the sentences come from its data-* attributes).
+(() => {
+  const announcer = document.getElementById("announcer");
+  const said = announcer?.dataset || {};
+
+  function announce(sentences) {
+    const text = sentences.filter(Boolean).join(". ");
+    if (!announcer || !text) return;
+    announcer.textContent = ""; // the same sentence twice in a row is still read out
+    setTimeout(() => { announcer.textContent = text; }, 100);
+  }
+
+  function fill(template, values) {
+    return (template || "").replace(/\{(\w+)\}/g, (field, name) => values[name] ?? field);
+  }
+
+  function cardsOf(deck) {
+    return [...deck.querySelectorAll("button[name=value]")];
+  }
+
+  // Roving focus: the focused card, else the voter's own, else the first is the deck's Tab stop.
+  function rove() {
+    document.querySelectorAll(".deck").forEach((deck) => {
+      const cards = cardsOf(deck);
+      const stop = cards.find((card) => card === document.activeElement)
+        || cards.find((card) => card.classList.contains("selected")) || cards[0];
+      cards.forEach((card) => { card.tabIndex = card === stop ? 0 : -1; });
+    });
+  }
+
+  const moves = { ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1 };
+
+  function moveInDeck(event) {
+    const card = event.target.closest?.(".deck button[name=value]");
+    if (!card || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const cards = cardsOf(card.closest(".deck"));
+    const at = cards.indexOf(card);
+    let to;
+    if (event.key === "Home") to = 0;
+    else if (event.key === "End") to = cards.length - 1;
+    else if (event.key in moves) to = (at + moves[event.key] + cards.length) % cards.length;
+    else return;
+    event.preventDefault();
+    cards.forEach((other, index) => { other.tabIndex = index === to ? 0 : -1; });
+    cards[to].focus();
+  }
+
+  // What a person sees change, read from the page itself: the issue, its round and state, who
+  // has voted, the result and the final estimate.
+  function snapshot() {
+    const heading = document.querySelector("h1[data-issue-key]");
+    const names = (selector) => new Set([...document.querySelectorAll(selector)].map((e) => e.textContent.trim()));
+    return {
+      key: heading?.dataset.issueKey ?? null,
+      round: heading?.dataset.round ?? null,
+      state: heading?.dataset.state ?? null,
+      voted: names("[data-voted=true] .voter-name"),
+      everybody: Boolean(document.querySelector(".everybody-voted")),
+      average: document.querySelector(".result-average")?.textContent.trim() || null,
+      estimate: document.querySelector(".final-estimate")?.textContent.trim() || null,
+    };
+  }
+
+  function changes(before, after) {
+    if (before.key !== after.key) {
+      if (after.key) return [fill(said.nextIssue, { key: after.key })];
+      return before.key ? [said.noIssue] : [];
+    }
+    if (!after.key) return [];
+    if (before.round !== after.round) return [fill(said.newRound, { round: after.round })];
+    const sentences = [...after.voted].filter((name) => !before.voted.has(name))
+      .map((name) => fill(said.voted, { name }));
+    if (after.everybody && !before.everybody) sentences.push(said.everybodyVoted);
+    if (before.state === "voting" && after.state !== "voting") {
+      sentences.push(after.average ? fill(said.revealed, { average: after.average }) : said.revealedNoAverage);
+    }
+    if (after.estimate && after.estimate !== before.estimate) {
+      sentences.push(fill(said.finalEstimate, { estimate: after.estimate }));
+    }
+    return sentences;
+  }
+
+  let seen = snapshot();
+  let pending = null;
+  new MutationObserver((records) => {
+    if (!records.some((record) => record.target.closest?.("[data-live]"))) return;
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      rove();
+      const now = snapshot();
+      announce(changes(seen, now));
+      seen = now;
+    }, 0);
+  }).observe(document.body, { childList: true, subtree: true });
+
+  const banner = document.getElementById("connection-lost");
+  if (banner) {
+    let lost = !banner.classList.contains("d-none");
+    new MutationObserver(() => {
+      const now = !banner.classList.contains("d-none");
+      if (now !== lost) announce([now ? said.connectionLost : said.connected]);
+      lost = now;
+    }).observe(banner, { attributes: true, attributeFilter: ["class"] });
+  }
+
+  document.addEventListener("keydown", moveInDeck);
+  rove();
 })();
