@@ -16,6 +16,7 @@ from flask_migrate import upgrade  # noqa: E402
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
 from estimator import create_app  # noqa: E402
+from estimator.extensions import db  # noqa: E402
 
 #: Open connections per worker: every open page holds one event stream.
 WORKER_CONNECTIONS = 10_000
@@ -49,6 +50,8 @@ def main() -> None:
     app = create_app()
     with app.app_context():
         upgrade()
+        # The workers are forked from this process: none may inherit the migration's connection.
+        db.engine.dispose()
     print(f"Estimator is running on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     Server(
         app,

@@ -77,6 +77,9 @@ def configure_defaults(app: Flask) -> None:
             # (in the pool) rather than in SQLite's own busy wait, which would stall the process.
             options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+    elif cooperative():
+        # Greenlets, not threads: many requests of one worker may wait on the database at once.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 20, "max_overflow": 20})
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
 

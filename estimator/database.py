@@ -12,7 +12,7 @@ from flask import has_request_context, request
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .extensions import db
-from .models import Group
+from .models import Group, Issue
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -33,6 +33,9 @@ def configure_sqlite(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL syncs at checkpoints rather than at every commit: a power cut may lose
+        # the last commits, never corrupt the database.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
@@ -93,11 +96,35 @@ def lock_group(group_id: int) -> None:
 
     Every change to a group goes through here first: a late vote can never slip past a reveal.
     On SQLite a writing request already holds the database's write lock (BEGIN IMMEDIATE).
+    Whatever was read before the lock may have changed meanwhile and is read again on next use,
+    unless the group was locked before anything of it was read (lock_issue_group).
     """
+    if group_id in db.session.info.get("locked_groups", ()):
+        return
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(sa.select(Group.id).where(Group.id == group_id).with_for_update())
-    # Whatever was read before the lock may have changed meanwhile: read it again on next use.
     db.session.expire_all()
+
+
+def lock_issue_group(issue_id: int) -> None:
+    """Lock the group of an issue before reading anything of it, so that all that is read next
+    is current and lock_group has nothing to read again: a vote is lock, check, write."""
+    of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
+    if db.session.get_bind().dialect.name == "postgresql":
+        group_id = db.session.scalar(sa.select(Group.id).where(Group.id == of_issue).with_for_update())
+    elif has_request_context() and request.method not in SAFE_METHODS:
+        group_id = db.session.scalar(sa.select(of_issue))
+    else:
+        return  # not in a writing transaction: nothing is locked
+    if group_id is not None:
+        db.session.info.setdefault("locked_groups", set()).add(group_id)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+@sa.event.listens_for(sa.orm.Session, "after_rollback")
+def _unlocked(session: sa.orm.Session) -> None:
+    """A transaction's end releases its locks."""
+    session.info.pop("locked_groups", None)
 
 
 def bump_version(group_id: int) -> None:
@@ -114,4 +141,5 @@ def bump_version(group_id: int) -> None:
 def change_group(group_id: int) -> None:
     """Lock the group and bump its version, for a change that everybody will see."""
     bump_version(group_id)  # the UPDATE takes the row lock, as lock_group does
-    db.session.expire_all()
+    if group_id not in db.session.info.get("locked_groups", ()):
+        db.session.expire_all()

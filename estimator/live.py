@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
+from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
 from .sealing import ballot_keys
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25
 #: How long a version read for a poll is trusted by the process that read it, in seconds.
 VERSION_TTL = 0.5
-#: An event stream says something at least this often, so proxies keep it open (SPEC: 25 s).
-HEARTBEAT = 15.0
 
 TAG = re.compile(r'(?:W/)?"(issue|group)-(\d+)-g(\d+)-v(\d+)-k([0-9a-z]+)-([0-9a-f]{20})"')
 
@@ -227,7 +227,9 @@ class VersionBoard:
 
     # --- event streams ---
 
-    def listen(self, group_id: int, login: str, last_seen: int | None, lifetime: float) -> Iterator[bytes]:
+    def listen(
+        self, group_id: int, login: str, last_seen: int | None, lifetime: float, heartbeat: float
+    ) -> Iterator[bytes]:
         """The event stream of one listener: the version whenever it changes, a comment between.
 
         Ends after `lifetime` seconds (the browser reconnects at once, sending Last-Event-ID, and
@@ -237,9 +239,11 @@ class VersionBoard:
         """
         if self.current(group_id) is None:
             raise LookupError(group_id)
-        return self._stream(group_id, login, last_seen, time.monotonic() + lifetime)
+        return self._stream(group_id, login, last_seen, time.monotonic() + lifetime, heartbeat)
 
-    def _stream(self, group_id: int, login: str, last_seen: int | None, until: float) -> Iterator[bytes]:
+    def _stream(
+        self, group_id: int, login: str, last_seen: int | None, until: float, heartbeat: float
+    ) -> Iterator[bytes]:
         try:
             entry = self._enter(group_id)
         except LookupError:
@@ -253,12 +257,13 @@ class VersionBoard:
                     return
                 # A new entry means a new version, or a lost ballot key (same version, other view).
                 if entry is not told and (last_seen is None or entry.version > last_seen or told):
-                    yield f'id: {entry.version}\nevent: version\ndata: {{"version": {entry.version}}}\n\n'.encode()
+                    version = entry.version
+                    yield f'id: {version}\nevent: version\ndata: {{"version": {version}}}\n\n'.encode()
                 told = entry
                 left = until - time.monotonic()
                 if left <= 0:
                     return
-                if not entry.changed.wait(min(HEARTBEAT, left)):
+                if not entry.changed.wait(min(heartbeat, left)):
                     if until - time.monotonic() > 0:
                         yield b": keep-alive\n\n"
                 elif group_id not in self._groups:
@@ -379,7 +384,10 @@ class FastNotModified:
         if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and "HTTP_IF_NONE_MATCH" in environ:
             tag = self.unchanged(environ)
             if tag is not None:
-                start_response("304 NOT MODIFIED", [("ETag", tag), *self.headers])
+                offered = environ.get("HTTP_X_REQUEST_ID", "")
+                request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else secrets.token_hex(16)
+                headers = [("ETag", tag), (REQUEST_ID_HEADER, request_id), *self.headers]
+                start_response("304 NOT MODIFIED", headers)
                 return []
         return self.next(environ, start_response)
 

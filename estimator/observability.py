@@ -167,6 +167,11 @@ class GunicornJsonLogger(Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         format_gunicorn_logs()
+        # Python's warnings (a library's, or gevent's as a worker starts) are JSON lines too.
+        logging.captureWarnings(True)
+        warnings_log = logging.getLogger("py.warnings")
+        warnings_log.handlers = list(self.error_log.handlers)
+        warnings_log.propagate = False
 
 
 # Metrics -------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
         "DATABASE_URL": database_uri,
         "SECRET_KEY": "served-test-secret",
         "LOGIN_RATE_LIMIT": "100000 per minute",
+        "LIVE_HEARTBEAT_SECONDS": "1",  # so that a test sees quiet streams' heartbeats soon
         **env,
     }
     log = open(log_path, "wb")

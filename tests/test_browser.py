@@ -39,9 +39,9 @@ def create_group_with_issue(owner, deck="range"):
 def join_via(page, invite):
     page.goto(invite)
     page.click("text=Join group")
-    expect(page.locator("#members")).to_contain_text(
-        page.evaluate("document.querySelector('#nav .nav-link[href=\"/account\"]').textContent.trim()")
-    )
+    # The locator waits for the new page's navigation bar (evaluate could run before it is parsed).
+    nickname = page.locator('#nav .nav-link[href="/account"]').inner_text().strip()
+    expect(page.locator("#members")).to_contain_text(nickname)
 
 
 def mark(page):
@@ -140,8 +140,11 @@ def test_connection_lost_hint_comes_and_goes(people):
     create_group_with_issue(owner)
     banner = owner.locator("#connection-lost")
     expect(banner).to_be_hidden()
+    # The network goes: the open event stream breaks, and polls and new streams fail.
     owner.route(re.compile(r".*/api/.*"), lambda route: route.abort())
+    owner.context.set_offline(True)
     expect(banner).to_be_visible(timeout=3000)
+    owner.context.set_offline(False)
     owner.unroute(re.compile(r".*/api/.*"))
     expect(banner).to_be_hidden(timeout=3000)
     problems[:] = [p for p in problems if "net::ERR_FAILED" not in p]  # the aborted polls themselves

@@ -187,12 +187,13 @@ def test_the_app_runs_as_a_user_without_privileges_on_port_8000():
     assert not any(name in image_env() for name in ("SECRET_KEY", "DATABASE_URL"))
 
 
-def test_the_container_serves_with_threaded_gunicorn_workers_and_never_migrates():
+def test_the_container_serves_with_gevent_workers_and_never_migrates():
     command = image_cmd()
     assert command[0] == "gunicorn"
     assert command[-1] == "estimator:create_app()"
-    assert command[command.index("--worker-class") + 1] == "gthread"
-    assert int(command[command.index("--threads") + 1]) > 1
+    # Every open page holds an event stream: workers that hold thousands of connections each.
+    assert command[command.index("--worker-class") + 1] == "gevent"
+    assert int(command[command.index("--worker-connections") + 1]) >= 5000
     assert command[command.index("--bind") + 1] == CONTAINER_BIND
     # The number of workers comes from WEB_CONCURRENCY (gunicorn's own default), set in the image.
     assert "--workers" not in command and "-w" not in command
@@ -355,7 +356,7 @@ def test_the_images_migrate_command_and_cmd_serve_the_app(tmp_path):
             assert b'name="nickname"' in response.read()
         log = log_path.read_text()
         assert log.count("Booting worker") == int(environment["WEB_CONCURRENCY"]), log
-        assert "Using worker: gthread" in log
+        assert "Using worker: gevent" in log
 
         server.terminate()
         assert server.wait(timeout=30) == 0, log_path.read_text()

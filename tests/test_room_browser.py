@@ -310,3 +310,29 @@ def test_facilitators_tab_title_says_all_voted(room_team: Callable[..., Team]) -
         expect(member.locator("#voters")).to_contain_text("3 of 3", timeout=LIVE)
         expect(member).not_to_have_title(all_voted)  # only the facilitator is told to act
     assert team.console_errors() == []
+
+
+def test_rooms_follow_by_the_event_stream_or_by_polling_when_it_is_blocked(room_team):
+    """Bob's page hears of the change on its event stream and fetches only the room (no JSON);
+    Carol's network blocks event streams: her page falls back to polling and follows as quickly."""
+    team = room_team()
+    asked: dict[str, list[str]] = {"bob": [], "carol": []}
+    team.bob.on("request", lambda request: asked["bob"].append(f"{request.method} {request.url}"))
+    team.carol.route("**/events", lambda route: route.abort())
+    team.carol.on("request", lambda request: asked["carol"].append(f"{request.method} {request.url}"))
+    team.carol.reload()
+    for page in team.members:
+        mark(page)
+    time.sleep(1.5)  # both pages settled: Bob streaming, Carol polling
+    asked["bob"].clear()
+    team.owner.click(".next-issue")
+    for page in team.members:
+        expect(heading(page)).to_have_text("ROOM-1", timeout=LIVE)
+        assert not_reloaded(page)
+    time.sleep(1.5)
+    assert not [url for url in asked["bob"] if "/api/groups/" in url and not url.endswith("/events")], asked[
+        "bob"
+    ]
+    assert [url for url in asked["bob"] if url.startswith("GET") and url.endswith("/room")], asked["bob"]
+    polls = [url for url in asked["carol"] if url.startswith("HEAD") and "/api/groups/" in url]
+    assert len(polls) >= 2, asked["carol"]

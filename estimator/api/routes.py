@@ -110,7 +110,7 @@ def group(group_id: int) -> Response:
     conditional=False,
 )
 def events(group_id: int) -> Response:
-    """Server-sent events: the group's version whenever it changes, a comment every 15 seconds."""
+    """Server-sent events: the group's version whenever it changes, a comment when quiet."""
     exists = db.session.scalar(
         sa.select(Membership.group_id).where(
             Membership.group_id == group_id, Membership.user_id == current_user.id
@@ -127,6 +127,7 @@ def events(group_id: int) -> Response:
             login,
             int(last_seen) if last_seen.isdigit() and len(last_seen) < 19 else None,
             current_app.config["LIVE_STREAM_SECONDS"],
+            current_app.config["LIVE_HEARTBEAT_SECONDS"],
         )
     except LookupError:
         abort(404)

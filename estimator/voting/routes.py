@@ -4,12 +4,10 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..changes import RuleError
+from ..database import lock_issue_group
 from ..estimates import total
 from ..extensions import db
 from ..forms import EmptyForm
@@ -18,10 +16,10 @@ from ..models import Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from . import bp, rules
 from .forms import AcceptForm, EstimateForm, TimerForm
-from .state import issue_state, load_issue, seconds_left
+from .state import issue_state, load_issue, load_issue_to_vote, seconds_left
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
-VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
+VOTE_RECORDED = "Your vote is recorded. Only you can see your card; you can change it until the reveal."
 
 
 def member_issue(issue_id: int) -> tuple[Issue, Membership]:
@@ -114,7 +112,7 @@ def start(issue_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         rules.start(issue)
         db.session.commit()
-        flash(_("%(key)s is in the room: the team can vote.", key=issue.key), "success")
+        flash(f"{issue.key} is in the room: the team can vote.", "success")
     return redirect(url_for("voting.room", group_id=issue.group_id))
 
 
@@ -127,9 +125,9 @@ def next_issue(group_id: int) -> ResponseReturnValue:
         issue = rules.next_issue(membership.group)
         db.session.commit()
         if issue is None and membership.group.issues:
-            flash(_("Every issue is estimated: the session is done."), "success")
+            flash("Every issue is estimated: the session is done.", "success")
         elif issue is None:
-            flash(_("The backlog is empty: add issues on the group page first."), "info")
+            flash("The backlog is empty: add issues on the group page first.", "info")
     return redirect(url_for("voting.room", group_id=group_id))
 
 
@@ -143,7 +141,7 @@ def timer(issue_id: int) -> ResponseReturnValue:
     if not form.is_submitted():
         return back_to(issue)
     if not form.validate():
-        flash(" ".join(map(str, form.seconds.errors)) or _("Please try again."), "warning")
+        flash(" ".join(form.seconds.errors) or "Please try again.", "warning")
         return back_to(issue)
     try:
         ends = rules.set_timer(issue, form.seconds.data or 0)
@@ -152,7 +150,7 @@ def timer(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "warning")
     else:
         db.session.commit()
-        flash(_("The timer is running.") if ends else _("The timer is stopped."), "success")
+        flash("The timer is running." if ends else "The timer is stopped.", "success")
     return back_to(issue)
 
 
@@ -166,8 +164,18 @@ def status(issue_id: int) -> ResponseReturnValue:
 @bp.route("/issues/<id:issue_id>/estimate", methods=["GET", "POST"])
 @login_required
 def estimate(issue_id: int) -> ResponseReturnValue:
-    """GET shows the deck; POST seals (or replaces) the voter's secret card."""
-    issue, membership = member_issue(issue_id)
+    """GET shows the deck; POST seals (or replaces) the voter's secret card.
+
+    A vote locks the group before it reads anything, then reads only what it checks and writes.
+    """
+    if request.method == "POST":
+        lock_issue_group(issue_id)
+        issue = load_issue_to_vote(issue_id)
+        if issue is None:
+            abort(404)
+        membership = require_member(issue.group_id)
+    else:
+        issue, membership = member_issue(issue_id)
     ensure_voter(membership)
     form = EstimateForm(issue.group.deck_rules)
     code = 200
@@ -181,13 +189,13 @@ def estimate(issue_id: int) -> ResponseReturnValue:
         else:
             db.session.commit()
             if wants_json():
-                return jsonify(message=str(VOTE_RECORDED))
-            flash(str(VOTE_RECORDED), "success")
+                return jsonify(message=VOTE_RECORDED)
+            flash(VOTE_RECORDED, "success")
             return redirect(url_for("voting.status", issue_id=issue_id))
     elif form.is_submitted():
         code = 422
     if wants_json() and code != 200:
-        return jsonify(error=" ".join(map(str, form.value.errors)) or _("Please try again.")), code
+        return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
     issue, membership = member_issue(issue_id)
     page = issue_page(issue, membership) | issue_live(issue)
     return render_template("voting/estimate.html", **page, form=form), code
@@ -212,20 +220,15 @@ def owner_step(issue_id: int, step: str) -> ResponseReturnValue:
 def _reveal(issue: Issue) -> str:
     round_ = rules.reveal(issue)
     if round_.lost_ballots:
-        return str(
-            ngettext(
-                "Votes revealed. %(num)d vote could not be read because the ballot key store restarted, "
-                "and is not counted.",
-                "Votes revealed. %(num)d votes could not be read because the ballot key store restarted, "
-                "and are not counted.",
-                round_.lost_ballots,
-            )
+        return (
+            f"Votes revealed. {round_.lost_ballots} vote(s) could not be read because the ballot key "
+            "store restarted, and are not counted."
         )
-    return str(_("Votes revealed. Nobody's card can be traced back to them."))
+    return "Votes revealed. Nobody's card can be traced back to them."
 
 
 def _revote(issue: Issue) -> str:
-    return str(_("Round %(number)d is open: everybody votes again.", number=rules.revote(issue).number))
+    return f"Round {rules.revote(issue).number} is open: everybody votes again."
 
 
 STEPS = {"reveal": _reveal, "revote": _revote}
@@ -263,8 +266,5 @@ def accept(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "warning")
     else:
         db.session.commit()
-        flash(
-            _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate),
-            "success",
-        )
+        flash(f"Final estimate for {issue.key}: {issue.final_estimate}.", "success")
     return back_to(issue)
