@@ -8,6 +8,8 @@ import segno
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
@@ -16,7 +18,7 @@ from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..live import key_ids_of, live_context
-from ..models import Group, Issue, Membership
+from ..models import Group, Issue, Membership, Role
 from ..permissions import require_member, require_owner
 from . import bp, rules
 from .forms import GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
@@ -115,12 +117,14 @@ def create() -> ResponseReturnValue:
         form.name.errors = [*form.name.errors, str(error)]
         return render_dashboard(form, 422)
     db.session.commit()
-    flash(f"Group “{group.name}” created. Share its invite link with your team.", "success")
+    flash(_("Group “%(name)s” created. Share its invite link with your team.", name=group.name), "success")
     if not current_user.has_password:
         # The group belongs to a nickname that only this browser can use until it has a password.
         flash(
-            "Your nickname works only in this browser. Set a password on your account page to "
-            "facilitate from another device — and so as not to lose the group with this browser.",
+            _(
+                "Your nickname works only in this browser. Set a password on your account page to "
+                "facilitate from another device — and so as not to lose the group with this browser."
+            ),
             "info",
         )
     return redirect(url_for("groups.show", group_id=group.id))
@@ -149,7 +153,7 @@ def add_issue(group_id: int) -> ResponseReturnValue:
             form.key.errors = [*form.key.errors, str(error)]
         else:
             db.session.commit()
-            flash(f"Issue {issue.key} added.", "success")
+            flash(_("Issue %(key)s added.", key=issue.key), "success")
             return redirect(url_for("groups.show", group_id=group_id, added=1, _anchor="add-issue"))
     return render_group(membership, issue_form=form, status=422)
 
@@ -172,7 +176,7 @@ def settings(group_id: int) -> ResponseReturnValue:
         facilitator_votes=form.facilitator_votes.data,
     )
     db.session.commit()
-    flash("Settings saved. They apply to the next reveal.", "success")
+    flash(_("Settings saved. They apply to the next reveal."), "success")
     return redirect(url_for("groups.show", group_id=group_id))
 
 
@@ -189,7 +193,7 @@ def join(token: str) -> ResponseReturnValue:
     group = rules.group_by_invite(token)
     if group is None:
         counters.count("INVITE_GUESS_LIMIT", "invite-guesses", *guessers)
-        abort(404, "This invite link is unknown or has been replaced by a new one.")
+        abort(404, _("This invite link is unknown or has been replaced by a new one."))
     if any(m.user_id == current_user.id for m in group.memberships):
         return render_template("groups/already_member.html", group=group), 409
     form = JoinForm()
@@ -204,7 +208,7 @@ def join(token: str) -> ResponseReturnValue:
             return render_template("groups/join.html", group=group, form=form), 409
         else:
             db.session.commit()
-            flash(f"You joined “{group.name}”.", "success")
+            flash(_("You joined “%(name)s”.", name=group.name), "success")
             return redirect(url_for("groups.show", group_id=group.id))
     return render_template("groups/join.html", group=group, form=form), 422 if form.errors else 200
 
@@ -217,7 +221,7 @@ def regenerate_invite(group_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         rules.new_invite(membership.group)
         db.session.commit()
-        flash("A new invite link was made; the old one no longer works.", "success")
+        flash(_("A new invite link was made; the old one no longer works."), "success")
     return redirect(url_for("groups.show", group_id=group_id))
 
 
@@ -235,9 +239,16 @@ def change_role(group_id: int, user_id: int) -> ResponseReturnValue:
             flash(str(error), "warning")
         else:
             db.session.commit()
-            flash(f"{changed.user.nickname} is now {changed.role}, from the next round on.", "success")
+            message = (
+                _("%(nickname)s is now a member, from the next round on.", nickname=changed.user.nickname)
+                if changed.role == Role.MEMBER
+                else _(
+                    "%(nickname)s is now an observer, from the next round on.", nickname=changed.user.nickname
+                )
+            )
+            flash(message, "success")
     elif form.is_submitted():
-        flash("Please choose member or observer.", "danger")
+        flash(_("Please choose member or observer."), "danger")
     return redirect(url_for("groups.show", group_id=group_id))
 
 
@@ -251,11 +262,13 @@ def remove(group_id: int, user_id: int) -> ResponseReturnValue:
         if member is None or member.is_owner:
             return redirect(url_for("groups.show", group_id=group_id))
         return confirm(
-            f"Remove {member.user.nickname}?",
-            "Their votes in rounds still open stay and are counted; they can join again only with a new "
-            "invite link if you make one.",
+            _("Remove %(nickname)s?", nickname=member.user.nickname),
+            _(
+                "Their votes in rounds still open stay and are counted; they can join again only with a new "
+                "invite link if you make one."
+            ),
             url_for("groups.remove", group_id=group_id, user_id=user_id),
-            f"Remove {member.user.nickname}",
+            _("Remove %(nickname)s", nickname=member.user.nickname),
             url_for("groups.show", group_id=group_id),
         )
     if EmptyForm().validate_on_submit():
@@ -266,7 +279,7 @@ def remove(group_id: int, user_id: int) -> ResponseReturnValue:
             flash(str(error), "warning")
         else:
             db.session.commit()
-            flash(f"{nickname} was removed from the group.", "success")
+            flash(_("%(nickname)s was removed from the group.", nickname=nickname), "success")
     return redirect(url_for("groups.show", group_id=group_id))
 
 
@@ -290,13 +303,13 @@ def confirm(title: str, message: str, action: str, button: str, back: str) -> Re
 @login_required
 def move_issue(issue_id: int) -> ResponseReturnValue:
     """Move an issue in the backlog (owner only); GET goes back to the group page."""
-    issue, _ = owned_issue(issue_id)
+    issue = owned_issue(issue_id)[0]
     form = MoveForm()
     if form.validate_on_submit():
         rules.move_issue(issue, form.to.data or "")
         db.session.commit()
     elif form.is_submitted():
-        flash(" ".join(form.to.errors) or "Please try again.", "warning")
+        flash(" ".join(map(str, form.to.errors)) or _("Please try again."), "warning")
     return redirect(url_for("groups.show", group_id=issue.group_id, _anchor=f"issue-{issue.id}"))
 
 
@@ -304,7 +317,7 @@ def move_issue(issue_id: int) -> ResponseReturnValue:
 @login_required
 def edit_issue(issue_id: int) -> ResponseReturnValue:
     """Change an issue's key and description (owner only)."""
-    issue, _ = owned_issue(issue_id)
+    issue = owned_issue(issue_id)[0]
     form = IssueForm(obj=issue)
     if form.validate_on_submit():
         try:
@@ -314,7 +327,7 @@ def edit_issue(issue_id: int) -> ResponseReturnValue:
             form.key.errors = [*form.key.errors, str(error)]
         else:
             db.session.commit()
-            flash(f"Issue {issue.key} saved.", "success")
+            flash(_("Issue %(key)s saved.", key=issue.key), "success")
             return redirect(url_for("groups.show", group_id=issue.group_id))
     status = 422 if form.errors else 200
     return render_template("groups/edit_issue.html", issue=issue, form=form), status
@@ -324,18 +337,18 @@ def edit_issue(issue_id: int) -> ResponseReturnValue:
 @login_required
 def delete_issue(issue_id: int) -> ResponseReturnValue:
     """GET asks for confirmation; POST deletes the issue with its rounds (owner only)."""
-    issue, _ = owned_issue(issue_id)
+    issue = owned_issue(issue_id)[0]
     group_id = issue.group_id
     if EmptyForm().validate_on_submit():
         key = rules.delete_issue(issue)
         db.session.commit()
-        flash(f"Issue {key} was deleted, with its rounds.", "success")
+        flash(_("Issue %(key)s was deleted, with its rounds.", key=key), "success")
         return redirect(url_for("groups.show", group_id=group_id))
     return confirm(
-        f"Delete {issue.key}?",
-        "Its rounds and results are deleted too. This cannot be undone.",
+        _("Delete %(key)s?", key=issue.key),
+        _("Its rounds and results are deleted too. This cannot be undone."),
         url_for("groups.delete_issue", issue_id=issue.id),
-        "Delete the issue",
+        _("Delete the issue"),
         url_for("groups.show", group_id=group_id),
     )
 
@@ -355,16 +368,16 @@ def leave(group_id: int) -> ResponseReturnValue:
             return redirect(url_for("groups.show", group_id=group_id))
         else:
             db.session.commit()
-            flash(f"You left “{group.name}”.", "success")
+            flash(_("You left “%(name)s”.", name=group.name), "success")
             return redirect(url_for("groups.dashboard"))
     if membership.is_owner:
-        flash(rules.OWNER_CANNOT_LEAVE, "warning")
+        flash(str(rules.OWNER_CANNOT_LEAVE), "warning")
         return redirect(url_for("groups.show", group_id=group_id))
     return confirm(
-        f"Leave “{group.name}”?",
-        "Your votes in rounds still open are withdrawn. You can join again with the invite link.",
+        _("Leave “%(name)s”?", name=group.name),
+        _("Your votes in rounds still open are withdrawn. You can join again with the invite link."),
         url_for("groups.leave", group_id=group_id),
-        "Leave the group",
+        _("Leave the group"),
         url_for("groups.show", group_id=group_id),
     )
 
@@ -383,9 +396,15 @@ def hand_over(group_id: int) -> ResponseReturnValue:
             flash(str(error), "warning")
         else:
             db.session.commit()
-            flash(f"{new_owner.user.nickname} facilitates the group now; you are a member.", "success")
+            flash(
+                _(
+                    "%(nickname)s facilitates the group now; you are a member.",
+                    nickname=new_owner.user.nickname,
+                ),
+                "success",
+            )
     elif form.is_submitted():
-        flash(" ".join(form.user_id.errors) or "Choose the member to hand over to.", "warning")
+        flash(" ".join(map(str, form.user_id.errors)) or _("Choose the member to hand over to."), "warning")
     return redirect(url_for("groups.show", group_id=group_id))
 
 
@@ -398,14 +417,27 @@ def delete(group_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         name = rules.delete_group(group)
         db.session.commit()
-        flash(f"The group “{name}” was deleted.", "success")
+        flash(_("The group “%(name)s” was deleted.", name=name), "success")
         return redirect(url_for("groups.dashboard"))
     return confirm(
-        f"Delete “{group.name}”?",
-        f"Its {len(group.issues)} issue(s), their rounds and results and its {len(group.memberships)} "
-        "membership(s) are deleted. This cannot be undone.",
+        _("Delete “%(name)s”?", name=group.name),
+        " ".join(
+            (
+                ngettext(
+                    "Its %(num)d issue, with its rounds and results,",
+                    "Its %(num)d issues, their rounds and results,",
+                    len(group.issues),
+                ),
+                ngettext(
+                    "and its %(num)d membership are deleted.",
+                    "and its %(num)d memberships are deleted.",
+                    len(group.memberships),
+                ),
+                _("This cannot be undone."),
+            )
+        ),
         url_for("groups.delete", group_id=group_id),
-        "Delete the group",
+        _("Delete the group"),
         url_for("groups.show", group_id=group_id),
     )
 
@@ -417,7 +449,7 @@ def invite_qr(group_id: int) -> ResponseReturnValue:
     group = require_owner(group_id).group
     link = url_for("groups.join", token=group.invite_token, _external=True)
     svg = io.BytesIO()
-    segno.make(link, error="m").save(svg, kind="svg", scale=6, border=2, title="Invite link")
+    segno.make(link, error="m").save(svg, kind="svg", scale=6, border=2, title=_("Invite link"))
     response = current_app.response_class(svg.getvalue(), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "private, no-store"  # the link is a secret of the group
     return response

@@ -83,6 +83,8 @@
       region.classList.add("live-flash");
     });
     if (fresh.title) document.title = fresh.title; // "All voted — …" reaches the tab too
+    etag = fresh.body?.dataset.liveEtag || etag; // what the page now shows, for the next poll
+    version = Number(fresh.body?.dataset.liveVersion || version);
     markOwnCard();
     startCountdowns();
     restoreFocus(focused);
@@ -147,12 +149,15 @@
     else typedTimer = setTimeout(choose, 700);
   }
 
-  // Ask the JSON API whether anything changed; a 304 costs the server next to nothing.
+  // Ask the JSON API whether anything changed (a HEAD: the page renders itself, not the JSON);
+  // an unchanged state costs the server a 304 and next to nothing else.
   async function poll() {
     try {
       const headers = { Accept: "application/json" };
       if (etag) headers["If-None-Match"] = etag;
-      const response = await fetch(api, { headers, cache: "no-store", credentials: "same-origin" });
+      const response = await fetch(api, {
+        method: "HEAD", headers, cache: "no-store", credentials: "same-origin",
+      });
       if (response.status === 401 || response.status === 404) {
         window.location.reload(); // logged out or removed: the page itself will say so
         return;
@@ -167,13 +172,66 @@
     } catch (error) {
       setConnected(false);
     } finally {
-      schedule(interval);
+      if (!streaming) schedule(interval);
     }
   }
 
   function schedule(delay) {
     clearTimeout(timer);
     timer = setTimeout(poll, delay);
+  }
+
+  // The group's event stream says when its version changes; the page then fetches its own
+  // regions once. While the stream is down the page polls, and reconnects with a growing pause
+  // (1 s, 2 s, 4 s … at most 30 s) so that a restarted server is not stormed.
+  const eventsUrl = body.dataset.liveEvents;
+  let version = Number(body.dataset.liveVersion || 0);
+  let streaming = false;
+  let failures = 0;
+
+  let source = null;
+  let reconnect = null;
+
+  function listen() {
+    clearTimeout(reconnect);
+    source?.close();
+    source = new EventSource(eventsUrl);
+    let told = 0;
+    source.addEventListener("open", () => {
+      streaming = true;
+      failures = 0;
+      clearTimeout(timer);
+      setConnected(true);
+    });
+    source.addEventListener("version", (event) => {
+      const announced = Number(event.lastEventId);
+      // The first event tells the version at connection time: the page may already show it.
+      if (announced !== version || told > 0) refreshOnce().catch(() => schedule(0));
+      version = announced;
+      told += 1;
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.OPEN) return;
+      source.close();
+      streaming = false;
+      failures += 1;
+      schedule(0); // poll meanwhile: it also notices a logout or a removal
+      const pause = Math.min(30000, 1000 * 2 ** Math.min(failures - 1, 5));
+      reconnect = setTimeout(listen, pause * (0.75 + Math.random() / 2));
+    });
+  }
+
+  // The browser knows when its network goes: say so at once, and reconnect as soon as it is back.
+  function offline() {
+    clearTimeout(reconnect);
+    source?.close();
+    streaming = false;
+    setConnected(false);
+  }
+
+  function online() {
+    failures = 0;
+    listen();
   }
 
   // Say why a vote was not saved, where the page normally confirms it.
@@ -237,8 +295,14 @@
     if (event.target.closest("[data-history-back]")) history.back();
   });
 
-  if (api) {
+  if (api && eventsUrl && window.EventSource) {
+    listen();
+    window.addEventListener("offline", offline);
+    window.addEventListener("online", online);
+  } else if (api) {
     schedule(interval);
+  }
+  if (api) {
     document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(0); });
   }
 })();

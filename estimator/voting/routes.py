@@ -4,6 +4,9 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..changes import RuleError
@@ -19,7 +22,7 @@ from .forms import AcceptForm, EstimateForm, TimerForm
 from .state import issue_state, load_issue, load_issue_to_vote, seconds_left
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
-VOTE_RECORDED = "Your vote is recorded. Only you can see your card; you can change it until the reveal."
+VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
 
 
 def member_issue(issue_id: int) -> tuple[Issue, Membership]:
@@ -112,7 +115,7 @@ def start(issue_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         rules.start(issue)
         db.session.commit()
-        flash(f"{issue.key} is in the room: the team can vote.", "success")
+        flash(_("%(key)s is in the room: the team can vote.", key=issue.key), "success")
     return redirect(url_for("voting.room", group_id=issue.group_id))
 
 
@@ -125,9 +128,9 @@ def next_issue(group_id: int) -> ResponseReturnValue:
         issue = rules.next_issue(membership.group)
         db.session.commit()
         if issue is None and membership.group.issues:
-            flash("Every issue is estimated: the session is done.", "success")
+            flash(_("Every issue is estimated: the session is done."), "success")
         elif issue is None:
-            flash("The backlog is empty: add issues on the group page first.", "info")
+            flash(_("The backlog is empty: add issues on the group page first."), "info")
     return redirect(url_for("voting.room", group_id=group_id))
 
 
@@ -141,7 +144,7 @@ def timer(issue_id: int) -> ResponseReturnValue:
     if not form.is_submitted():
         return back_to(issue)
     if not form.validate():
-        flash(" ".join(form.seconds.errors) or "Please try again.", "warning")
+        flash(" ".join(map(str, form.seconds.errors)) or _("Please try again."), "warning")
         return back_to(issue)
     try:
         ends = rules.set_timer(issue, form.seconds.data or 0)
@@ -150,7 +153,7 @@ def timer(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "warning")
     else:
         db.session.commit()
-        flash("The timer is running." if ends else "The timer is stopped.", "success")
+        flash(_("The timer is running.") if ends else _("The timer is stopped."), "success")
     return back_to(issue)
 
 
@@ -189,13 +192,13 @@ def estimate(issue_id: int) -> ResponseReturnValue:
         else:
             db.session.commit()
             if wants_json():
-                return jsonify(message=VOTE_RECORDED)
-            flash(VOTE_RECORDED, "success")
+                return jsonify(message=str(VOTE_RECORDED))
+            flash(str(VOTE_RECORDED), "success")
             return redirect(url_for("voting.status", issue_id=issue_id))
     elif form.is_submitted():
         code = 422
     if wants_json() and code != 200:
-        return jsonify(error=" ".join(form.value.errors) or "Please try again."), code
+        return jsonify(error=" ".join(map(str, form.value.errors)) or _("Please try again.")), code
     issue, membership = member_issue(issue_id)
     page = issue_page(issue, membership) | issue_live(issue)
     return render_template("voting/estimate.html", **page, form=form), code
@@ -220,15 +223,20 @@ def owner_step(issue_id: int, step: str) -> ResponseReturnValue:
 def _reveal(issue: Issue) -> str:
     round_ = rules.reveal(issue)
     if round_.lost_ballots:
-        return (
-            f"Votes revealed. {round_.lost_ballots} vote(s) could not be read because the ballot key "
-            "store restarted, and are not counted."
+        return str(
+            ngettext(
+                "Votes revealed. %(num)d vote could not be read because the ballot key store restarted, "
+                "and is not counted.",
+                "Votes revealed. %(num)d votes could not be read because the ballot key store restarted, "
+                "and are not counted.",
+                round_.lost_ballots,
+            )
         )
-    return "Votes revealed. Nobody's card can be traced back to them."
+    return str(_("Votes revealed. Nobody's card can be traced back to them."))
 
 
 def _revote(issue: Issue) -> str:
-    return f"Round {rules.revote(issue).number} is open: everybody votes again."
+    return str(_("Round %(number)d is open: everybody votes again.", number=rules.revote(issue).number))
 
 
 STEPS = {"reveal": _reveal, "revote": _revote}
@@ -266,5 +274,8 @@ def accept(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "warning")
     else:
         db.session.commit()
-        flash(f"Final estimate for {issue.key}: {issue.final_estimate}.", "success")
+        flash(
+            _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate),
+            "success",
+        )
     return back_to(issue)
