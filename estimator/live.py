@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -30,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, has_app_context, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from werkzeug.http import parse_cookie
 
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
@@ -73,22 +75,26 @@ def etag(
     object_id: int,
     group_id: int,
     version: int,
-    key_ids: Collection[str],
+    fingerprint: str,
     *,
     login: str | None = None,
     app: Flask | None = None,
 ) -> str:
     """The entity tag (quoted) of an issue's or a group's state as this login sees it.
 
-    It names the group's version and which open rounds' ballot keys still exist (losing one
-    changes what pages show without changing the version), and is signed for the login it is
-    served to, so that it can be checked before the login is loaded.
+    It names the group's version and which open rounds' ballot keys still exist (their
+    `key_fingerprint`: losing one changes what pages show without changing the version), and is
+    signed for the login it is served to, so that it can be checked before the login is loaded.
     """
     app = app or current_app
-    fingerprint = ballot_keys.fingerprint(key_ids, app.extensions["ballot_keys"])
     body = f"{kind}-{object_id}-g{group_id}-v{version}-k{fingerprint}"
     mac = _mac(app.config["SECRET_KEY"], login_key() if login is None else login, body)
     return f'"{body}-{mac}"'
+
+
+def key_fingerprint(key_ids: Collection[str], app: Flask | None = None) -> str:
+    """Which of these open rounds' ballot keys the app's key store still holds, in a short name."""
+    return ballot_keys.fingerprint(key_ids, (app or current_app).extensions["ballot_keys"])
 
 
 def live_context(
@@ -99,7 +105,7 @@ def live_context(
     values: dict[str, Any] = {f"{kind}_id": object_id}
     return {
         "live_api": url_for(f"api.{kind}", **values),
-        "live_etag": etag(kind, object_id, group_id, version, key_ids),
+        "live_etag": etag(kind, object_id, group_id, version, key_fingerprint(key_ids)),
         "live_events": url_for("api.events", group_id=group_id),
         "live_version": version,
     }
@@ -132,7 +138,6 @@ class VersionBoard:
         self._engine = engine
         self._lock = threading.Lock()
         self._groups: dict[int, Watched] = {}
-        self._issue_groups: OrderedDict[int, int] = OrderedDict()
         self._watcher: threading.Thread | None = None
         self._pid = 0
 
@@ -204,20 +209,6 @@ class VersionBoard:
             entry = self._groups.get(group_id)
         return entry
 
-    def group_of_issue(self, issue_id: int) -> int | None:
-        """The group an issue belongs to (it never moves), remembered for the last few thousand."""
-        group_id = self._issue_groups.get(issue_id)
-        if group_id is None:
-            with self._engine.connect() as connection:
-                group_id = connection.scalar(sa.select(Issue.group_id).where(Issue.id == issue_id))
-            if group_id is None:
-                return None
-            with self._lock:
-                self._issue_groups[issue_id] = group_id
-                while len(self._issue_groups) > 10_000:
-                    self._issue_groups.popitem(last=False)
-        return group_id
-
     def forget(self, group_ids: Iterable[int]) -> None:
         """This process changed these groups: read them afresh on next use."""
         with self._lock:
@@ -287,8 +278,6 @@ class VersionBoard:
                 entry.listeners -= 1
 
     def _ensure_watcher(self) -> None:
-        import os
-
         if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
             return
         with self._lock:
@@ -414,7 +403,7 @@ class FastNotModified:
                 object_id,
                 group_id,
                 version,
-                entry.key_ids(object_id if kind == "issue" else None),
+                key_fingerprint(entry.key_ids(object_id if kind == "issue" else None), self.app),
                 login=login,
                 app=self.app,
             )
@@ -424,8 +413,6 @@ class FastNotModified:
 
     def login(self, environ: dict[str, Any]) -> str | None:
         """The user id and session token in the signed session cookie, if any."""
-        from werkzeug.http import parse_cookie
-
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.cookie)
         if not value:
             return None

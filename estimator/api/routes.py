@@ -7,6 +7,7 @@ query that checks membership and reads the version together.
 Each view is described in the OpenAPI document (`GET /api/openapi.json`) by `documented`.
 """
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -17,7 +18,7 @@ from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..groups.state import group_state, load_group
-from ..live import board, etag, json_cache, login_key
+from ..live import board, etag, json_cache, key_fingerprint, login_key
 from ..models import Group, Issue, Membership, Round
 from ..voting.state import issue_state, load_issue
 from . import bp
@@ -25,6 +26,8 @@ from .openapi import documented, openapi_document
 from .schemas import GroupStatus, IssueStatus, OpenAPIDocument
 
 T = TypeVar("T")
+#: A Last-Event-ID this app could have sent: a version (ASCII digits; str.isdigit takes "²" too).
+LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
 class Seen(NamedTuple):
@@ -62,17 +65,12 @@ def conditional_json(kind: str, object_id: int, seen: Seen, build: Callable[[], 
     """304 when the client has this version; else the JSON that build() makes, built once per
     version and process (it is the same for every member). The group's creation time is part of
     the cache key, as SQLite may give a deleted group's id to a new one."""
-    tag = etag(kind, object_id, seen.group_id, seen.version, seen.key_ids)
+    fingerprint = key_fingerprint(seen.key_ids)
+    tag = etag(kind, object_id, seen.group_id, seen.version, fingerprint)
     if tag in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
-        key = (
-            kind,
-            object_id,
-            seen.created_at.isoformat(),
-            seen.version,
-            tag.split("-k", 1)[1].split("-")[0],
-        )
+        key = (kind, object_id, seen.created_at.isoformat(), seen.version, fingerprint)
         body = json_cache(current_app).get(key, build)
         response = current_app.response_class(body, mimetype="application/json")
     response.headers["ETag"] = tag
@@ -125,7 +123,7 @@ def events(group_id: int) -> Response:
         stream = board().listen(
             group_id,
             login,
-            int(last_seen) if last_seen.isdigit() and len(last_seen) < 19 else None,
+            int(last_seen) if LAST_EVENT_ID.fullmatch(last_seen) else None,
             current_app.config["LIVE_STREAM_SECONDS"],
             current_app.config["LIVE_HEARTBEAT_SECONDS"],
         )
