@@ -72,10 +72,9 @@ def configure_defaults(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options: dict[str, object] = {"connect_args": {"timeout": 30}}
         if cooperative():
-            # One connection per process: a request that holds SQLite's write lock and waits on
-            # the network lets other requests run, and they must wait for the lock cooperatively
-            # (in the pool) rather than in SQLite's own busy wait, which would stall the process.
-            options |= {"pool_size": 1, "max_overflow": 0, "pool_timeout": 30}
+            # A few connections per process: readers go on beside a writer (WAL), and a writer
+            # waits for the write lock in cooperative sleeps (database.begin_immediate).
+            options |= {"pool_size": 4, "max_overflow": 0, "pool_timeout": 30}
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     elif cooperative():
         # Greenlets, not threads: many requests of one worker may wait on the database at once.
@@ -99,7 +98,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            configure_sqlite(db.engine)
+            configure_sqlite(db.engine, cooperative())
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     ballot_keys.init_app(app)

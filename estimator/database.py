@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,11 @@ from .models import Group, Issue
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def configure_sqlite(engine: sa.Engine) -> None:
+#: How long a writer waits for SQLite's write lock before the request fails, in seconds.
+BUSY_TIMEOUT = 30
+
+
+def configure_sqlite(engine: sa.Engine, cooperative: bool = False) -> None:
     """WAL, a busy timeout, foreign keys, secure delete; write requests take the lock up front.
 
     The database file is made readable by its owner only; SQLite gives its -wal and -shm files
@@ -26,6 +33,10 @@ def configure_sqlite(engine: sa.Engine) -> None:
     A write request starts its transaction with BEGIN IMMEDIATE, so two writers queue on the
     busy timeout instead of one of them failing when it upgrades a read lock.  Secure delete
     overwrites a revealed ballot's card on disk instead of leaving it in a free page.
+
+    With `cooperative` (gevent workers), a writer waits for the lock held by another process in
+    short sleeps that let the worker's other requests and event streams run (`begin_immediate`),
+    not in SQLite's own busy wait, which would stall the whole worker.
     """
 
     @sa.event.listens_for(engine, "connect")
@@ -36,7 +47,7 @@ def configure_sqlite(engine: sa.Engine) -> None:
         # With WAL, NORMAL syncs at checkpoints rather than at every commit: a power cut may lose
         # the last commits, never corrupt the database.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
@@ -45,7 +56,63 @@ def configure_sqlite(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
         writing = has_request_context() and request.method not in SAFE_METHODS
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+        driver = connection.connection.driver_connection
+        connection.info[LOCK_LATER] = writing and request.endpoint in LOCKS_LATER
+        connection.info[CHANGES_AT_BEGIN] = driver.total_changes  # type: ignore[union-attr]
+        connection.info[COOPERATIVE] = cooperative
+        if connection.info[LOCK_LATER] or not writing:
+            connection.exec_driver_sql("BEGIN")
+        elif cooperative:
+            begin_immediate(driver)
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: Writing endpoints that read (the login, the CSRF check) before they lock, and lock before they
+#: write: on SQLite they take the write lock only when they lock (`take_sqlite_write_lock`), so
+#: that the lock is held for the write alone. The vote is the one that comes by the hundred.
+LOCKS_LATER = {"voting.estimate"}
+LOCK_LATER = "estimator.lock_later"
+CHANGES_AT_BEGIN = "estimator.changes_at_begin"
+COOPERATIVE = "estimator.cooperative"
+
+
+def take_sqlite_write_lock() -> None:
+    """In a request of LOCKS_LATER, hold SQLite's write lock from here on: the transaction so far
+    only read (or SQLite already holds the lock for what it wrote), so it is ended and begun again
+    with BEGIN IMMEDIATE. What was read stays loaded: the login, read before, is all there is."""
+    connection = db.session.connection()
+    if not connection.info.get(LOCK_LATER):
+        return
+    connection.info[LOCK_LATER] = False
+    driver = connection.connection.driver_connection
+    if driver.total_changes != connection.info.get(CHANGES_AT_BEGIN):  # type: ignore[union-attr]
+        return  # it wrote: SQLite upgraded the transaction and holds the lock already
+    driver.execute("COMMIT")  # type: ignore[union-attr]
+    if connection.info.get(COOPERATIVE):
+        begin_immediate(driver)
+    else:
+        driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+
+
+def begin_immediate(connection: Any) -> None:
+    """BEGIN IMMEDIATE on a pysqlite connection, waiting for the write lock in sleeps of 0.5 to 2 ms
+    (cooperative under gevent) instead of SQLite's busy handler, for up to BUSY_TIMEOUT seconds."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.0005
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, error) from error
+            time.sleep(delay * random.uniform(0.5, 1.5))  # jitter: waiting writers do not collide
+            delay = min(delay * 2, 0.002)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
 
 
 def owner_only(database: str | None) -> None:
@@ -113,6 +180,7 @@ def lock_issue_group(issue_id: int) -> None:
     if db.session.get_bind().dialect.name == "postgresql":
         group_id = db.session.scalar(sa.select(Group.id).where(Group.id == of_issue).with_for_update())
     elif has_request_context() and request.method not in SAFE_METHODS:
+        take_sqlite_write_lock()
         group_id = db.session.scalar(sa.select(of_issue))
     else:
         return  # not in a writing transaction: nothing is locked

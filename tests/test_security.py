@@ -182,3 +182,40 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
             busy_timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
             assert busy_timeout is not None and busy_timeout >= 5000
             assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run(tmp_path, monkeypatch):
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from estimator import database
+
+    path = tmp_path / "locked.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    waiter = sqlite3.connect(path, isolation_level=None)
+    waiter.execute("PRAGMA busy_timeout=30000")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # gevent's sleep, in a worker: other greenlets run here
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            holder.execute("COMMIT")
+
+    monkeypatch.setattr(database.time, "sleep", sleep)
+    database.begin_immediate(waiter)
+    waiter.execute("INSERT INTO t VALUES (1)")
+    waiter.execute("COMMIT")
+    assert len(sleeps) == 3 and max(sleeps) <= 0.003
+    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 30000  # restored for reads
+    assert holder.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+    holder.execute("BEGIN IMMEDIATE")  # and this time it is never released
+    monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.05)
+    monkeypatch.setattr(database.time, "sleep", lambda seconds: sleeps.append(seconds))
+    with pytest.raises(sa.exc.OperationalError, match="locked"):
+        database.begin_immediate(waiter)
+    waiter.execute("PRAGMA busy_timeout=30000")
