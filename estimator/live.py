@@ -9,7 +9,9 @@ and it works on SQLite and PostgreSQL alike, across any number of processes and 
 
 Entity tags are bound to the visitor's login (an HMAC of the session's user id and token with the
 app's secret key), so an unchanged poll can be answered with 304 before Flask loads anybody
-(`fast_not_modified`): a 304 only ever confirms a tag to the login it was issued to.
+(`FastPolls`): a 304 only ever confirms a tag to the login it was issued to. The JSON states are
+built once per version and process (`JsonCache`) and served, after one query that checks the
+login and membership, before Flask runs too.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, has_app_context, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
-from werkzeug.http import parse_cookie
+from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
@@ -59,6 +62,56 @@ def open_key_ids(group_id: int) -> set[str]:
 def key_ids_of(rounds: Iterable[Round]) -> set[str]:
     """The ballot key ids of these rounds, as loaded (open rounds that have votes have one)."""
     return {r.key_id for r in rounds if r.key_id}
+
+
+class Seen(NamedTuple):
+    """A group's identity and version as one of its members asked for it, the ballot key ids of
+    the open rounds the asked-for state shows, and the member's current session token."""
+
+    group_id: int
+    created_at: datetime
+    version: int
+    key_ids: set[str]
+    session_token: str
+
+
+def _seen_statement(kind: str) -> sa.Select[int, datetime, int, str, str | None]:
+    """One query for `/api/<kind>s/<object_id>` as user `user_id` sees it: no row unless they are
+    a member of the group; a row per open round (of the issue, or of the group) with a key."""
+    statement = (
+        sa.select(Group.id, Group.created_at, Group.version, User.session_token, Round.key_id)
+        .select_from(User)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Group, Group.id == Membership.group_id)
+        .where(User.id == sa.bindparam("user_id"))
+    )
+    keyed = sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None))
+    if kind == "issue":
+        return statement.join(
+            Issue, sa.and_(Issue.group_id == Group.id, Issue.id == sa.bindparam("object_id"))
+        ).outerjoin(Round, keyed)
+    return statement.outerjoin(sa.join(Issue, Round, keyed), Issue.group_id == Group.id).where(
+        Group.id == sa.bindparam("object_id")
+    )
+
+
+SEEN = {kind: _seen_statement(kind) for kind in ("issue", "group")}
+
+
+def read_seen(connection: sa.Connection, kind: str, object_id: int, user_id: int) -> Seen | None:
+    """What a member polling `/api/<kind>s/<object_id>` is shown, in one indexed query; None when
+    there is no such issue or group, or the user is not a member of its group."""
+    rows = connection.execute(SEEN[kind], {"user_id": user_id, "object_id": object_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    key_ids = {row.key_id for row in rows if row.key_id}
+    return Seen(first.id, first.created_at, int(first.version), key_ids, first.session_token)
+
+
+def tag_matches(tag: str, if_none_match: str) -> bool:
+    """Whether an If-None-Match header names this (quoted) entity tag, weakly or strongly."""
+    return bool(if_none_match) and parse_etags(if_none_match).contains_weak(unquote_etag(tag)[0])
 
 
 def login_key() -> str:
@@ -135,7 +188,7 @@ class VersionBoard:
     """The versions of the groups this process's visitors watch, and the wake-up of their streams."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
+        self.engine = engine
         self._lock = threading.Lock()
         self._groups: dict[int, Watched] = {}
         self._watcher: threading.Thread | None = None
@@ -151,7 +204,7 @@ class VersionBoard:
         )
         now = time.monotonic()
         found: dict[int, Watched] = {}
-        with self._engine.connect() as connection:
+        with self.engine.connect() as connection:
             for group_id, version, issue_id, key_id in connection.execute(statement):
                 entry = found.setdefault(group_id, Watched(int(version), {}, now))
                 if key_id:
@@ -330,6 +383,17 @@ class JsonCache:
         self._size = size
         self._lock = threading.Lock()
 
+    @staticmethod
+    def key(kind: str, object_id: int, seen: Seen, fingerprint: str) -> tuple[Any, ...]:
+        """The state's key: the group's creation time is part of it, as SQLite may give a deleted
+        group's id to a new one."""
+        return (kind, object_id, seen.created_at.isoformat(), seen.version, fingerprint)
+
+    def peek(self, key: tuple[Any, ...]) -> bytes | None:
+        """The JSON if it was built already."""
+        with self._lock:
+            return self._items.get(key)
+
     def get(self, key: tuple[Any, ...], build: Callable[[], dict[str, Any]]) -> bytes:
         with self._lock:
             if (body := self._items.get(key)) is not None:
@@ -353,12 +417,18 @@ def json_cache(app: Flask) -> JsonCache:
 API_PATH = re.compile(r"/api/(issue|group)s/([1-9][0-9]{0,9})")
 
 
-class FastNotModified:
-    """WSGI middleware: a poll whose tag is still current for its login gets 304 before Flask runs.
+class FastPolls:
+    """WSGI middleware: the polls of `/api/issues/<id>` and `/api/groups/<id>` answered before
+    Flask runs, when that is safe; anything else goes to Flask as usual.
 
-    The login comes from the signed session cookie; the version from the process's board (read
-    at most VERSION_TTL ago, and at once after this process changed the group). Anything it
-    cannot decide — no tag, another login, a changed version — goes to Flask as usual.
+    - An unchanged poll gets 304 without a query when its tag is still current for its login (the
+      login comes from the signed session cookie; the version from the process's board, read at
+      most VERSION_TTL ago and at once after this process changed the group). A 304 tells nothing
+      the tag's holder did not know.
+    - Any other poll costs one indexed query (`read_seen`) that checks the login's session token
+      and membership as Flask would, and is answered 304, or 200 with the JSON this process built
+      for that version already (`JsonCache`). State is never served from anything older than
+      that query: a removed member or a logged-out cookie gets what Flask answers (404 or 401).
     """
 
     def __init__(self, app: Flask, board: VersionBoard) -> None:
@@ -370,17 +440,17 @@ class FastNotModified:
         self.headers: list[tuple[str, str]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and "HTTP_IF_NONE_MATCH" in environ:
-            tag = self.unchanged(environ)
-            if tag is not None:
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and not environ.get("QUERY_STRING"):
+            answer = self.answer(environ)
+            if answer is not None:
+                status, headers, body = answer
                 offered = environ.get("HTTP_X_REQUEST_ID", "")
                 request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else secrets.token_hex(16)
-                headers = [("ETag", tag), (REQUEST_ID_HEADER, request_id), *self.headers]
-                start_response("304 NOT MODIFIED", headers)
-                return []
+                start_response(status, [*headers, (REQUEST_ID_HEADER, request_id), *self.headers])
+                return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         return self.next(environ, start_response)
 
-    def unchanged(self, environ: dict[str, Any]) -> str | None:
+    def answer(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:
         path = API_PATH.fullmatch(environ.get("PATH_INFO", ""))
         if path is None:
             return None
@@ -388,7 +458,29 @@ class FastNotModified:
         login = self.login(environ)
         if not login:
             return None
-        for match in TAG.finditer(environ["HTTP_IF_NONE_MATCH"]):
+        offered = environ.get("HTTP_IF_NONE_MATCH", "")
+        if offered and (tag := self.unchanged(kind, object_id, login, offered)):
+            return "304 NOT MODIFIED", [("ETag", tag)], b""
+        user, _, token = login.partition(":")
+        try:
+            with self.board.engine.connect() as connection:
+                seen = read_seen(connection, kind, object_id, int(user))
+        except (ValueError, sa.exc.SQLAlchemyError):
+            return None  # Flask answers: a bad login, or the database is down
+        if seen is None or not token or not hmac.compare_digest(seen.session_token, token):
+            return None  # Flask answers 401 or 404
+        fingerprint = key_fingerprint(seen.key_ids, self.app)
+        tag = etag(kind, object_id, seen.group_id, seen.version, fingerprint, login=login, app=self.app)
+        if tag_matches(tag, offered):
+            return "304 NOT MODIFIED", [("ETag", tag)], b""
+        body = json_cache(self.app).peek(JsonCache.key(kind, object_id, seen, fingerprint))
+        if body is None:
+            return None  # Flask builds it, once for this version
+        return "200 OK", [*JSON_HEADERS, ("Content-Length", str(len(body))), ("ETag", tag)], body
+
+    def unchanged(self, kind: str, object_id: int, login: str, offered: str) -> str | None:
+        """The offered tag, if the board says it is still current for this login."""
+        for match in TAG.finditer(offered):
             tag_kind, tag_id, group_id, version = match.group(1), *map(int, match.group(2, 3, 4))
             if (tag_kind, tag_id) != (kind, object_id):
                 continue
@@ -428,6 +520,10 @@ class FastNotModified:
         return str(user) if user else None
 
 
+#: The headers of a JSON state, as Flask sends them (the locale and the login were looked at).
+JSON_HEADERS = [("Content-Type", "application/json"), ("Vary", "Accept-Language, Cookie")]
+
+
 class QuietSessionInterface(SecureCookieSessionInterface):
     """Signed cookie sessions that the API's answers leave alone: a poll or an event stream never
     sends a Set-Cookie unless it changed the session (pages still refresh its expiry)."""
@@ -447,10 +543,12 @@ def register_live(app: Flask) -> None:
         app.extensions["live_board"] = board = VersionBoard(db.engine)
     app.extensions["live_json"] = JsonCache()
     app.session_interface = QuietSessionInterface()
-    middleware = FastNotModified(app, board)
+    middleware = FastPolls(app, board)
     sample = add_security_headers(Response(status=304), bool(app.config.get("HTTPS")))
     middleware.headers = [("Cache-Control", "private, no-cache")] + [
-        (name, value) for name, value in sample.headers.items() if name not in ("Content-Type",)
+        (name, value)
+        for name, value in sample.headers.items()
+        if name not in ("Content-Type", "Cache-Control")
     ]
     app.wsgi_app = middleware  # type: ignore[method-assign]  # Flask's documented way
 

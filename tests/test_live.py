@@ -116,6 +116,7 @@ def test_an_unchanged_poll_loads_nobody_and_sets_no_cookie(app, team):
         again = team["bob"].get(path, headers={"If-None-Match": tag})
     assert again.status_code == 304 and again.data == b""
     assert again.headers["ETag"] == tag and "Set-Cookie" not in again.headers
+    assert again.headers.getlist("Cache-Control") == ["private, no-cache"]
     assert again.headers["X-Request-ID"] and again.headers["X-Frame-Options"] == "DENY"
     assert statements == []  # no user, no membership: the tag was signed for this login
 
@@ -167,6 +168,57 @@ def test_the_json_is_built_once_per_version(app, team, monkeypatch):
     vote(team["carol"], team["issue"], "5")
     changed = team["bob"].get(path).json
     assert len(built) == 2 and changed["issues"][0]["votes_cast"] == 1
+
+
+def test_a_poll_for_json_built_already_takes_one_query_and_is_answered_as_flask_would(app, team):
+    path = f"/api/issues/{team['issue']}"
+    built = team["bob"].get(path)  # Flask builds this version's JSON
+    with Statements(app) as statements:
+        served = team["carol"].get(path)
+        head = team["carol"].head(path)
+    queries = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
+    assert len(queries) == 2  # one each: login, membership and version together
+    assert served.status_code == 200 and served.data == built.data and head.data == b""
+    assert served.headers["ETag"] != built.headers["ETag"]  # each tag is its login's own
+
+    def same(headers):
+        return {k: v for k, v in headers.items() if k not in ("ETag", "X-Request-ID")}
+
+    assert same(served.headers) == same(built.headers) == same(head.headers)
+    for answer in (served, head, built):
+        assert len(answer.headers) == len(set(answer.headers.keys()))  # each header once
+    assert "Set-Cookie" not in served.headers and served.headers["Content-Type"] == "application/json"
+    assert team["carol"].get(path, headers={"If-None-Match": served.headers["ETag"]}).status_code == 304
+
+
+def test_json_built_already_is_never_served_to_a_removed_member_or_a_logged_out_cookie(app, team):
+    owner, group_id, path = team["owner"], team["group"], f"/api/groups/{team['group']}"
+    with app.app_context():
+        bob_id = db.session.scalar(sa.select(User.id).where(User.nickname == "Bob"))
+    assert owner.post(f"/groups/{group_id}/members/{bob_id}/remove").status_code == 302
+    assert team["carol"].get(path).status_code == 200  # this version's JSON is built
+    for ask in (team["bob"].get, team["bob"].head):
+        assert ask(path).status_code == 404
+    carols_cookie = team["carol"].get_cookie("session").value
+    assert team["carol"].post("/logout").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", carols_cookie)
+    assert owner.get(path).status_code == 200  # still built, for the same version
+    for ask in (thief.get, thief.head):
+        assert ask(path).status_code == 401
+
+
+def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
+    path = f"/api/issues/{team['issue']}"
+    tag = team["bob"].get(path).headers["ETag"]
+    middleware = app.wsgi_app
+    app.wsgi_app = middleware.next  # what Flask answers when the middleware cannot decide
+    try:
+        for offered in (tag, f"W/{tag}", f'"other", {tag}'):
+            assert team["bob"].get(path, headers={"If-None-Match": offered}).status_code == 304
+        assert team["bob"].get(path, headers={"If-None-Match": '"other"'}).status_code == 200
+    finally:
+        app.wsgi_app = middleware
 
 
 # --- SQL at the limits ------------------------------------------------------------------------------

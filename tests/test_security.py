@@ -205,7 +205,7 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
         if len(sleeps) == 3:
             holder.execute("COMMIT")
 
-    monkeypatch.setattr(database.time, "sleep", sleep)
+    monkeypatch.setattr("time.sleep", sleep)
     database.begin_immediate(waiter)
     waiter.execute("INSERT INTO t VALUES (1)")
     waiter.execute("COMMIT")
@@ -215,7 +215,7 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
 
     holder.execute("BEGIN IMMEDIATE")  # and this time it is never released
     monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.05)
-    monkeypatch.setattr(database.time, "sleep", lambda seconds: sleeps.append(seconds))
+    monkeypatch.setattr("time.sleep", lambda seconds: sleeps.append(seconds))
     with pytest.raises(sa.exc.OperationalError, match="locked"):
         database.begin_immediate(waiter)
     waiter.execute("PRAGMA busy_timeout=30000")

@@ -1,16 +1,15 @@
 """`GET /api/issues/<id>` and `GET /api/groups/<id>`, with ETags so polling costs next to nothing.
 
-Every change a member could see bumps the group's version (see database.lock_group), so the
-version is the ETag: a poll whose If-None-Match still matches is answered with 304 after one
-query that checks membership and reads the version together.
+Every change a member could see bumps the group's version (see database.bump_version), so the
+version is in the ETag. Most polls never reach these views: live.FastPolls answers an unchanged
+poll, and one whose JSON this process built already, before Flask runs.
 
 Each view is described in the OpenAPI document (`GET /api/openapi.json`) by `documented`.
 """
 
 import re
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, jsonify, request
@@ -18,8 +17,18 @@ from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..groups.state import group_state, load_group
-from ..live import board, etag, json_cache, key_fingerprint, login_key
-from ..models import Group, Issue, Membership, Round
+from ..live import (
+    JsonCache,
+    Seen,
+    board,
+    etag,
+    json_cache,
+    key_fingerprint,
+    login_key,
+    read_seen,
+    tag_matches,
+)
+from ..models import Membership
 from ..voting.state import issue_state, load_issue
 from . import bp
 from .openapi import documented, openapi_document
@@ -30,28 +39,13 @@ T = TypeVar("T")
 LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
-class Seen(NamedTuple):
-    """A group's identity and version as its member asked for it, and its open rounds' keys."""
-
-    group_id: int
-    created_at: datetime
-    version: int
-    key_ids: set[str]
-
-
-def member_version(group: sa.ColumnElement[bool], rounds: sa.ColumnElement[bool]) -> Seen:
-    """The group matching `group` if the current user belongs to it (else 404), with the ballot key
-    ids of its open rounds matching `rounds`: one query, whatever the answer."""
-    rows = db.session.execute(
-        sa.select(Group.id, Group.created_at, Group.version, Round.key_id)
-        .join(Membership, Membership.group_id == Group.id)
-        .outerjoin(Round, sa.and_(Round.key_id.is_not(None), rounds))
-        .where(Membership.user_id == current_user.id, group)
-    ).all()
-    if not rows:
+def member_seen(kind: str, object_id: int) -> Seen:
+    """The group of the issue or group `object_id` as the current user sees it; 404 unless they
+    are one of its members (or it does not exist): one query, whatever the answer."""
+    seen = read_seen(db.session.connection(), kind, object_id, current_user.id)
+    if seen is None:
         abort(404)
-    first = rows[0]
-    return Seen(first.id, first.created_at, int(first.version), {row.key_id for row in rows if row.key_id})
+    return seen
 
 
 def found(thing: T | None) -> T:
@@ -61,17 +55,17 @@ def found(thing: T | None) -> T:
     return thing
 
 
-def conditional_json(kind: str, object_id: int, seen: Seen, build: Callable[[], dict[str, Any]]) -> Response:
+def conditional_json(kind: str, object_id: int, build: Callable[[], dict[str, Any]]) -> Response:
     """304 when the client has this version; else the JSON that build() makes, built once per
-    version and process (it is the same for every member). The group's creation time is part of
-    the cache key, as SQLite may give a deleted group's id to a new one."""
+    version and process (it is the same for every member). Polls that find the JSON built are
+    answered before Flask runs (live.FastPolls); this is the way there."""
+    seen = member_seen(kind, object_id)
     fingerprint = key_fingerprint(seen.key_ids)
     tag = etag(kind, object_id, seen.group_id, seen.version, fingerprint)
-    if tag in request.if_none_match:
+    if tag_matches(tag, request.headers.get("If-None-Match", "")):
         response = current_app.response_class(status=304)
     else:
-        key = (kind, object_id, seen.created_at.isoformat(), seen.version, fingerprint)
-        body = json_cache(current_app).get(key, build)
+        body = json_cache(current_app).get(JsonCache.key(kind, object_id, seen, fingerprint), build)
         response = current_app.response_class(body, mimetype="application/json")
     response.headers["ETag"] = tag
     response.headers["Cache-Control"] = "private, no-cache"
@@ -83,9 +77,7 @@ def conditional_json(kind: str, object_id: int, seen: Seen, build: Callable[[], 
 @documented("getIssue", IssueStatus)
 def issue(issue_id: int) -> Response:
     """The issue's status: voters (never their cards), progress, result and history."""
-    of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
-    seen = member_version(Group.id == of_issue, Round.issue_id == issue_id)
-    return conditional_json("issue", issue_id, seen, lambda: issue_state(found(load_issue(issue_id))))
+    return conditional_json("issue", issue_id, lambda: issue_state(found(load_issue(issue_id))))
 
 
 @bp.route("/groups/<id:group_id>")
@@ -93,9 +85,7 @@ def issue(issue_id: int) -> Response:
 @documented("getGroup", GroupStatus)
 def group(group_id: int) -> Response:
     """The group: members with roles, issues with state and progress."""
-    issues = sa.select(Issue.id).where(Issue.group_id == group_id)
-    seen = member_version(Group.id == group_id, Round.issue_id.in_(issues))
-    return conditional_json("group", group_id, seen, lambda: group_state(found(load_group(group_id))))
+    return conditional_json("group", group_id, lambda: group_state(found(load_group(group_id))))
 
 
 @bp.route("/groups/<id:group_id>/events")
