@@ -29,12 +29,16 @@ def load_issue(issue_id: int) -> Issue | None:
 
 
 def load_issue_to_vote(issue_id: int) -> Issue | None:
-    """The issue with what a vote reads: its group, its rounds and their ballots (members are
-    read only if asked for, as auto-reveal does)."""
-    return db.session.scalar(
-        sa.select(Issue)
-        .where(Issue.id == issue_id)
-        .options(joinedload(Issue.group), selectinload(Issue.rounds).selectinload(Round.ballots))
+    """The issue with what a vote reads: its group, its rounds and their ballots, in one query
+    (members are read only if asked for, as auto-reveal does)."""
+    return (
+        db.session.scalars(
+            sa.select(Issue)
+            .where(Issue.id == issue_id)
+            .options(joinedload(Issue.group), joinedload(Issue.rounds).joinedload(Round.ballots))
+        )
+        .unique()
+        .first()
     )
 
 
