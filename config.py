@@ -69,6 +69,8 @@ class Config:
     LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
     # How often a quiet event stream sends a comment, so that proxies keep it open, in seconds.
     LIVE_HEARTBEAT_SECONDS = min(25.0, float(os.environ.get("LIVE_HEARTBEAT_SECONDS") or 15))
+    # Memory each process may spend on rendered group pages shared by their viewers (pages.py), in bytes.
+    PAGE_CACHE_BYTES = 32 * 1024 * 1024
 
     # Log lines as `text` or as `json` objects (one a line, with the request id); see docs/deploy.md.
     LOG_FORMAT = os.environ.get("LOG_FORMAT") or "text"

@@ -19,6 +19,7 @@ from .flashes import register_flash_limit
 from .i18n import register_i18n
 from .live import register_live
 from .observability import register_observability
+from .pages import register_pages
 from .security import register_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_i18n(app)
     register_security(app)
     register_live(app)
+    register_pages(app)
     register_flash_limit(app)
     register_body_limits(app)
     return app

@@ -2,24 +2,27 @@
 
 import hashlib
 import io
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import segno
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from .. import counters
+from .. import counters, pages
 from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
-from ..live import key_ids_of, live_context
-from ..models import Group, Issue, Membership, Role
+from ..i18n import current_language
+from ..live import etag, key_fingerprint, key_ids_of, live_context
+from ..models import Group, Issue, Membership, Role, Round
 from ..permissions import require_member, require_owner
+from ..theme import current_theme
 from . import bp, rules
 from .forms import GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
 from .state import group_state, load_group
@@ -56,9 +59,20 @@ def render_group(
     group = load_group(membership.group_id)
     if group is None:
         abort(404)
+    context = group_page(group, membership, issue_form=issue_form, settings_form=settings_form)
+    return render_template("groups/group.html", **context), status
+
+
+def group_page(
+    group: Group,
+    membership: Membership,
+    *,
+    issue_form: IssueForm | None = None,
+    settings_form: SettingsForm | None = None,
+) -> dict[str, Any]:
+    """What groups/group.html shows of the loaded group to this member."""
     state = group_state(group)
-    return render_template(
-        "groups/group.html",
+    return dict(
         group=group,
         state=state,
         membership=membership,
@@ -66,10 +80,126 @@ def render_group(
         settings_form=settings_form or SettingsForm(obj=group),
         adding=request.args.get("added") == "1",
         backlog=backlog_page(state["issues"], request.args.get("page", type=int)),
-        **live_context(
-            "group", group.id, group.id, group.version, key_ids_of(i.current_round for i in group.issues)
-        ),
-    ), status
+        **live_context("group", group.id, group.id, group.version, open_key_ids(group)),
+    )
+
+
+def open_key_ids(group: Group) -> set[str]:
+    """The ballot key ids of the loaded group's open rounds (only a current round is ever open)."""
+    return key_ids_of(issue.current_round for issue in group.issues)
+
+
+# --- the group page, rendered once per version and view (pages.py) -----------------------------
+
+
+class GroupPageKey(NamedTuple):
+    """All that a group page depends on apart from its viewer, whose parts are its holes."""
+
+    group_id: int
+    created_at: datetime  # SQLite may give a deleted group's id to a new one
+    version: int
+    fingerprint: str  # which open rounds' ballot keys still exist: votes shown without them differ
+    owner: bool
+    language: str
+    theme: str
+    url_root: str  # the invite link is a full URL, and every link starts with the script's root
+    page: int  # of the backlog, after clamping
+    adding: bool
+
+
+def group_page_key(
+    group_id: int, created_at: datetime, version: int, key_ids: set[str], owner: bool, page: int
+) -> GroupPageKey:
+    """The key of the group page in this request's language, scheme and address."""
+    return GroupPageKey(
+        group_id,
+        created_at,
+        version,
+        key_fingerprint(key_ids),
+        owner,
+        current_language(),
+        current_theme(),
+        request.url_root,
+        page,
+        request.args.get("added") == "1",
+    )
+
+
+class SeenPage(NamedTuple):
+    """What decides which stored group page a member gets."""
+
+    role: str
+    created_at: datetime
+    version: int
+    issues: int  # 0 unless asked for
+    key_ids: set[str]
+
+
+def _seen_statement(count_issues: bool) -> sa.Select[Any]:
+    """The query of seen_by_member, with the group and the user as parameters."""
+    group_id = sa.bindparam("group_id", type_=sa.Integer)
+    issues = sa.select(Issue.id).where(Issue.group_id == group_id)
+    count = (
+        sa.select(sa.func.count()).where(Issue.group_id == group_id).scalar_subquery()
+        if count_issues
+        else sa.literal(0, literal_execute=True)
+    )
+    return (
+        sa.select(Membership.role, Group.created_at, Group.version, count, Round.key_id)
+        .join(Group, Group.id == Membership.group_id)
+        .outerjoin(Round, sa.and_(Round.key_id.is_not(None), Round.issue_id.in_(issues)))
+        .where(Membership.group_id == group_id, Membership.user_id == sa.bindparam("user_id"))
+    )
+
+
+#: Built once: the statement is the same for every request but its parameters.
+SEEN_STATEMENTS = {count_issues: _seen_statement(count_issues) for count_issues in (False, True)}
+
+
+def seen_by_member(group_id: int, *, count_issues: bool) -> SeenPage:
+    """The current user's role in the group, with the group's creation time, version and open
+    rounds' key ids (and number of issues when asked): one query. 404 unless they are a member."""
+    rows = db.session.execute(
+        SEEN_STATEMENTS[count_issues], {"group_id": group_id, "user_id": current_user.id}
+    ).all()
+    if not rows:
+        abort(404)
+    role, created_at, version, issue_count, _key_id = rows[0]
+    return SeenPage(role, created_at, int(version), int(issue_count), {row[4] for row in rows if row[4]})
+
+
+def shared_group_page(group_id: int) -> Response:
+    """The group page from the page cache; rendered and stored first when it is not there."""
+    asked = request.args.get("page", type=int)
+    seen = seen_by_member(group_id, count_issues=(asked or 1) > 1)
+    key = group_page_key(
+        group_id,
+        seen.created_at,
+        seen.version,
+        seen.key_ids,
+        seen.role == Role.OWNER,
+        clamped_page(asked, seen.issues),
+    )
+    cache = pages.page_cache()
+    stencil = cache.get(key)
+    if stencil is None:
+        key, stencil = render_group_stencil(group_id)
+        cache.put(key, stencil, subject=(key.group_id, key.created_at), version=key.version)
+    return pages.response(stencil, live_etag=etag("group", group_id, group_id, key.version, key.fingerprint))
+
+
+def render_group_stencil(group_id: int) -> tuple[GroupPageKey, pages.Stencil]:
+    """The group page as it is now, with holes for its viewer, and its key."""
+    group = load_group(group_id)
+    membership = next((m for m in group.memberships if m.user_id == current_user.id), None) if group else None
+    if group is None or membership is None:
+        abort(404)  # deleted or left since the version was read
+    context = group_page(group, membership)
+    key_ids = open_key_ids(group)
+    key = group_page_key(
+        group.id, group.created_at, group.version, key_ids, membership.is_owner, context["backlog"].page
+    )
+    return key, pages.render_stencil("groups/group.html", **context)
 
 
 #: Issues shown at once on the group page: a long backlog is shown a page at a time.
@@ -85,12 +215,21 @@ class BacklogPage(NamedTuple):
     pages: int
 
 
+def backlog_pages(issues: int) -> int:
+    """How many pages a backlog of this many issues takes (one when it is empty)."""
+    return max(1, -(-issues // BACKLOG_PAGE))
+
+
+def clamped_page(page: int | None, issues: int) -> int:
+    """The asked-for page of the backlog: the first, or the last one there is, when out of range."""
+    return min(max(page or 1, 1), backlog_pages(issues))
+
+
 def backlog_page(issues: list[dict[str, Any]], page: int | None) -> BacklogPage:
     """The asked-for page of the backlog (the first, or the last one there is, when out of range)."""
-    pages = max(1, -(-len(issues) // BACKLOG_PAGE))
-    page = min(max(page or 1, 1), pages)
+    page = clamped_page(page, len(issues))
     start = (page - 1) * BACKLOG_PAGE
-    return BacklogPage(issues[start : start + BACKLOG_PAGE], start, page, pages)
+    return BacklogPage(issues[start : start + BACKLOG_PAGE], start, page, backlog_pages(len(issues)))
 
 
 @bp.route("/")
@@ -133,8 +272,13 @@ def create() -> ResponseReturnValue:
 @bp.route("/groups/<id:group_id>")
 @login_required
 def show(group_id: int) -> ResponseReturnValue:
-    """The group page: members, issues and (for the owner) invite link, issue form and settings."""
-    return render_group(require_member(group_id))
+    """The group page: members, issues and (for the owner) invite link, issue form and settings.
+
+    Everybody who sees the same version in the same view gets the same page, rendered once; a page
+    with a message to show once (flashed) is the viewer's own and rendered for them alone."""
+    if "_flashes" in session:
+        return render_group(require_member(group_id))
+    return shared_group_page(group_id)
 
 
 @bp.route("/groups/<id:group_id>/issues", methods=["GET", "POST"])
