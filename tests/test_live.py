@@ -208,6 +208,19 @@ def test_json_built_already_is_never_served_to_a_removed_member_or_a_logged_out_
         assert ask(path).status_code == 401
 
 
+def test_a_login_ended_by_another_process_gets_no_state_once_the_board_is_read_again(app, team):
+    from estimator.live import VERSION_TTL
+
+    bob, path = team["bob"], f"/api/issues/{team['issue']}"
+    assert bob.get(path).status_code == 200 and bob.get(path).status_code == 200  # known to the board
+    with app.app_context():  # as another process would: nothing here hears of it
+        with db.engine.begin() as connection:
+            connection.execute(sa.update(User).where(User.nickname == "Bob").values(session_token="x" * 43))
+    time.sleep(VERSION_TTL + 0.1)
+    assert bob.get(path).status_code == 401
+    assert bob.head(path).status_code == 401
+
+
 def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
     path = f"/api/issues/{team['issue']}"
     tag = team["bob"].get(path).headers["ETag"]
