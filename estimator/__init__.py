@@ -95,12 +95,14 @@ def cooperative() -> bool:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extensions created in extensions.py to this app."""
-    from .database import configure_sqlite
+    from .database import configure_postgresql, configure_sqlite
 
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, cooperative())
+        elif db.engine.dialect.name == "postgresql":
+            configure_postgresql(db.engine)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     ballot_keys.init_app(app)

@@ -115,6 +115,30 @@ def begin_immediate(connection: Any) -> None:
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
 
 
+def configure_postgresql(engine: sa.Engine) -> None:
+    """Reading requests (GET, HEAD, OPTIONS) read in autocommit: no BEGIN and no ROLLBACK round
+    trip around their few SELECTs, which under READ COMMITTED see what they would see in a
+    transaction anyway (each statement its own snapshot). Writing requests keep their transaction.
+    """
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        if has_request_context() and request.method in SAFE_METHODS:
+            driver = connection.connection.driver_connection
+            if not driver.autocommit:  # type: ignore[union-attr]
+                driver.autocommit = True  # type: ignore[union-attr]
+                connection.connection.info[READ_AUTOCOMMIT] = True
+
+    @sa.event.listens_for(engine, "checkin")
+    def on_checkin(driver: Any, record: Any) -> None:
+        if record.info.pop(READ_AUTOCOMMIT, False) and driver is not None:
+            driver.autocommit = False  # the next request may write
+
+
+#: Marks a pooled PostgreSQL connection that a reading request switched to autocommit.
+READ_AUTOCOMMIT = "estimator.read_autocommit"
+
+
 def owner_only(database: str | None) -> None:
     """Make a SQLite database file and its -wal and -shm files readable by their owner only."""
     if not database or database == ":memory:" or database.startswith("file:"):

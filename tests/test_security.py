@@ -219,3 +219,33 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
     with pytest.raises(sa.exc.OperationalError, match="locked"):
         database.begin_immediate(waiter)
     waiter.execute("PRAGMA busy_timeout=30000")
+
+
+def test_postgresql_reads_in_autocommit_and_writes_in_one_transaction(app, team):
+    """GET requests skip BEGIN and ROLLBACK; a POST on the same pooled connection afterwards still
+    runs in a transaction (its group lock and its writes commit together)."""
+    import sqlalchemy as sa
+
+    from estimator.extensions import db
+    from tests.conftest import vote
+
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting; SQLite's transactions are set up in test_sqlite_*")
+    modes: list[bool] = []
+
+    def record(connection, *_args):
+        modes.append(connection.connection.driver_connection.autocommit)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(2):
+            modes.clear()
+            assert team["bob"].get(f"/groups/{team['group']}").status_code == 200
+            assert modes and all(modes)
+            modes.clear()
+            vote(team["bob"], team["issue"], "5")
+            assert modes and not any(modes)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
