@@ -237,6 +237,12 @@ class VersionBoard:
                         found[group_id].logins_at = now
         return found
 
+    def _versions(self, group_ids: Collection[int]) -> dict[int, int]:
+        """The versions of these groups that still exist, in one small query."""
+        statement = sa.select(Group.id, Group.version).where(Group.id.in_(list(group_ids)))
+        with reading(self.engine) as connection:
+            return {group_id: int(version) for group_id, version in connection.execute(statement)}
+
     def _merge(self, fresh: dict[int, Watched], asked: Collection[int]) -> list[Watched]:
         """Store what was read; wake the listeners of groups that changed or went away."""
         woken = []
@@ -375,14 +381,18 @@ class VersionBoard:
             if not listened:
                 continue
             try:
-                before = {gid: self._groups[gid].version for gid in listened if gid in self._groups}
-                fresh = self._read(listened)
-                changed = [
-                    gid for gid in listened if gid not in fresh or fresh[gid].version != before.get(gid)
-                ]
-                if changed:  # who may still listen is read only when something changed
-                    fresh.update(self._read(changed, with_logins=changed))
-                self._merge(fresh, listened)
+                versions = self._versions(listened)
+                now = time.monotonic()
+                changed = []
+                with self._lock:
+                    for gid in listened:
+                        entry = self._groups.get(gid)
+                        if entry is not None and versions.get(gid) == entry.version:
+                            entry.read_at = now  # open rounds' keys change only with the version
+                        else:
+                            changed.append(gid)
+                if changed:  # the rest, and who may still listen, is read only for what changed
+                    self._merge(self._read(changed, with_logins=changed), changed)
                 if failing:
                     log.info("Live updates: the database answers again")
                 failing = False
