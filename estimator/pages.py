@@ -79,12 +79,22 @@ class Stencil:
         return cls(pieces, holes, sum(map(len, pieces)) + PIECE_OVERHEAD * (len(pieces) + len(holes)))
 
 
+#: Whitespace between two tags: a browser shows any run of it as one space, or nothing.
+_BETWEEN_TAGS = re.compile(r">[ \t\r\n]+<")
+
+
+def render_compact(template: str, **context: Any) -> str:
+    """A rendered template with each run of whitespace between two tags cut to one line break: the
+    same page on screen (the templates hold no <pre>), a fifth fewer bytes to send."""
+    return _BETWEEN_TAGS.sub(">\n<", render_template(template, **context))
+
+
 def render_stencil(template: str, **context: Any) -> Stencil:
     """Render a template with holes where it calls `personal`, and cut it there."""
     holes: list[Hole] = []
     setattr(g, _RENDERING, holes)
     try:
-        text = render_template(template, **context)
+        text = render_compact(template, **context)
     finally:
         g.pop(_RENDERING, None)
     parts = _HOLE.split(text)

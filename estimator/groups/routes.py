@@ -60,7 +60,7 @@ def render_group(
     if group is None:
         abort(404)
     context = group_page(group, membership, issue_form=issue_form, settings_form=settings_form)
-    return render_template("groups/group.html", **context), status
+    return pages.render_compact("groups/group.html", **context), status
 
 
 def group_page(
