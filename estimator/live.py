@@ -185,10 +185,8 @@ class Watched:
     version: int
     keys: dict[int, set[str]]  # issue id → key ids of its open rounds
     read_at: float
-    created_at: datetime | None = None  # SQLite may give a deleted group's id to a new one
     changed: threading.Event = field(default_factory=threading.Event)
     logins: frozenset[str] | None = None  # "user id:session token" of its members, when asked for
-    logins_at: float = float("-inf")  # when they were read
     listeners: int = 0
 
     def key_ids(self, issue_id: int | None = None) -> set[str]:
@@ -211,15 +209,15 @@ class VersionBoard:
         """Read the versions and open keys of these groups (and the logins of their members)."""
         issues_rounds = sa.join(Issue, Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None)))
         statement = (
-            sa.select(Group.id, Group.created_at, Group.version, Issue.id.label("issue_id"), Round.key_id)
+            sa.select(Group.id, Group.version, Issue.id.label("issue_id"), Round.key_id)
             .select_from(sa.outerjoin(Group.__table__, issues_rounds, Issue.group_id == Group.id))
             .where(Group.id.in_(list(group_ids)))
         )
         now = time.monotonic()
         found: dict[int, Watched] = {}
         with reading(self.engine) as connection:
-            for group_id, created_at, version, issue_id, key_id in connection.execute(statement):
-                entry = found.setdefault(group_id, Watched(int(version), {}, now, created_at))
+            for group_id, version, issue_id, key_id in connection.execute(statement):
+                entry = found.setdefault(group_id, Watched(int(version), {}, now))
                 if key_id:
                     entry.keys.setdefault(issue_id, set()).add(key_id)
             if with_logins:
@@ -234,7 +232,6 @@ class VersionBoard:
                 for group_id, members in logins.items():
                     if group_id in found:
                         found[group_id].logins = frozenset(members)
-                        found[group_id].logins_at = now
         return found
 
     def _versions(self, group_ids: Collection[int]) -> dict[int, int]:
@@ -262,29 +259,23 @@ class VersionBoard:
                     woken.append(old)
                     new.listeners = old.listeners
                     if new.logins is None and new.version == old.version:
-                        new.logins, new.logins_at = old.logins, old.logins_at
+                        new.logins = old.logins
                     self._groups[group_id] = new
                 else:
                     old.read_at = new.read_at
                     if new.logins is not None:
-                        old.logins, old.logins_at = new.logins, new.logins_at
+                        old.logins = new.logins
         for entry in woken:
             entry.changed.set()
         return woken
 
-    def current(self, group_id: int, logins: bool = False) -> Watched | None:
-        """The group as read within VERSION_TTL (read now if not), with its members' logins as read
-        within VERSION_TTL too if asked for: None when it does not exist."""
+    def current(self, group_id: int) -> Watched | None:
+        """The group as read within VERSION_TTL (read now if not): None when it does not exist."""
         entry = self._groups.get(group_id)
-        now = time.monotonic()
-        if (
-            entry is None
-            or now - entry.read_at > VERSION_TTL
-            or (logins and (entry.logins is None or now - entry.logins_at > VERSION_TTL))
-        ):
+        if entry is None or time.monotonic() - entry.read_at > VERSION_TTL:
             # Listened to here: who may listen is read along, in case the version moved on.
-            along = logins or (entry is not None and entry.listeners > 0)
-            self._merge(self._read([group_id], with_logins=[group_id] if along else []), [group_id])
+            listened = [group_id] if entry is not None and entry.listeners > 0 else []
+            self._merge(self._read([group_id], with_logins=listened), [group_id])
             entry = self._groups.get(group_id)
         return entry
 
@@ -294,12 +285,6 @@ class VersionBoard:
             for group_id in group_ids:
                 if entry := self._groups.get(group_id):
                     entry.read_at = float("-inf")
-
-    def forget_logins(self) -> None:
-        """This process ended a login (or a user): read who may poll afresh, for every group."""
-        with self._lock:
-            for entry in self._groups.values():
-                entry.logins_at = float("-inf")
 
     # --- event streams ---
 
@@ -461,13 +446,10 @@ class FastPolls:
       login comes from the signed session cookie; the version from the process's board, read at
       most VERSION_TTL ago and at once after this process changed the group). A 304 tells nothing
       the tag's holder did not know.
-    - Any other poll is answered 304, or 200 with the JSON this process built for the current
-      version already (`JsonCache`), once the login is known to be a member with its current
-      session token: by the board, whose members' logins were read with the version at most
-      VERSION_TTL earlier (at once after this process changed the group or ended a login), or else
-      by one indexed query (`read_seen`) that checks it as Flask would. A removed member or a
-      logged-out cookie gets what Flask answers (404 or 401), at the latest VERSION_TTL after the
-      change on another process; what it might get meanwhile is the version it had been shown.
+    - Any other poll costs one indexed query (`read_seen`) that checks the login's session token
+      and membership as Flask would, and is answered 304, or 200 with the JSON this process built
+      for that version already (`JsonCache`). State is never served from anything older than
+      that query: a removed member or a logged-out cookie gets what Flask answers (404 or 401).
     """
 
     def __init__(self, app: Flask, board: VersionBoard) -> None:
@@ -477,8 +459,6 @@ class FastPolls:
         self.cookie = app.config.get("SESSION_COOKIE_NAME", "session")
         self.serializer: Any = None
         self.headers: list[tuple[str, str]] = []
-        #: The group of each issue and group polled here, with the group's creation time.
-        self.groups: OrderedDict[tuple[str, int], tuple[int, datetime]] = OrderedDict()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and not environ.get("QUERY_STRING"):
@@ -502,11 +482,13 @@ class FastPolls:
         offered = environ.get("HTTP_IF_NONE_MATCH", "")
         if offered and (tag := self.unchanged(kind, object_id, login, offered)):
             return "304 NOT MODIFIED", [("ETag", tag)], b""
+        user, _, token = login.partition(":")
         try:
-            seen = self.on_board(kind, object_id, login) or self.read(kind, object_id, login)
+            with reading(self.board.engine) as connection:
+                seen = read_seen(connection, kind, object_id, int(user))
         except (ValueError, sa.exc.SQLAlchemyError):
             return None  # Flask answers: a bad login, or the database is down
-        if seen is None:
+        if seen is None or not token or not hmac.compare_digest(seen.session_token, token):
             return None  # Flask answers 401 or 404
         fingerprint = key_fingerprint(seen.key_ids, self.app)
         tag = etag(kind, object_id, seen.group_id, seen.version, fingerprint, login=login, app=self.app)
@@ -516,30 +498,6 @@ class FastPolls:
         if body is None:
             return None  # Flask builds it, once for this version
         return "200 OK", [*JSON_HEADERS, ("Content-Length", str(len(body))), ("ETag", tag)], body
-
-    def on_board(self, kind: str, object_id: int, login: str) -> Seen | None:
-        """What the board says the login is shown, if it lists the login among the members."""
-        known = self.groups.get((kind, object_id))
-        if known is None:
-            return None
-        group_id, created_at = known
-        entry = self.board.current(group_id, logins=True)
-        if entry is None or entry.created_at != created_at or login not in (entry.logins or ()):
-            return None
-        key_ids = entry.key_ids(object_id if kind == "issue" else None)
-        return Seen(group_id, created_at, entry.version, key_ids, login.partition(":")[2])
-
-    def read(self, kind: str, object_id: int, login: str) -> Seen | None:
-        """What the database says the login is shown, if it is a member with this session token."""
-        user, _, token = login.partition(":")
-        with reading(self.board.engine) as connection:
-            seen = read_seen(connection, kind, object_id, int(user))
-        if seen is None or not token or not hmac.compare_digest(seen.session_token, token):
-            return None
-        self.groups[(kind, object_id)] = (seen.group_id, seen.created_at)
-        while len(self.groups) > KNOWN_OBJECTS:
-            self.groups.popitem(last=False)
-        return seen
 
     def unchanged(self, kind: str, object_id: int, login: str, offered: str) -> str | None:
         """The offered tag, if the board says it is still current for this login."""
@@ -583,8 +541,6 @@ class FastPolls:
         return str(user) if user else None
 
 
-#: How many issues' and groups' groups a process remembers for the polls it answers.
-KNOWN_OBJECTS = 10_000
 #: The headers of a JSON state, as Flask sends them (the locale and the login were looked at).
 JSON_HEADERS = [("Content-Type", "application/json"), ("Vary", "Accept-Language, Cookie")]
 
@@ -621,26 +577,10 @@ def register_live(app: Flask) -> None:
 @sa.event.listens_for(sa.orm.Session, "after_commit")
 def _forget_committed(session: sa.orm.Session) -> None:
     bumped = session.info.pop("bumped_groups", ())
-    ended = session.info.pop("ended_logins", False)
-    if (bumped or ended) and has_app_context() and "live_board" in current_app.extensions:
+    if bumped and has_app_context() and "live_board" in current_app.extensions:
         board().forget(bumped)
-        if ended:
-            board().forget_logins()
 
 
 @sa.event.listens_for(sa.orm.Session, "after_rollback")
 def _drop_uncommitted(session: sa.orm.Session) -> None:
     session.info.pop("bumped_groups", None)
-    session.info.pop("ended_logins", None)
-
-
-@sa.event.listens_for(sa.orm.Session, "before_flush")
-def _note_ended_logins(session: sa.orm.Session, *_args: Any) -> None:
-    """A new session token (a logout, a password set) or a deleted user or membership ends logins
-    that boards may list as members: once committed, this process reads them afresh."""
-    ended = any(isinstance(obj, User | Membership) for obj in session.deleted) or any(
-        isinstance(obj, User) and sa.inspect(obj).attrs.session_token.history.has_changes()
-        for obj in session.dirty
-    )
-    if ended:
-        session.info["ended_logins"] = True
