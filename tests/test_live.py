@@ -326,12 +326,17 @@ class Listener(threading.Thread):
         self.connection.close()
 
 
+def facilitator_of_a_new_group(server: str, name: str) -> tuple[Person, int]:
+    """A new person logged in on the served app, and the group they just created."""
+    owner = Person(server)
+    owner.login(f"{name} {time.time_ns() % 10**9}")
+    owner.post("/groups", {"name": name, "deck": "fibonacci"}, owner.token("/"))
+    return owner, max(int(x) for x in re.findall(r'href="/groups/(\d+)"', owner.request("/")[1]))
+
+
 @pytest.mark.server
 def test_an_event_reaches_streams_on_every_worker_within_a_second(server):
-    owner = Person(server)
-    owner.login(f"Streams {time.time_ns() % 10**9}")
-    owner.post("/groups", {"name": "Streams", "deck": "fibonacci"}, owner.token("/"))
-    group_id = max(int(x) for x in re.findall(r'href="/groups/(\d+)"', owner.request("/")[1]))
+    owner, group_id = facilitator_of_a_new_group(server, "Streams")
     version = owner.api(f"/api/groups/{group_id}")
     assert version["name"] == "Streams"
     # Twelve streams over three workers: some are served by another worker than the change.
@@ -373,10 +378,7 @@ def test_an_event_reaches_streams_on_every_worker_within_a_second(server):
 
 @pytest.mark.server
 def test_the_json_read_right_after_a_change_shows_it_whichever_worker_serves_it(server):
-    owner = Person(server)
-    owner.login(f"Reads {time.time_ns() % 10**9}")
-    owner.post("/groups", {"name": "Reads", "deck": "fibonacci"}, owner.token("/"))
-    group_id = max(int(x) for x in re.findall(r'href="/groups/(\d+)"', owner.request("/")[1]))
+    owner, group_id = facilitator_of_a_new_group(server, "Reads")
     for change in range(10):
         for _ in range(6):  # every worker has built this version's JSON and read the version
             owner.api(f"/api/groups/{group_id}")
@@ -387,12 +389,8 @@ def test_the_json_read_right_after_a_change_shows_it_whichever_worker_serves_it(
 
 @pytest.mark.server
 def test_a_quiet_stream_sends_heartbeats(server):
-    url = server
-    owner = Person(url)
-    owner.login(f"Quiet {time.time_ns() % 10**9}")
-    owner.post("/groups", {"name": "Quiet", "deck": "fibonacci"}, owner.token("/"))
-    group_id = max(int(x) for x in re.findall(r'href="/groups/(\d+)"', owner.request("/")[1]))
-    listener = Listener(open_stream(url, owner, group_id))
+    owner, group_id = facilitator_of_a_new_group(server, "Quiet")
+    listener = Listener(open_stream(server, owner, group_id))
     time.sleep(3.5)
     listener.close()
     assert len(listener.events) == 1  # the current version, then nothing changed
