@@ -83,12 +83,16 @@ def settings() -> dict[str, Any]:
 
 @pytest.fixture
 def make_app(schema, key_store_uri, tmp_path):
-    """A factory of apps on the test database with some settings changed; closed afterwards."""
+    """A factory of apps on the test database with some settings changed; closed afterwards.
+    The test's first app finds the database emptied (what earlier tests left is gone)."""
     made = []
 
     def make(**settings):
         app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri, **settings))
         app.instance_path = str(tmp_path)
+        if not made:
+            with app.app_context():
+                empty_tables()
         made.append(app)
         return app
 
@@ -102,10 +106,7 @@ def make_app(schema, key_store_uri, tmp_path):
 @pytest.fixture
 def app(make_app, settings):
     """The app on a freshly emptied database."""
-    app = make_app(**settings)
-    with app.app_context():
-        empty_tables()
-    return app
+    return make_app(**settings)
 
 
 def login(client, nickname: str, password: str = "", next_url: str | None = None):
