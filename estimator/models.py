@@ -143,6 +143,14 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
         return deck_named(self.deck, self.cards)
 
 
+def takes_part(role: str, facilitator_votes: bool) -> bool:
+    """Whether a member in this role gives estimates: members do, observers never, the facilitator
+    unless the group's settings say they only facilitate."""
+    if role == Role.OWNER:
+        return facilitator_votes
+    return role == Role.MEMBER
+
+
 class Membership(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """A user's place in a group: owner, member (votes) or observer (watches)."""
 
@@ -163,11 +171,8 @@ class Membership(db.Model):  # type: ignore[name-defined]  # db.Model is made at
 
     @property
     def votes(self) -> bool:
-        """Whether this member gives estimates: members do, observers never, the facilitator
-        unless the group's settings say they only facilitate."""
-        if self.role == Role.OWNER:
-            return self.group.facilitator_votes
-        return self.role == Role.MEMBER
+        """Whether this member gives estimates (see takes_part)."""
+        return takes_part(self.role, self.group.facilitator_votes)
 
     @property
     def is_owner(self) -> bool:

@@ -1,5 +1,7 @@
 """One permission check per role, used by every view that needs it."""
 
+from typing import Protocol, TypeVar
+
 import sqlalchemy as sa
 from flask import abort
 from flask_babel import gettext as _
@@ -33,8 +35,21 @@ def ensure_owner(membership: Membership) -> Membership:
     return membership
 
 
-def ensure_voter(membership: Membership) -> Membership:
-    """The membership if it votes; observers, and a facilitator who only facilitates, get 403."""
+class Place(Protocol):
+    """A member's place in a group, as a Membership or a vote's booth tells it."""
+
+    @property
+    def votes(self) -> bool: ...
+
+    @property
+    def is_owner(self) -> bool: ...
+
+
+PlaceT = TypeVar("PlaceT", bound=Place)
+
+
+def ensure_voter(membership: PlaceT) -> PlaceT:
+    """The place if it votes; observers, and a facilitator who only facilitates, get 403."""
     if not membership.votes and membership.is_owner:
         abort(
             403, _("You facilitate this group without voting (see its settings): you have no card to give.")

@@ -10,7 +10,6 @@ from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..changes import RuleError
-from ..database import lock_issue_group
 from ..estimates import total
 from ..extensions import db
 from ..forms import EmptyForm
@@ -18,8 +17,9 @@ from ..live import key_ids_of, live_context, open_key_ids
 from ..models import Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from . import bp, rules
+from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
-from .state import issue_state, load_issue, load_issue_to_vote, seconds_left
+from .state import issue_state, load_issue, seconds_left
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
 VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
@@ -169,22 +169,23 @@ def status(issue_id: int) -> ResponseReturnValue:
 def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card.
 
-    A vote locks the group before it reads anything, then reads only what it checks and writes.
+    A vote locks the group before it reads anything, then reads in one query what it checks
+    (open_booth), and writes.
     """
-    if request.method == "POST":
-        lock_issue_group(issue_id)
-        issue = load_issue_to_vote(issue_id)
-        if issue is None:
-            abort(404)
-        membership = require_member(issue.group_id)
-    else:
+    if request.method == "GET":
         issue, membership = member_issue(issue_id)
-    ensure_voter(membership)
-    form = EstimateForm(issue.group.deck_rules)
-    code = 200
-    if form.validate_on_submit():
+        ensure_voter(membership)
+        return ballot_page(issue_id, EstimateForm(issue.group.deck_rules), 200)
+    booth = open_booth(issue_id, current_user.id)
+    if booth is None or booth.role is None:
+        abort(404)
+    ensure_voter(booth)
+    form = EstimateForm(booth.deck)
+    if not form.validate_on_submit():
+        code = 422
+    else:
         try:
-            rules.cast_vote(issue, current_user, form.value.data or "")
+            rules.cast_vote(booth, current_user.id, form.value.data or "")
         except RuleError as error:
             db.session.rollback()
             form.value.errors = [*form.value.errors, str(error)]
@@ -195,10 +196,13 @@ def estimate(issue_id: int) -> ResponseReturnValue:
                 return jsonify(message=str(VOTE_RECORDED))
             flash(str(VOTE_RECORDED), "success")
             return redirect(url_for("voting.status", issue_id=issue_id))
-    elif form.is_submitted():
-        code = 422
-    if wants_json() and code != 200:
+    if wants_json():
         return jsonify(error=" ".join(map(str, form.value.errors)) or _("Please try again.")), code
+    return ballot_page(issue_id, form, code)
+
+
+def ballot_page(issue_id: int, form: EstimateForm, code: int) -> ResponseReturnValue:
+    """The issue with the voter's deck, and what was wrong with a refused card."""
     issue, membership = member_issue(issue_id)
     page = issue_page(issue, membership) | issue_live(issue)
     return render_template("voting/estimate.html", **page, form=form), code

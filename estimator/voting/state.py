@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import selectinload
 
 from ..estimates import Result, aggregate
 from ..extensions import db
@@ -25,20 +25,6 @@ def load_issue(issue_id: int) -> Issue | None:
             selectinload(Issue.rounds).selectinload(Round.ballots).selectinload(Ballot.user),
             selectinload(Issue.rounds).selectinload(Round.tallies),
         )
-    )
-
-
-def load_issue_to_vote(issue_id: int) -> Issue | None:
-    """The issue with what a vote reads: its group, its rounds and their ballots, in one query
-    (members are read only if asked for, as auto-reveal does)."""
-    return (
-        db.session.scalars(
-            sa.select(Issue)
-            .where(Issue.id == issue_id)
-            .options(joinedload(Issue.group), joinedload(Issue.rounds).joinedload(Round.ballots))
-        )
-        .unique()
-        .first()
     )
 
 

@@ -1,0 +1,122 @@
+"""What a vote reads: the issue's open round and the voter's place in its group, in one query.
+
+Votes come by the hundred a second in a big meeting, so a vote reads plain rows under its group's
+lock instead of loading the issue's objects: the lock, one read, and the writes (rules.cast_vote).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased, joinedload
+
+from ..database import lock_issue_group
+from ..estimates import Deck, deck_named
+from ..extensions import db
+from ..models import Ballot, Group, Issue, Membership, Role, Round, takes_part
+
+
+@dataclass(frozen=True)
+class Booth:
+    """An issue's open round as one voter finds it, read under the group's lock."""
+
+    issue_id: int
+    group_id: int
+    state: str
+    deck: Deck
+    auto_reveal: bool
+    #: The group's reveal threshold now, and the one the round's first ballot was cast under.
+    group_min_votes: int
+    round_min_votes: int | None
+    round_id: int
+    key_id: str | None
+    #: The voter's role in the group, None when they are not a member.
+    role: str | None
+    facilitator_votes: bool
+    #: Whether the voter has a ballot in the round, and its sealed card (None once lost).
+    has_ballot: bool
+    sealed: bytes | None
+    #: Whether any ballot of the round holds a sealed card.
+    any_sealed: bool
+
+    @property
+    def votes(self) -> bool:
+        """Whether the voter gives estimates in this group (as Membership.votes)."""
+        return self.role is not None and takes_part(self.role, self.facilitator_votes)
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether the voter facilitates the group."""
+        return self.role == Role.OWNER
+
+
+_own = aliased(Ballot)
+_BOOTH = (
+    sa.select(
+        Issue.group_id,
+        Issue.state,
+        Group.deck,
+        Group.cards,
+        Group.auto_reveal,
+        Group.min_votes,
+        Round.min_votes,
+        Round.id,
+        Round.key_id,
+        Membership.role,
+        Group.facilitator_votes,
+        _own.id,
+        _own.sealed,
+        sa.exists().where(Ballot.round_id == Round.id, Ballot.sealed.is_not(None)),
+    )
+    .select_from(Issue)
+    .join(Group, Group.id == Issue.group_id)
+    .join(Round, Round.issue_id == Issue.id)
+    .outerjoin(
+        Membership, (Membership.group_id == Group.id) & (Membership.user_id == sa.bindparam("user_id"))
+    )
+    .outerjoin(_own, (_own.round_id == Round.id) & (_own.user_id == sa.bindparam("user_id")))
+    .where(Issue.id == sa.bindparam("issue_id"))
+    .order_by(Round.number.desc())
+    .limit(1)
+)
+
+
+def open_booth(issue_id: int, user_id: int) -> Booth | None:
+    """Lock the issue's group, then read what a vote by `user_id` checks; None without the issue."""
+    lock_issue_group(issue_id)
+    row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": user_id}).first()
+    if row is None:
+        return None
+    (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
+     facilitator_votes, ballot_id, sealed, any_sealed) = row  # fmt: skip
+    return Booth(
+        issue_id=issue_id,
+        group_id=group_id,
+        state=state,
+        deck=deck_named(deck, cards),
+        auto_reveal=auto_reveal,
+        group_min_votes=group_min,
+        round_min_votes=round_min,
+        round_id=round_id,
+        key_id=key_id,
+        role=role,
+        facilitator_votes=facilitator_votes,
+        has_ballot=ballot_id is not None,
+        sealed=sealed,
+        any_sealed=bool(any_sealed),
+    )
+
+
+def load_issue_to_vote(issue_id: int) -> Issue | None:
+    """The issue with what an automatic reveal reads: its group, its rounds and their ballots, in
+    one query (members are read when asked for)."""
+    return (
+        db.session.scalars(
+            sa.select(Issue)
+            .where(Issue.id == issue_id)
+            .options(joinedload(Issue.group), joinedload(Issue.rounds).joinedload(Round.ballots))
+        )
+        .unique()
+        .first()
+    )
