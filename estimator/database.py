@@ -199,17 +199,21 @@ def lock_group(group_id: int) -> None:
 
 def lock_issue_group(issue_id: int) -> None:
     """Lock the group of an issue before reading anything of it, so that all that is read next
-    is current and lock_group has nothing to read again: a vote is lock, check, write."""
-    of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
+    is current and lock_group has nothing to read again: a vote is lock, check, write. The caller
+    reads the issue next and tells which group it found (`holding`): on SQLite the database's
+    write lock, taken here, holds every group."""
     if db.session.get_bind().dialect.name == "postgresql":
+        of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
         group_id = db.session.scalar(sa.select(Group.id).where(Group.id == of_issue).with_for_update())
+        if group_id is not None:
+            holding(group_id)
     elif has_request_context() and request.method not in SAFE_METHODS:
         take_sqlite_write_lock()
-        group_id = db.session.scalar(sa.select(of_issue))
-    else:
-        return  # not in a writing transaction: nothing is locked
-    if group_id is not None:
-        db.session.info.setdefault("locked_groups", set()).add(group_id)
+
+
+def holding(group_id: int) -> None:
+    """Note that this transaction holds the group's lock (lock_group need not take it again)."""
+    db.session.info.setdefault("locked_groups", set()).add(group_id)
 
 
 @sa.event.listens_for(sa.orm.Session, "after_commit")
@@ -223,11 +227,18 @@ def bump_version(group_id: int) -> None:
     """Bump the group's version: live pages learn that something they show has changed.
 
     Only changes somebody can see bump it, so that watching the version tells nothing more than the
-    pages do (re-submitting the same card, for one, changes nothing anyone can observe).
+    pages do (re-submitting the same card, for one, changes nothing anyone can observe). The UPDATE
+    runs at once (it takes the group's row lock) and the group, if loaded, reads its version again.
     """
-    db.session.execute(sa.update(Group).where(Group.id == group_id).values(version=Group.version + 1))
+    db.session.connection().execute(_BUMP, {"bumped": group_id})
+    loaded = db.session.identity_map.get(sa.inspect(Group).identity_key_from_primary_key((group_id,)))
+    if loaded is not None:
+        db.session.expire(loaded, ["version"])
     # Once committed, this process reads the version afresh rather than from its board (live.py).
     db.session.info.setdefault("bumped_groups", set()).add(group_id)
+
+
+_BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(version=Group.version + 1)
 
 
 def change_group(group_id: int) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased, joinedload
 
-from ..database import lock_issue_group
+from ..database import holding, lock_issue_group
 from ..estimates import Deck, deck_named
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Role, Round, takes_part
@@ -88,6 +88,7 @@ def open_booth(issue_id: int, user_id: int) -> Booth | None:
     row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": user_id}).first()
     if row is None:
         return None
+    holding(row.group_id)
     (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
      facilitator_votes, ballot_id, sealed, any_sealed) = row  # fmt: skip
     return Booth(

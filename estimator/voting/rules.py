@@ -109,7 +109,7 @@ def cast_vote(booth: Booth, voter_id: int, card: str) -> None:
     if booth.has_ballot:
         connection.execute(_RESEAL, {"of_round": booth.round_id, "of_user": voter_id, "card": sealed})
     else:
-        connection.execute(sa.insert(Ballot).values(round_id=booth.round_id, user_id=voter_id, sealed=sealed))
+        connection.execute(_BALLOT, {"round_id": booth.round_id, "user_id": voter_id, "sealed": sealed})
     if visible:
         bump_version(booth.group_id)
         issue = load_issue_to_vote(booth.issue_id) if booth.auto_reveal else None
@@ -118,6 +118,7 @@ def cast_vote(booth: Booth, voter_id: int, card: str) -> None:
 
 
 _FORGET_CARDS = sa.update(Ballot).where(Ballot.round_id == sa.bindparam("of_round")).values(sealed=None)
+_BALLOT = sa.insert(Ballot)
 _RESEAL = (
     sa.update(Ballot)
     .where(Ballot.round_id == sa.bindparam("of_round"), Ballot.user_id == sa.bindparam("of_user"))
