@@ -29,12 +29,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, has_app_context, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask import Flask, Request, Response, current_app, has_app_context, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from itsdangerous import BadSignature
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
 from .extensions import db
@@ -546,13 +547,37 @@ JSON_HEADERS = [("Content-Type", "application/json"), ("Vary", "Accept-Language,
 
 
 class QuietSessionInterface(SecureCookieSessionInterface):
-    """Signed cookie sessions that the API's answers leave alone: a poll or an event stream never
-    sends a Set-Cookie unless it changed the session (pages still refresh its expiry)."""
+    """Signed cookie sessions that are sent again only when they changed or their expiry is due
+    for a refresh: a page refreshes it at most once every REFRESH_SESSION_AFTER (a login lasts
+    PERMANENT_SESSION_LIFETIME after the last visit, give or take that much), and a poll, an
+    event stream or any other API answer never does. Signing a cookie on every request, a vote
+    included, cost more than a tenth of the vote."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        serializer = self.get_signing_serializer(app)
+        value = request.cookies.get(self.get_cookie_name(app))
+        if serializer is None or not value:
+            return super().open_session(app, request)
+        lifetime = int(app.permanent_session_lifetime.total_seconds())
+        try:
+            data, signed_at = serializer.loads(value, max_age=lifetime, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        session = self.session_class(data)
+        session.signed_at = signed_at  # type: ignore[attr-defined]  # read by should_set_cookie
+        return session
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
-        if request.path.startswith("/api/") and not session.modified:
+        if session.modified:
+            return True
+        if request.path.startswith("/api/") or not super().should_set_cookie(app, session):
             return False
-        return super().should_set_cookie(app, session)
+        signed_at = getattr(session, "signed_at", None)
+        return signed_at is None or datetime.now(UTC) - signed_at >= REFRESH_SESSION_AFTER
+
+
+#: How old a page's session cookie may be before the page sends it again with a later expiry.
+REFRESH_SESSION_AFTER = timedelta(hours=1)
 
 
 def register_live(app: Flask) -> None:

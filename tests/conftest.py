@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import upgrade
 
 from config import TestConfig, database_url
@@ -85,7 +86,7 @@ def settings() -> dict[str, Any]:
 def make_app(schema, key_store_uri, tmp_path):
     """A factory of apps on the test database with some settings changed; closed afterwards.
     The test's first app finds the database emptied (what earlier tests left is gone)."""
-    made = []
+    made: list[Flask] = []
 
     def make(**settings):
         app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri, **settings))

@@ -1,9 +1,11 @@
 """Sessions, security headers and running behind a TLS proxy (OWASP ASVS L1 V3, V14)."""
 
 import re
+from datetime import timedelta
 
 import pytest
 
+from estimator import live
 from tests.conftest import add_issue, create_group, login, vote
 
 
@@ -69,6 +71,33 @@ def test_setting_a_password_signs_out_other_sessions(app, client):
     client.post("/account", data={"new_password": "long enough", "confirm": "long enough"})
     assert client.get("/account").status_code == 200
     assert other_device.get("/account").status_code == 302
+
+
+def test_the_session_cookie_is_signed_again_only_when_its_expiry_is_due(app, client, monkeypatch):
+    login(client, "Regular")
+    group_id = create_group(client)
+    issue_id = add_issue(app, client, group_id)
+    client.get(f"/groups/{group_id}")  # shows (and so takes out of the session) the pending messages
+    # A cookie signed a moment ago: pages and the page's votes keep it, they do not sign it again.
+    assert "Set-Cookie" not in client.get(f"/groups/{group_id}").headers
+    by_script = client.post(
+        f"/issues/{issue_id}/estimate", data={"value": "5"}, headers={"Accept": "application/json"}
+    )
+    assert by_script.status_code == 200 and "Set-Cookie" not in by_script.headers
+    # Once it is older than the refresh interval, the next page sends it with a later expiry...
+    monkeypatch.setattr(live, "REFRESH_SESSION_AFTER", timedelta(0))
+    before = client.get_cookie("session").value
+    refreshed = client.get(f"/groups/{group_id}")
+    assert (
+        refreshed.headers["Set-Cookie"].startswith("session=")
+        and "Expires=" in refreshed.headers["Set-Cookie"]
+    )
+    assert client.get("/account").status_code == 200  # and the login goes on with the new one
+    # ...while the API's answers never sign it again, whatever its age.
+    assert "Set-Cookie" not in client.get(f"/api/groups/{group_id}").headers
+    # A cookie with a bad signature is no login, old or new.
+    client.set_cookie("session", before[:-2] + ("AA" if not before.endswith("AA") else "BB"))
+    assert client.get("/account").status_code == 302
 
 
 @pytest.fixture
