@@ -47,6 +47,7 @@ from estimator.extensions import db  # noqa: E402
 from estimator.live import VERSION_TTL  # noqa: E402
 from estimator.models import Issue  # noqa: E402
 from estimator.voting import rules  # noqa: E402
+from estimator.voting.booth import open_booth  # noqa: E402
 
 #: The least share of bare Flask's requests per second each endpoint should reach.
 GOALS = {"poll": 0.7, "json": 0.4, "page": 0.1}
@@ -83,7 +84,9 @@ def make_group(bench: Bench, prefix: str, members: int, issues: int, votes: int)
         first = db.session.scalar(sa.select(Issue).where(Issue.group_id == group.id).order_by(Issue.position))
         assert first is not None
         for voter in users[:votes]:
-            rules.cast_vote(first, voter, "5")
+            booth = open_booth(first.id, voter.id)
+            assert booth is not None
+            rules.cast_vote(booth, voter.id, "5")
             db.session.commit()
         return Target(group.id, first.id, bench.logins([users[0]])[0])
 
