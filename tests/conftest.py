@@ -85,15 +85,19 @@ def settings() -> dict[str, Any]:
 @pytest.fixture
 def make_app(schema, key_store_uri, tmp_path):
     """A factory of apps on the test database with some settings changed; closed afterwards.
-    The test's first app finds the database emptied (what earlier tests left is gone)."""
+    The test's first app on the test database finds it emptied (what earlier tests left is gone);
+    an app given a database of its own finds it as it is."""
     made: list[Flask] = []
+    emptied = False
 
     def make(**settings):
+        nonlocal emptied
         app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri, **settings))
         app.instance_path = str(tmp_path)
-        if not made:
+        if not emptied and "SQLALCHEMY_DATABASE_URI" not in settings:
             with app.app_context():
                 empty_tables()
+            emptied = True
         made.append(app)
         return app
 
