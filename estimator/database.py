@@ -197,18 +197,19 @@ def lock_group(group_id: int) -> None:
     db.session.expire_all()
 
 
-def lock_issue_group(issue_id: int) -> None:
+def lock_issue_group(issue_id: int) -> bool:
     """Lock the group of an issue before reading anything of it, so that all that is read next
-    is current and lock_group has nothing to read again: a vote is lock, check, write. The caller
-    reads the issue next and tells which group it found (`holding`): on SQLite the database's
-    write lock, taken here, holds every group."""
+    is current and lock_group has nothing to read again: a vote is lock, check, write. True when a
+    lock is held (not outside a writing request on SQLite); the caller then reads the issue and
+    tells which group it found (`holding`): on SQLite the database's write lock holds every group."""
     if db.session.get_bind().dialect.name == "postgresql":
         of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
         group_id = db.session.scalar(sa.select(Group.id).where(Group.id == of_issue).with_for_update())
-        if group_id is not None:
-            holding(group_id)
-    elif has_request_context() and request.method not in SAFE_METHODS:
+        return group_id is not None
+    if has_request_context() and request.method not in SAFE_METHODS:
         take_sqlite_write_lock()
+        return True
+    return False
 
 
 def holding(group_id: int) -> None:

@@ -469,6 +469,26 @@ def test_no_access_log_line_ties_a_voter_to_a_card(logged_server):
 # --- A key store that restarts ----------------------------------------------------------------
 
 
+def test_after_a_lost_key_the_same_card_again_is_a_vote_again(app, crew):
+    """Bob's key is lost and he gives the card he gave before: that is his vote again, shown to
+    him and to the room (who has voted changed back), not the "same card, nothing to do" case."""
+    owner, issue_id, group_id = crew["owner"], crew["issue"], crew["group"]
+    assert vote(crew["Bob"], issue_id, "3").status_code == 302
+    with app.app_context():
+        key_id = db.session.scalar(sa.select(Round.key_id).join(Issue).where(Issue.id == issue_id))
+        assert key_id is not None
+        ballot_keys.store.destroy(key_id)
+        before = db.session.scalar(sa.select(Group.version).where(Group.id == group_id))
+        assert before is not None
+    assert issue_api(owner, issue_id)["votes_cast"] == 0
+    assert vote(crew["Bob"], issue_id, "3").status_code == 302
+    page = crew["Bob"].get(f"/issues/{issue_id}").get_data(as_text=True)
+    assert '<strong class="my-card">3</strong>' in page and "Your vote was lost" not in page
+    assert issue_api(owner, issue_id)["votes_cast"] == 1
+    with app.app_context():
+        assert (db.session.scalar(sa.select(Group.version).where(Group.id == group_id)) or 0) > before
+
+
 def test_a_lost_key_asks_the_voters_to_vote_again(app, crew):
     """The round's key disappears (its store restarted): the voters who had voted are told their vote
     was lost; the reveal is refused and says why; after they vote again, only the new votes count."""

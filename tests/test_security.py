@@ -1,8 +1,11 @@
 """Sessions, security headers and running behind a TLS proxy (OWASP ASVS L1 V3, V14)."""
 
 import re
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
+import itsdangerous.timed
 import pytest
 
 from estimator import live
@@ -95,6 +98,11 @@ def test_the_session_cookie_is_signed_again_only_when_its_expiry_is_due(app, cli
     assert client.get("/account").status_code == 200  # and the login goes on with the new one
     # ...while the API's answers never sign it again, whatever its age.
     assert "Set-Cookie" not in client.get(f"/api/groups/{group_id}").headers
+    # A cookie older than a login lasts is no login either.
+    later = time.time() + app.permanent_session_lifetime.total_seconds() + 60
+    monkeypatch.setattr(itsdangerous.timed, "time", SimpleNamespace(time=lambda: later))
+    assert client.get("/account").status_code == 302
+    monkeypatch.undo()
     # A cookie with a bad signature is no login, old or new.
     client.set_cookie("session", before[:-2] + ("AA" if not before.endswith("AA") else "BB"))
     assert client.get("/account").status_code == 302

@@ -236,6 +236,21 @@ def test_vote_by_script_gets_json(app, team):
     assert bad.status_code == 422 and "whole number" in bad.json["error"]
 
 
+def test_a_late_vote_and_a_vote_on_no_issue_are_refused_as_json(app, team):
+    script = {"Accept": "application/json"}
+    url = f"/issues/{team['issue']}/estimate"
+    for member, card in ((team["owner"], "3"), (team["bob"], "5"), (team["carol"], "8")):
+        assert member.post(url, data={"value": card}, headers=script).status_code == 200
+    assert team["owner"].post(f"/issues/{team['issue']}/reveal").status_code == 302
+    late = team["bob"].post(url, data={"value": "13"}, headers=script)
+    assert late.status_code == 409 and "already revealed" in late.json["error"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Tally)) == 3  # 3, 5, 8: counted once
+    for missing in (team["issue"] + 1000, 2**31 - 1):
+        refused = team["bob"].post(f"/issues/{missing}/estimate", data={"value": "5"}, headers=script)
+        assert refused.status_code == 404
+
+
 def test_card_deck_flow_with_half_card(app, owner, new_client):
     issue, (bob, carol) = card_group(app, owner, new_client, "modified")
     vote(bob, issue, "½")

@@ -84,11 +84,12 @@ _BOOTH = (
 
 def open_booth(issue_id: int, user_id: int) -> Booth | None:
     """Lock the issue's group, then read what a vote by `user_id` checks; None without the issue."""
-    lock_issue_group(issue_id)
+    locked = lock_issue_group(issue_id)
     row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": user_id}).first()
     if row is None:
         return None
-    holding(row.group_id)
+    if locked:
+        holding(row.group_id)
     (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
      facilitator_votes, ballot_id, sealed, any_sealed) = row  # fmt: skip
     return Booth(
