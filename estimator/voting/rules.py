@@ -34,7 +34,7 @@ class OwnBallot:
     lost: bool = False
 
 
-def round_key(round_: Round) -> bytes | None:
+def round_key(round_: Round | Booth) -> bytes | None:
     """The open round's key; None when it was never made, or was lost when its store restarted."""
     return ballot_keys.store.get(round_.key_id) if round_.key_id else None
 
@@ -87,7 +87,7 @@ def cast_vote(booth: Booth, voter_id: int, card: str) -> None:
     """
     if booth.state != IssueState.VOTING:
         raise RuleError(_("The votes of this round are already revealed."))
-    key = ballot_keys.store.get(booth.key_id) if booth.key_id else None
+    key = round_key(booth)
     key_id = booth.key_id
     visible = booth.sealed is None  # a first ballot, or one whose key was lost: a new voter shows
     connection = db.session.connection()
