@@ -43,6 +43,7 @@ from bench.fixtures import (  # noqa: E402
     serve,
     stop,
 )
+from estimator.auth.session import Claim  # noqa: E402
 from estimator.extensions import db  # noqa: E402
 from estimator.live import VERSION_TTL  # noqa: E402
 from estimator.models import Issue  # noqa: E402
@@ -84,9 +85,9 @@ def make_group(bench: Bench, prefix: str, members: int, issues: int, votes: int)
         first = db.session.scalar(sa.select(Issue).where(Issue.group_id == group.id).order_by(Issue.position))
         assert first is not None
         for voter in users[:votes]:
-            booth = open_booth(first.id, voter.id)
+            booth = open_booth(first.id, Claim(voter.id, voter.session_token))
             assert booth is not None
-            rules.cast_vote(booth, voter.id, "5")
+            rules.cast_vote(booth, "5")
             db.session.commit()
         return Target(group.id, first.id, bench.logins([users[0]])[0])
 

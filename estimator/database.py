@@ -203,13 +203,16 @@ def lock_issue_group(issue_id: int) -> bool:
     lock is held (not outside a writing request on SQLite); the caller then reads the issue and
     tells which group it found (`holding`): on SQLite the database's write lock holds every group."""
     if db.session.get_bind().dialect.name == "postgresql":
-        of_issue = sa.select(Issue.group_id).where(Issue.id == issue_id).scalar_subquery()
-        group_id = db.session.scalar(sa.select(Group.id).where(Group.id == of_issue).with_for_update())
-        return group_id is not None
+        locked = db.session.connection().execute(_LOCK_ISSUE_GROUP, {"of_issue": issue_id})
+        return locked.first() is not None
     if has_request_context() and request.method not in SAFE_METHODS:
         take_sqlite_write_lock()
         return True
     return False
+
+
+_OF_ISSUE = sa.select(Issue.group_id).where(Issue.id == sa.bindparam("of_issue")).scalar_subquery()
+_LOCK_ISSUE_GROUP = sa.select(Group.id).where(Group.id == _OF_ISSUE).with_for_update()
 
 
 def holding(group_id: int) -> None:

@@ -251,6 +251,46 @@ def test_a_late_vote_and_a_vote_on_no_issue_are_refused_as_json(app, team):
         assert refused.status_code == 404
 
 
+def test_a_copy_of_a_login_cookie_cannot_vote_once_its_owner_logged_out(app, team):
+    """The vote checks the login it is sent with itself (it loads no user): a cookie copied before
+    its owner logged out everywhere is no login, for a form, a script and an issue that is not there."""
+    copied = app.test_client()
+    copied.set_cookie("session", team["bob"].get_cookie("session").value)
+    assert team["bob"].post("/logout").status_code == 302
+    url = f"/issues/{team['issue']}/estimate"
+    for headers in ({}, {"Accept": "application/json"}):
+        refused = copied.post(url, data={"value": "5"}, headers=headers)
+        assert refused.status_code == 302 and refused.location.startswith("/login")
+    missing = copied.post(f"/issues/{team['issue'] + 1000}/estimate", data={"value": "5"})
+    assert missing.status_code == 302 and missing.location.startswith("/login")
+    assert ballots(app) == []
+    assert team["carol"].post(url, data={"value": "5"}).status_code == 302  # the group is not held
+    assert [card for _, card in ballots(app)] == ["5"]
+
+
+def test_a_vote_reads_the_login_with_what_it_checks(app, team):
+    """A vote is the lock, one read (the login among what it checks) and its writes: no query of its
+    own for the user, whom nothing else in a vote asks for."""
+    seen: list[str] = []
+
+    def listen(_connection, _cursor, statement, *_args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    try:
+        answer = team["bob"].post(
+            f"/issues/{team['issue']}/estimate", data={"value": "5"}, headers={"Accept": "application/json"}
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listen)
+    assert answer.status_code == 200
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) <= 2, "\n".join(reads)  # the lock (PostgreSQL only) and the booth
+    assert not any(re.match(r"\s*SELECT users\.", s) for s in reads), "\n".join(reads)  # a user load
+
+
 def test_card_deck_flow_with_half_card(app, owner, new_client):
     issue, (bob, carol) = card_group(app, owner, new_client, "modified")
     vote(bob, issue, "½")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import NamedTuple
 
-from flask import jsonify, redirect, request, url_for
+from flask import jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
@@ -13,14 +14,35 @@ from ..extensions import db, login_manager
 from ..models import User
 
 
+class Claim(NamedTuple):
+    """Who the session cookie says is logged in: a user id and the session token they got at login
+    (it holds only while it is still the user's current token)."""
+
+    user_id: int
+    token: str
+
+
+def parse_claim(value: object) -> Claim | None:
+    """The claim in Flask-Login's `<user id>:<session token>`, or None for anything else."""
+    user_part, _, token = str(value or "").partition(":")
+    if not user_part.isdigit() or not token or int(user_part) > 2**31 - 1:
+        return None
+    return Claim(int(user_part), token)
+
+
+def session_claim() -> Claim | None:
+    """The login this request's session cookie claims, not yet checked against the database."""
+    return parse_claim(session.get("_user_id"))
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """The user whose id and current session token are in the cookie."""
-    user_part, _, token = user_id.partition(":")
-    if not user_part.isdigit() or not token:
+    claim = parse_claim(user_id)
+    if claim is None:
         return None
-    user = db.session.get(User, int(user_part))
-    if user is None or not secrets.compare_digest(user.session_token, token):
+    user = db.session.get(User, claim.user_id)
+    if user is None or not secrets.compare_digest(user.session_token, claim.token):
         return None
     return user
 

@@ -2,19 +2,22 @@
 
 Votes come by the hundred a second in a big meeting, so a vote reads plain rows under its group's
 lock instead of loading the issue's objects: the lock, one read, and the writes (rules.cast_vote).
+The read also checks the login the session cookie claims, so a vote loads no user either.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased, joinedload
 
+from ..auth.session import Claim
 from ..database import holding, lock_issue_group
 from ..estimates import Deck, deck_named
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership, Role, Round, takes_part
+from ..models import Ballot, Group, Issue, Membership, Role, Round, User, takes_part
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class Booth:
 
     issue_id: int
     group_id: int
+    voter_id: int
+    #: Whether the claimed login holds: the user exists and the token is still theirs.
+    logged_in: bool
     state: str
     deck: Deck
     auto_reveal: bool
@@ -68,6 +74,7 @@ _BOOTH = (
         _own.id,
         _own.sealed,
         sa.exists().where(Ballot.round_id == Round.id, Ballot.sealed.is_not(None)),
+        sa.select(User.session_token).where(User.id == sa.bindparam("user_id")).scalar_subquery(),
     )
     .select_from(Issue)
     .join(Group, Group.id == Issue.group_id)
@@ -82,19 +89,22 @@ _BOOTH = (
 )
 
 
-def open_booth(issue_id: int, user_id: int) -> Booth | None:
-    """Lock the issue's group, then read what a vote by `user_id` checks; None without the issue."""
+def open_booth(issue_id: int, voter: Claim) -> Booth | None:
+    """Lock the issue's group, then read what a vote by the claimed login checks; None without
+    the issue. Only a booth that is `logged_in` speaks of a user: any other is no login at all."""
     locked = lock_issue_group(issue_id)
-    row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": user_id}).first()
+    row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": voter.user_id}).first()
     if row is None:
         return None
     if locked:
         holding(row.group_id)
     (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
-     facilitator_votes, ballot_id, sealed, any_sealed) = row  # fmt: skip
+     facilitator_votes, ballot_id, sealed, any_sealed, token) = row  # fmt: skip
     return Booth(
         issue_id=issue_id,
         group_id=group_id,
+        voter_id=voter.user_id,
+        logged_in=token is not None and secrets.compare_digest(token, voter.token),
         state=state,
         deck=deck_named(deck, cards),
         auto_reveal=auto_reveal,

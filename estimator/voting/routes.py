@@ -9,9 +9,10 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user, login_required
 
+from ..auth.session import session_claim
 from ..changes import RuleError
 from ..estimates import total
-from ..extensions import db
+from ..extensions import db, login_manager
 from ..forms import EmptyForm
 from ..live import key_ids_of, live_context, open_key_ids
 from ..models import Issue, IssueState, Membership
@@ -165,19 +166,21 @@ def status(issue_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/issues/<id:issue_id>/estimate", methods=["GET", "POST"])
-@login_required
 def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card.
 
-    A vote locks the group before it reads anything, then reads in one query what it checks
-    (open_booth), and writes.
+    A vote locks the group before it reads anything, then reads in one query what it checks,
+    the login the session cookie claims included (open_booth), and writes.
     """
     if request.method == "GET":
-        issue, membership = member_issue(issue_id)
-        ensure_voter(membership)
-        return ballot_page(issue_id, EstimateForm(issue.group.deck_rules), 200)
-    booth = open_booth(issue_id, current_user.id)
-    if booth is None or booth.role is None:
+        return deck_page(issue_id)  # type: ignore[no-any-return]
+    claim = session_claim()
+    booth = open_booth(issue_id, claim) if claim is not None else None
+    if booth is None or not booth.logged_in:
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()  # type: ignore[no-any-return]
+        abort(404)
+    if booth.role is None:
         abort(404)
     ensure_voter(booth)
     form = EstimateForm(booth.deck)
@@ -185,7 +188,7 @@ def estimate(issue_id: int) -> ResponseReturnValue:
         code = 422
     else:
         try:
-            rules.cast_vote(booth, current_user.id, form.value.data or "")
+            rules.cast_vote(booth, form.value.data or "")
         except RuleError as error:
             db.session.rollback()
             form.value.errors = [*form.value.errors, str(error)]
@@ -199,6 +202,14 @@ def estimate(issue_id: int) -> ResponseReturnValue:
     if wants_json():
         return jsonify(error=" ".join(map(str, form.value.errors)) or _("Please try again.")), code
     return ballot_page(issue_id, form, code)
+
+
+@login_required
+def deck_page(issue_id: int) -> ResponseReturnValue:
+    """The deck to choose a card from."""
+    issue, membership = member_issue(issue_id)
+    ensure_voter(membership)
+    return ballot_page(issue_id, EstimateForm(issue.group.deck_rules), 200)
 
 
 def ballot_page(issue_id: int, form: EstimateForm, code: int) -> ResponseReturnValue:

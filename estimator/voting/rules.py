@@ -75,8 +75,8 @@ def own_ballot(round_: Round, user_id: int) -> OwnBallot:
     return OwnBallot(card=card, lost=card is None)
 
 
-def cast_vote(booth: Booth, voter_id: int, card: str) -> None:
-    """Seal the voter's card into the open round, replacing their earlier one.
+def cast_vote(booth: Booth, card: str) -> None:
+    """Seal the booth's voter's card into the open round, replacing their earlier one.
 
     Submitting the card one already holds changes nothing, and changing one's card is seen by
     nobody else: only a change in who has voted bumps the version that live pages watch. With
@@ -87,6 +87,7 @@ def cast_vote(booth: Booth, voter_id: int, card: str) -> None:
     """
     if booth.state != IssueState.VOTING:
         raise RuleError(_("The votes of this round are already revealed."))
+    voter_id = booth.voter_id
     key = round_key(booth)
     key_id = booth.key_id
     visible = booth.sealed is None  # a first ballot, or one whose key was lost: a new voter shows
