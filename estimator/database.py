@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -13,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import UpdateBase
 
 from .extensions import db
 from .models import Group, Issue
@@ -227,14 +229,24 @@ def _unlocked(session: sa.orm.Session) -> None:
     session.info.pop("locked_groups", None)
 
 
-def bump_version(group_id: int) -> None:
+def bump_version(group_id: int, *along: UpdateBase, **values: Any) -> None:
     """Bump the group's version: live pages learn that something they show has changed.
 
     Only changes somebody can see bump it, so that watching the version tells nothing more than the
     pages do (re-submitting the same card, for one, changes nothing anyone can observe). The UPDATE
     runs at once (it takes the group's row lock) and the group, if loaded, reads its version again.
+
+    `along` are the change's own writes, made of bound `values` named after no column, each to rows
+    no other of them touches. On PostgreSQL they go in the same statement, as WITH clauses: a
+    vote's writes are one round trip, not three.
     """
-    db.session.connection().execute(_BUMP, {"bumped": group_id})
+    connection = db.session.connection()
+    if along and connection.dialect.name == "postgresql":
+        connection.execute(_bump_with(along), {"bumped": group_id, **values})
+    else:
+        for write in along:
+            connection.execute(write, values)
+        connection.execute(_BUMP, {"bumped": group_id})
     loaded = db.session.identity_map.get(sa.inspect(Group).identity_key_from_primary_key((group_id,)))
     if loaded is not None:
         db.session.expire(loaded, ["version"])
@@ -243,6 +255,12 @@ def bump_version(group_id: int) -> None:
 
 
 _BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(version=Group.version + 1)
+
+
+@functools.cache
+def _bump_with(along: tuple[UpdateBase, ...]) -> UpdateBase:
+    """The bump with these writes as its WITH clauses, built once per combination."""
+    return _BUMP.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(along)))
 
 
 def change_group(group_id: int) -> None:
