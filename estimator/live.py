@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from flask import Flask, Request, Response, current_app, has_app_context, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import BadSignature
+from sqlalchemy.dialects import postgresql
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
 from .extensions import db
@@ -212,7 +213,7 @@ class VersionBoard:
         statement = (
             sa.select(Group.id, Group.version, Issue.id.label("issue_id"), Round.key_id)
             .select_from(sa.outerjoin(Group.__table__, issues_rounds, Issue.group_id == Group.id))
-            .where(Group.id.in_(list(group_ids)))
+            .where(self._among(Group.id, group_ids))
         )
         now = time.monotonic()
         found: dict[int, Watched] = {}
@@ -225,7 +226,7 @@ class VersionBoard:
                 rows = connection.execute(
                     sa.select(Membership.group_id, User.id, User.session_token)
                     .join(User, User.id == Membership.user_id)
-                    .where(Membership.group_id.in_(list(with_logins)))
+                    .where(self._among(Membership.group_id, with_logins))
                 )
                 logins: dict[int, set[str]] = {group_id: set() for group_id in with_logins}
                 for group_id, user_id, token in rows:
@@ -235,9 +236,19 @@ class VersionBoard:
                         found[group_id].logins = frozenset(members)
         return found
 
+    def _among(
+        self, column: sa.orm.InstrumentedAttribute[int], ids: Collection[int]
+    ) -> sa.ColumnElement[bool]:
+        """`column IN ids`. On PostgreSQL as `= ANY(array)`: one parameter, so the statement is the
+        same whatever the number of groups and is prepared once, where an IN list of a few hundred
+        parameters cost the watcher half of an idle worker's time, spelt out four times a second."""
+        if self.engine.dialect.name == "postgresql":
+            return column == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Integer)))
+        return column.in_(list(ids))
+
     def _versions(self, group_ids: Collection[int]) -> dict[int, int]:
         """The versions of these groups that still exist, in one small query."""
-        statement = sa.select(Group.id, Group.version).where(Group.id.in_(list(group_ids)))
+        statement = sa.select(Group.id, Group.version).where(self._among(Group.id, group_ids))
         with reading(self.engine) as connection:
             return {group_id: int(version) for group_id, version in connection.execute(statement)}
 
