@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import UpdateBase
 
 from .extensions import db
-from .models import Group, Issue
+from .models import Group
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -190,7 +190,7 @@ def lock_group(group_id: int) -> None:
     Every change to a group goes through here first: a late vote can never slip past a reveal.
     On SQLite a writing request already holds the database's write lock (BEGIN IMMEDIATE).
     Whatever was read before the lock may have changed meanwhile and is read again on next use,
-    unless the group was locked before anything of it was read (lock_issue_group).
+    unless the group was locked before anything of it was read (as a vote does: voting/booth.py).
     """
     if group_id in db.session.info.get("locked_groups", ()):
         return
@@ -199,22 +199,15 @@ def lock_group(group_id: int) -> None:
     db.session.expire_all()
 
 
-def lock_issue_group(issue_id: int) -> bool:
-    """Lock the group of an issue before reading anything of it, so that all that is read next
-    is current and lock_group has nothing to read again: a vote is lock, check, write. True when a
-    lock is held (not outside a writing request on SQLite); the caller then reads the issue and
-    tells which group it found (`holding`): on SQLite the database's write lock holds every group."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        locked = db.session.connection().execute(_LOCK_ISSUE_GROUP, {"of_issue": issue_id})
-        return locked.first() is not None
+def hold_sqlite_write_lock() -> bool:
+    """On SQLite, in a writing request, hold the database's write lock from here on: it holds every
+    group, and what is read next is current. True when it is held."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        return False
     if has_request_context() and request.method not in SAFE_METHODS:
         take_sqlite_write_lock()
         return True
     return False
-
-
-_OF_ISSUE = sa.select(Issue.group_id).where(Issue.id == sa.bindparam("of_issue")).scalar_subquery()
-_LOCK_ISSUE_GROUP = sa.select(Group.id).where(Group.id == _OF_ISSUE).with_for_update()
 
 
 def holding(group_id: int) -> None:

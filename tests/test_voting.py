@@ -1,12 +1,14 @@
 """Secret estimates, the anonymous reveal, final estimates and re-votes."""
 
 import re
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
 from estimator.extensions import db
-from estimator.models import Ballot, Round, Tally
+from estimator.models import Ballot, Group, Issue, IssueState, Round, Tally
 from estimator.sealing import ballot_keys, unseal
 from tests.conftest import add_issue, create_group, join, vote
 from tests.helpers import text, visible
@@ -295,6 +297,33 @@ def test_a_vote_reads_the_login_with_what_it_checks_and_writes_in_one_statement(
     assert len(written) == (1 if engine.dialect.name == "postgresql" else 3), "\n".join(written)
     assert [card for _, card in ballots(app)] == ["5"]
     assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["votes_cast"] == 1
+
+
+def test_a_vote_that_waits_for_the_group_s_lock_sees_what_was_done_meanwhile(app, team):
+    """A change holds the group's lock (here: the round is revealed) when a vote comes in. The vote
+    waits, then finds the round revealed: it is refused, and nothing of it is kept."""
+    with app.app_context():
+        engine = db.engine
+    answers = []
+    voting = threading.Thread(
+        target=lambda: answers.append(
+            team["bob"].post(
+                f"/issues/{team['issue']}/estimate",
+                data={"value": "5"},
+                headers={"Accept": "application/json"},
+            )
+        )
+    )
+    with engine.connect() as other:
+        other.execute(sa.update(Group).where(Group.id == team["group"]).values(version=Group.version + 1))
+        other.execute(sa.update(Issue).where(Issue.id == team["issue"]).values(state=IssueState.REVEALED))
+        voting.start()
+        time.sleep(0.5)
+        assert voting.is_alive()  # waiting for the lock
+        other.commit()
+    voting.join(timeout=30)
+    assert answers[0].status_code == 409 and "already revealed" in answers[0].json["error"]
+    assert ballots(app) == []
 
 
 def test_card_deck_flow_with_half_card(app, owner, new_client):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased, joinedload
 
 from ..auth.session import Claim
-from ..database import holding, lock_issue_group
+from ..database import hold_sqlite_write_lock, holding
 from ..estimates import Deck, deck_named
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Role, Round, User, takes_part
@@ -58,6 +58,7 @@ class Booth:
 
 
 _own = aliased(Ballot)
+_read = aliased(Group)
 _BOOTH = (
     sa.select(
         Issue.group_id,
@@ -75,6 +76,8 @@ _BOOTH = (
         _own.sealed,
         sa.exists().where(Ballot.round_id == Round.id, Ballot.sealed.is_not(None)),
         sa.select(User.session_token).where(User.id == sa.bindparam("user_id")).scalar_subquery(),
+        Group.version.label("locked_version"),
+        sa.select(_read.version).where(_read.id == Group.id).scalar_subquery().label("read_version"),
     )
     .select_from(Issue)
     .join(Group, Group.id == Issue.group_id)
@@ -87,19 +90,38 @@ _BOOTH = (
     .order_by(Round.number.desc())
     .limit(1)
 )
+#: The same read on PostgreSQL, taking the group's row lock as it reads (one round trip, not two).
+_LOCKING_BOOTH = _BOOTH.with_for_update(of=Group)
 
 
 def open_booth(issue_id: int, voter: Claim) -> Booth | None:
-    """Lock the issue's group, then read what a vote by the claimed login checks; None without
-    the issue. Only a booth that is `logged_in` speaks of a user: any other is no login at all."""
-    locked = lock_issue_group(issue_id)
-    row = db.session.connection().execute(_BOOTH, {"issue_id": issue_id, "user_id": voter.user_id}).first()
+    """Lock the issue's group and read what a vote by the claimed login checks; None without the
+    issue. Only a booth that is `logged_in` speaks of a user: any other is no login at all.
+
+    On PostgreSQL the read takes the lock itself. Under READ COMMITTED a statement that waits for
+    a row lock returns the locked row as the other transaction left it, but every other row as
+    its snapshot, taken before the wait, saw them. So the read also returns the group's version
+    as that snapshot saw it: when it differs from the locked row's, another change to the group
+    was committed meanwhile (every change bumps the version but a changed card, which no vote
+    reads), and the booth is read again under the lock now held. On SQLite the write lock is
+    taken first and holds every group.
+    """
+    values = {"issue_id": issue_id, "user_id": voter.user_id}
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(_LOCKING_BOOTH, values).first()
+        if row is not None and row.locked_version != row.read_version:
+            row = connection.execute(_BOOTH, values).first()
+        locked = True
+    else:
+        locked = hold_sqlite_write_lock()
+        row = connection.execute(_BOOTH, values).first()
     if row is None:
         return None
     if locked:
         holding(row.group_id)
     (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
-     facilitator_votes, ballot_id, sealed, any_sealed, token) = row  # fmt: skip
+     facilitator_votes, ballot_id, sealed, any_sealed, token, _version, _read_version) = row  # fmt: skip
     return Booth(
         issue_id=issue_id,
         group_id=group_id,
