@@ -2,7 +2,7 @@
 
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import itsdangerous.timed
@@ -76,6 +76,32 @@ def test_setting_a_password_signs_out_other_sessions(app, client):
     assert other_device.get("/account").status_code == 302
 
 
+def test_a_session_cookie_checked_before_holds_only_while_its_signature_would(app, client, monkeypatch):
+    """A process checks a cookie's signature once and then knows it by its text: a new secret key,
+    a session changed in one request, and a logout are all still seen."""
+    login(client, "Checked")
+    cookie = client.get_cookie("session").value
+    assert client.get("/account").status_code == 200
+    assert client.get("/account").status_code == 200  # known by now
+    # What one request adds to its session (a message to show) is not in another's with the cookie.
+    first = client.post("/groups", data={"name": "First"})
+    pending = client.get_cookie("session").value  # holds the message "Group “First” created"
+    copy = app.test_client()
+    copy.set_cookie("session", pending)
+    assert copy.get("/healthz").status_code == 200  # the cookie is known from here on
+    assert client.post("/groups", data={"name": "Second"}).status_code == 302  # adds another
+    shown = copy.get(first.location).get_data(as_text=True)
+    assert "Group “First” created" in shown and "Group “Second” created" not in shown
+    # Another secret key: the same cookie is no login any more.
+    monkeypatch.setitem(app.config, "SECRET_KEY", "another key, as after a rotation")
+    copy.set_cookie("session", cookie)
+    assert copy.get("/account").status_code == 302
+    monkeypatch.undo()
+    assert copy.get("/account").status_code == 200
+    client.post("/logout")
+    assert copy.get("/account").status_code == 302
+
+
 def test_the_session_cookie_is_signed_again_only_when_its_expiry_is_due(app, client, monkeypatch):
     login(client, "Regular")
     group_id = create_group(client)
@@ -101,6 +127,8 @@ def test_the_session_cookie_is_signed_again_only_when_its_expiry_is_due(app, cli
     # A cookie older than a login lasts is no login either.
     later = time.time() + app.permanent_session_lifetime.total_seconds() + 60
     monkeypatch.setattr(itsdangerous.timed, "time", SimpleNamespace(time=lambda: later))
+    # (the signature's own clock, and the one that ages cookies whose signature was checked before)
+    monkeypatch.setattr(live, "cookie_clock", lambda: datetime.fromtimestamp(later, UTC))
     assert client.get("/account").status_code == 302
     monkeypatch.undo()
     # A cookie with a bad signature is no login, old or new.
