@@ -38,7 +38,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 # gunicorn takes its number of worker processes from WEB_CONCURRENCY (default 4 above; about one
-# per CPU core the container gets); each runs 8 threads, so a slow request does not hold up a
-# whole process. The heartbeat files live in memory, not on the container's overlay file system.
+# per CPU core the container gets); each is a gevent worker holding thousands of connections, so
+# a slow request or an open event stream does not hold up a whole process. The heartbeat files live in memory, not on the container's overlay file system.
 # Exec form: gunicorn is PID 1 and gets the stop signal itself, finishing requests in flight.
 CMD ["gunicorn", "--worker-class", "gevent", "--worker-connections", "10000", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", "estimator:create_app()"]

@@ -100,7 +100,8 @@ def configure_defaults(app: Flask) -> None:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     elif cooperative():
         # Greenlets, not threads: many requests of one worker may wait on the database at once.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 20, "max_overflow": 20})
+        size = app.config["DATABASE_POOL_SIZE"]
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": size, "max_overflow": size})
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -374,3 +375,16 @@ def test_the_images_migrate_command_and_cmd_serve_the_app(tmp_path):
                 store.delete(key)
         finally:
             store.close()
+
+
+def test_compose_s_workers_open_fewer_database_connections_than_postgresql_accepts():
+    """Each gevent worker may hold twice DATABASE_POOL_SIZE connections; past PostgreSQL's
+    max_connections (100 unless the db service sets it) requests would answer 503 under load."""
+    environment = service("web")["environment"]
+
+    def default(value: str) -> int:  # "${NAME:-4}" → 4
+        return int(re.fullmatch(r"\$\{\w+:-(\d+)\}", value).group(1)) if value.startswith("$") else int(value)
+
+    workers, pool = default(environment["WEB_CONCURRENCY"]), default(environment["DATABASE_POOL_SIZE"])
+    assert "max_connections" not in str(service("db").get("command", ""))
+    assert workers * 2 * pool < 100
