@@ -383,7 +383,9 @@ def test_compose_s_workers_open_fewer_database_connections_than_postgresql_accep
     environment = service("web")["environment"]
 
     def default(value: str) -> int:  # "${NAME:-4}" → 4
-        return int(re.fullmatch(r"\$\{\w+:-(\d+)\}", value).group(1)) if value.startswith("$") else int(value)
+        found = re.fullmatch(r"(?:\$\{\w+:-)?(\d+)\}?", value)
+        assert found is not None, value
+        return int(found.group(1))
 
     workers, pool = default(environment["WEB_CONCURRENCY"]), default(environment["DATABASE_POOL_SIZE"])
     assert "max_connections" not in str(service("db").get("command", ""))
