@@ -169,8 +169,8 @@ def status(issue_id: int) -> ResponseReturnValue:
 def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card.
 
-    A vote locks the group before it reads anything, then reads in one query what it checks,
-    the login the session cookie claims included (open_booth), and writes.
+    A vote holds the group's lock for all it reads: in one query what it checks, the login the
+    session cookie claims included (open_booth); then it writes.
     """
     if request.method == "GET":
         return deck_page(issue_id)  # type: ignore[no-any-return]
