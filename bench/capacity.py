@@ -9,7 +9,9 @@ seconds for --seconds: a member casts a first vote (`POST /issues/<id>/estimate`
 script does), which bumps the group's version every time (a changed card would not; members take
 turns, then the next issue). Prints per N the votes' round trip, the time from a vote's answer
 to each listener of its group getting the new version (or a later one, which includes it), events
-received against expected, errors, and the server's CPU time from /proc.
+received against expected, errors, the server's CPU time, how busy the whole machine was and how
+much of it the host of a virtual machine took away (from /proc): a run on a machine near 100 %
+measures the machine as much as the server.
 
 Users, groups and issues are made directly in the database and the session cookies signed with
 the server's key. Uses DATABASE_URL when set (PostgreSQL), else a fresh SQLite file. This script,
@@ -37,6 +39,7 @@ from bench.fixtures import (  # noqa: E402
     Login,
     cpu_seconds,
     free_port,
+    machine_ticks,
     percentile,
     process_tree,
     raise_open_file_limit,
@@ -100,6 +103,10 @@ class Figures:
     cpu: float
     cpu_ms_per_vote: float
     client_cpu: float
+    #: The share of the machine's cores busy while voting (the server, this script, the database,
+    #: the rest), and the share the host gave to other virtual machines instead (steal).
+    machine_busy: float
+    machine_stolen: float
     memory: float
 
 
@@ -297,6 +304,7 @@ async def drive(base: str, server: int, teams: list[Team], args: argparse.Namesp
         await asyncio.sleep(5)
         idle = (cpu_seconds(server) - quiet_cpu) / 5
         client_cpu = time.process_time()
+        ticks_before = machine_ticks()
         cpu_before, start = cpu_seconds(server), time.monotonic()
         until = start + args.seconds
         loops = [vote_loop(voters, base, team, start, until, args.interval) for team in teams]
@@ -304,6 +312,10 @@ async def drive(base: str, server: int, teams: list[Team], args: argparse.Namesp
         voting = time.monotonic() - start
         cpu = cpu_seconds(server) - cpu_before
         client_cpu = time.process_time() - client_cpu
+        busy, stolen, ticks = (
+            after - before for after, before in zip(machine_ticks(), ticks_before, strict=True)
+        )
+        machine = (busy / max(ticks, 1), stolen / max(ticks, 1))
         await asyncio.sleep(3)  # the last votes' events
         memory = server_memory(server)
     finally:
@@ -312,7 +324,7 @@ async def drive(base: str, server: int, teams: list[Team], args: argparse.Namesp
         await asyncio.gather(*listeners, return_exceptions=True)
         await streams.close()
         await voters.close()
-    return summarize(teams, votes, tally, connect_time, idle, cpu, voting, client_cpu, memory)
+    return summarize(teams, votes, tally, connect_time, idle, cpu, voting, client_cpu, machine, memory)
 
 
 def summarize(
@@ -324,6 +336,7 @@ def summarize(
     cpu: float,
     voting: float,
     client_cpu: float,
+    machine: tuple[float, float],
     memory: float,
 ) -> Figures:
     """The figures of one N."""
@@ -367,6 +380,8 @@ def summarize(
         cpu=cpu / voting,
         cpu_ms_per_vote=1000 * cpu / max(len(votes), 1),
         client_cpu=client_cpu / voting,
+        machine_busy=machine[0],
+        machine_stolen=machine[1],
         memory=memory,
     )
 
@@ -409,7 +424,9 @@ def report(database: str, f: Figures) -> None:
         f"stream errors {f.stream_errors or 0}, "
         f"reconnects {f.reconnects}; server CPU {f.idle_cpu:.0%} of a core while idle, "
         f"{f.cpu:.0%} while voting ({f.cpu_ms_per_vote:.1f} ms per vote); "
-        f"server memory {f.memory:.0f} MiB; this script used {f.client_cpu:.0%} of a core",
+        f"server memory {f.memory:.0f} MiB; this script used {f.client_cpu:.0%} of a core; "
+        f"the machine's cores were {f.machine_busy:.0%} busy while voting, and {f.machine_stolen:.0%} "
+        "taken by the host (steal)",
         flush=True,
     )
 
@@ -440,13 +457,17 @@ def main() -> None:
     finally:
         bench.close()
     print()
-    print("N     | vote p50/p95 ms | vote→event p50/p95 ms | events recv/expected | errors | server CPU")
+    print(
+        "N     | vote p50/p95 ms | vote→event p50/p95 ms | events recv/expected | errors | server CPU"
+        " | machine busy (stolen)"
+    )
     for f in results:
         errors = sum(f.vote_errors.values()) + sum(f.stream_errors.values())
         print(
             f"{f.participants:<6}| {f.vote_p50:6.0f} / {f.vote_p95:<6.0f} | "
             f"{f.event_p50:8.0f} / {f.event_p95:<10.0f} | {f.received:>9}/{f.expected:<10} | "
-            f"{errors:>6} | {f.cpu:.0%} of a core ({f.idle_cpu:.0%} idle)"
+            f"{errors:>6} | {f.cpu:.0%} of a core ({f.idle_cpu:.0%} idle) | "
+            f"{f.machine_busy:.0%} ({f.machine_stolen:.0%})"
         )
 
 
