@@ -25,7 +25,7 @@ class Claim(NamedTuple):
 def parse_claim(value: object) -> Claim | None:
     """The claim in Flask-Login's `<user id>:<session token>`, or None for anything else."""
     user_part, _, token = str(value or "").partition(":")
-    if not user_part.isdigit() or not token or int(user_part) > 2**31 - 1:
+    if not (user_part.isascii() and user_part.isdigit()) or not token or int(user_part) > 2**31 - 1:
         return None
     return Claim(int(user_part), token)
 
