@@ -69,7 +69,7 @@ class Config:
     LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
     # How often a quiet event stream sends a comment, so that proxies keep it open, in seconds.
     LIVE_HEARTBEAT_SECONDS = min(25.0, float(os.environ.get("LIVE_HEARTBEAT_SECONDS") or 15))
-    #: PostgreSQL connections a gevent worker keeps open, and as many more it may open at busy times.
+    #: PostgreSQL connections a gevent worker keeps open, and the most it opens: requests beyond wait.
     DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE") or 20)
     # Memory each process may spend on rendered group pages shared by their viewers (pages.py), in bytes.
     PAGE_CACHE_BYTES = 32 * 1024 * 1024

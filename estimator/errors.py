@@ -36,6 +36,9 @@ CSRF_MESSAGE = N_("The form expired, please try again.")
 DATABASE_DOWN_MESSAGE = N_(
     "Estimator cannot reach its database right now. Nothing was saved; please try again in a moment."
 )
+DATABASE_BUSY_MESSAGE = N_(
+    "Estimator is very busy right now. Nothing was saved; please try again in a moment."
+)
 #: Seconds a client is asked to wait before trying again when a store is unreachable.
 RETRY_AFTER = 5
 #: A cause of an outage gets its traceback logged at most this often (seconds); every failed
@@ -167,6 +170,16 @@ def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
     return unavailable(_(DATABASE_DOWN_MESSAGE))
 
 
+def handle_database_busy(error: sa_exc.TimeoutError) -> ResponseReturnValue:
+    """Every connection of this worker's pool stayed busy for as long as a request waits for one:
+    the worker is overloaded. Nothing is saved, and the client may retry soon."""
+    current_app.logger.warning(
+        "database busy: %s %s answered 503 (%s)", request.method, request.path, str(error).splitlines()[0]
+    )
+    g._login_user = login_manager.anonymous_user()  # as for an outage: nothing asks the pool again
+    return unavailable(_(DATABASE_BUSY_MESSAGE))
+
+
 def end_session(_error: BaseException | None) -> None:
     """Release the request's database session at its end. A connection that died after the answer
     was made (a page rendered, a vote committed) must not turn that answer into a bare 500."""
@@ -194,6 +207,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(KeyStoreError, handle_key_store_down)
     app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
+    app.register_error_handler(sa_exc.TimeoutError, handle_database_busy)
     app.register_error_handler(HTTPException, handle_http_error)
     # Flask hands every unhandled exception to the 500 handler (tests still see the traceback).
     app.register_error_handler(InternalServerError, handle_unexpected)

@@ -378,7 +378,7 @@ def test_the_images_migrate_command_and_cmd_serve_the_app(tmp_path):
 
 
 def test_compose_s_workers_open_fewer_database_connections_than_postgresql_accepts():
-    """Each gevent worker may hold twice DATABASE_POOL_SIZE connections; past PostgreSQL's
+    """Each gevent worker holds up to DATABASE_POOL_SIZE connections; past PostgreSQL's
     max_connections (100 unless the db service sets it) requests would answer 503 under load."""
     environment = service("web")["environment"]
 
@@ -389,4 +389,4 @@ def test_compose_s_workers_open_fewer_database_connections_than_postgresql_accep
 
     workers, pool = default(environment["WEB_CONCURRENCY"]), default(environment["DATABASE_POOL_SIZE"])
     assert "max_connections" not in str(service("db").get("command", ""))
-    assert workers * 2 * pool < 100
+    assert workers * pool < 100

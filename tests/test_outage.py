@@ -208,6 +208,47 @@ def test_any_other_database_error_is_still_a_500_not_an_outage(make_app, team, f
     assert "Something went wrong on our side." in response.get_data(as_text=True)
 
 
+def test_a_gevent_worker_keeps_its_postgresql_connections_within_its_pool(monkeypatch, key_store_uri):
+    """Under gevent many requests wait on the database at once; past DATABASE_POOL_SIZE they wait
+    for a connection rather than open more, which PostgreSQL would pay a process for each."""
+    import estimator
+
+    monkeypatch.setattr(estimator, "cooperative", lambda: True)
+    uri = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    app = create_app(make_config(uri, BALLOT_KEY_STORE_URI=key_store_uri, DATABASE_POOL_SIZE=7))
+    with app.app_context():
+        pool = db.engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    assert (pool.size(), pool._max_overflow) == (7, 0)
+
+
+def test_a_worker_whose_connections_are_all_busy_answers_503_and_saves_nothing(make_app, team):
+    """A gevent worker opens no connection past its pool: a request that waits too long for one
+    is told the site is busy, in its own format, and may try again."""
+    served = make_app(
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2},
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    client = logged_in_while_down(served, team["bob"])
+    with served.app_context():
+        held = db.engine.connect()  # the pool's only connection, busy elsewhere
+    try:
+        page = client.post(f"/issues/{team['issue']}/estimate", data={"value": "5"})
+        script = client.post(
+            f"/issues/{team['issue']}/estimate", data={"value": "5"}, headers={"Accept": "application/json"}
+        )
+        api = client.get(f"/api/issues/{team['issue']}")
+    finally:
+        held.close()
+    busy = "Estimator is very busy right now. Nothing was saved; please try again in a moment."
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert busy in page.get_data(as_text=True)
+    assert (script.status_code, script.get_json()) == (503, {"error": busy})
+    assert (api.status_code, api.get_json()) == (503, {"error": busy})
+    assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["votes_cast"] == 0
+    assert client.post(f"/issues/{team['issue']}/estimate", data={"value": "5"}).status_code == 302
+
+
 def test_the_key_store_and_the_database_going_away_read_alike(down_app, owner):
     client = logged_in_while_down(down_app, owner)
     database = client.get("/issues/1")
