@@ -126,10 +126,7 @@ def configure_postgresql(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
         if has_request_context() and request.method in SAFE_METHODS:
-            driver = connection.connection.driver_connection
-            if not driver.autocommit:  # type: ignore[union-attr]
-                driver.autocommit = True  # type: ignore[union-attr]
-                connection.connection.info[READ_AUTOCOMMIT] = True
+            read_in_autocommit(connection)
 
     @sa.event.listens_for(engine, "checkin")
     def on_checkin(driver: Any, record: Any) -> None:
@@ -139,6 +136,16 @@ def configure_postgresql(engine: sa.Engine) -> None:
 
 #: Marks a pooled PostgreSQL connection that a reading request switched to autocommit.
 READ_AUTOCOMMIT = "estimator.read_autocommit"
+
+
+def read_in_autocommit(connection: sa.Connection) -> None:
+    """Let this pooled PostgreSQL connection read in autocommit until it goes back to the pool,
+    which then switches it back (configure_postgresql). The driver's own switch: SQLAlchemy's
+    isolation level, set and reset around every read, cost a poll's read a sixth of its time."""
+    driver = connection.connection.driver_connection
+    if not driver.autocommit:  # type: ignore[union-attr]
+        driver.autocommit = True  # type: ignore[union-attr]
+        connection.connection.info[READ_AUTOCOMMIT] = True
 
 
 def owner_only(database: str | None) -> None:

@@ -40,6 +40,7 @@ from itsdangerous import BadSignature
 from sqlalchemy.dialects import postgresql
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
+from .database import read_in_autocommit
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
 from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
@@ -119,7 +120,7 @@ def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     PostgreSQL it reads in autocommit: one round trip per query, no BEGIN and no ROLLBACK."""
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
+            read_in_autocommit(connection)
         yield connection
 
 
@@ -541,7 +542,9 @@ class FastPolls:
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.cookie)
         if not value:
             return None
-        cookie = self.app.session_interface.read_cookie(self.app, value)  # type: ignore[attr-defined]
+        cookie = self.app.session_interface.read_cookie(  # type: ignore[attr-defined]
+            self.app, value, for_session=False
+        )
         user = cookie[0].get("_user_id") if cookie is not None else None
         return str(user) if user else None
 
@@ -562,18 +565,21 @@ class QuietSessionInterface(SecureCookieSessionInterface):
         self._checked: OrderedDict[str, tuple[Any, dict[str, Any], datetime]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def read_cookie(self, app: Flask, value: str) -> tuple[dict[str, Any], datetime] | None:
+    def read_cookie(
+        self, app: Flask, value: str, *, for_session: bool = True
+    ) -> tuple[dict[str, Any], datetime] | None:
         """The contents of a session cookie and when it was signed; None when it is not one this
         app signed or it has expired. Each cookie's signature is checked once (a key derivation, an
         HMAC and tagged JSON: a quarter of a JSON poll's CPU), then it is found by its text until
-        it expires; the contents are a copy each time, as a session is changed in place."""
+        it expires. The contents are a copy each time they are `for_session`, as a session is
+        changed in place; a caller that only looks (and must not change them) gets them as kept."""
         lifetime = app.permanent_session_lifetime
         with self._lock:
             checked = self._checked.get(value)
         if checked is not None:
             secret, data, signed_at = checked
             if secret == app.secret_key and timedelta(0) <= cookie_clock() - signed_at <= lifetime:
-                return copy.deepcopy(data), signed_at
+                return (copy.deepcopy(data) if for_session else data), signed_at
         serializer = self.get_signing_serializer(app)
         if serializer is None:
             return None
