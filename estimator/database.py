@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,14 +139,25 @@ def configure_postgresql(engine: sa.Engine) -> None:
 READ_AUTOCOMMIT = "estimator.read_autocommit"
 
 
-def read_in_autocommit(connection: sa.Connection) -> None:
+def read_in_autocommit(connection: sa.Connection) -> bool:
     """Let this pooled PostgreSQL connection read in autocommit until it goes back to the pool,
-    which then switches it back (configure_postgresql). The driver's own switch: SQLAlchemy's
-    isolation level, set and reset around every read, cost a poll's read a sixth of its time."""
-    driver = connection.connection.driver_connection
-    if not driver.autocommit:  # type: ignore[union-attr]
-        driver.autocommit = True  # type: ignore[union-attr]
-        connection.connection.info[READ_AUTOCOMMIT] = True
+    which then switches it back (configure_postgresql); True when it does. The driver's own
+    switch: SQLAlchemy's isolation level, set and reset around every read, cost a poll's read a
+    sixth of its time. A connection inside a transaction stays in it."""
+    driver: Any = connection.connection.driver_connection
+    if driver.autocommit:
+        return True
+    if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    driver.autocommit = True
+    connection.connection.info[READ_AUTOCOMMIT] = True
+    return True
+
+
+def write_in_transaction(connection: sa.Connection) -> None:
+    """Undo read_in_autocommit: what this PostgreSQL connection runs next is one transaction."""
+    if connection.connection.info.pop(READ_AUTOCOMMIT, False):
+        connection.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
 
 
 def owner_only(database: str | None) -> None:
@@ -261,6 +273,49 @@ _BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(versio
 def _bump_with(along: tuple[UpdateBase, ...]) -> UpdateBase:
     """The bump with these writes as its WITH clauses, built once per combination."""
     return _BUMP.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(along)))
+
+
+def bump_version_unless_changed(group_id: int, seen: int, *along: UpdateBase, **values: Any) -> bool:
+    """On PostgreSQL, outside a transaction: bump the group's version and make its `along` writes
+    in one statement, only if the version is still `seen`; True when they were made.
+
+    The statement locks the group's row first (waiting for a change that holds it), and every
+    write is guarded by that lock having found the version unchanged: if anything anyone can see
+    changed since `seen` was read, nothing is written. Each `along` write must be guarded by
+    `group_unchanged()`. One statement is its own transaction: no BEGIN, no COMMIT.
+    """
+    parameters = {"bumped": group_id, "seen": seen, **values}
+    if db.session.connection().execute(_guarded_bump(along), parameters).first() is None:
+        return False
+    db.session.info.setdefault("bumped_groups", set()).add(group_id)
+    return True
+
+
+#: The group's row, locked, if its version is still the one a change was decided on.
+_UNCHANGED = (
+    sa.select(Group.id)
+    .where(Group.id == sa.bindparam("bumped"), Group.version == sa.bindparam("seen"))
+    .with_for_update()
+    .cte("unchanged")
+    .prefix_with("MATERIALIZED")  # evaluated once, before any write that asks for it
+)
+
+
+def group_unchanged() -> sa.ColumnElement[bool]:
+    """The guard of a write made by bump_version_unless_changed."""
+    return sa.exists(sa.select(_UNCHANGED.c.id))
+
+
+@functools.cache
+def _guarded_bump(along: tuple[UpdateBase, ...]) -> UpdateBase:
+    """The guarded bump with these guarded writes as its WITH clauses, built once per combination."""
+    bump = (
+        sa.update(Group)
+        .where(Group.id == sa.bindparam("bumped"), group_unchanged())
+        .values(version=Group.version + 1)
+        .returning(Group.id)
+    )
+    return bump.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(along)))
 
 
 def change_group(group_id: int) -> None:

@@ -287,33 +287,48 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
 
 
 def test_postgresql_reads_in_autocommit_and_writes_in_one_transaction(app, team):
-    """GET requests, and the polls answered before Flask, skip BEGIN and ROLLBACK; a POST on the
-    same pooled connection afterwards still runs in a transaction (its group lock and its writes
-    commit together)."""
+    """GET requests, and the polls answered before Flask, skip BEGIN and ROLLBACK. A new voter's
+    ballot is one guarded statement, its own transaction; a changed card and a reveal, which
+    write more, run in one transaction on the same pooled connections afterwards."""
     import sqlalchemy as sa
 
     from estimator.extensions import db
     from tests.conftest import vote
+    from tests.test_outage import writes
 
     with app.app_context():
         engine = db.engine
     if engine.dialect.name != "postgresql":
         pytest.skip("a PostgreSQL setting; SQLite's transactions are set up in test_sqlite_*")
-    modes: list[bool] = []
+    seen: list[tuple[bool, str]] = []
 
-    def record(connection, *_args):
-        modes.append(connection.connection.driver_connection.autocommit)
+    def record(connection, _cursor, statement, *_args):
+        seen.append((connection.connection.driver_connection.autocommit, statement))
+
+    def reads() -> None:
+        seen.clear()
+        assert team["bob"].get(f"/groups/{team['group']}").status_code == 200
+        for _ in range(2):  # built by Flask once per version, then read before Flask
+            assert team["bob"].get(f"/api/issues/{team['issue']}").status_code == 200
+        assert seen and all(autocommit for autocommit, _ in seen)
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
-        for _ in range(2):
-            modes.clear()
-            assert team["bob"].get(f"/groups/{team['group']}").status_code == 200
-            for _ in range(2):  # built by Flask once per version, then read before Flask
-                assert team["bob"].get(f"/api/issues/{team['issue']}").status_code == 200
-            assert modes and all(modes)
-            modes.clear()
-            vote(team["bob"], team["issue"], "5")
-            assert modes and not any(modes)
+        reads()
+        seen.clear()
+        vote(team["bob"], team["issue"], "5")  # a new voter: a glance, then one statement
+        assert [autocommit for autocommit, _ in seen] == [True, True]
+        assert len([statement for _, statement in seen if writes(statement)]) == 1
+        reads()
+        seen.clear()
+        vote(team["bob"], team["issue"], "8")  # a changed card: read again under the lock
+        assert seen[0][0] and len(seen) > 2 and not any(autocommit for autocommit, _ in seen[1:])
+        reads()
+        for card, member in (("3", team["owner"]), ("5", team["carol"])):
+            vote(member, team["issue"], card)
+        seen.clear()
+        assert team["owner"].post(f"/issues/{team['issue']}/reveal").status_code == 302
+        assert seen and not any(autocommit for autocommit, _ in seen)
+        reads()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)

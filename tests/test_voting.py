@@ -7,6 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from estimator import sealing
 from estimator.extensions import db
 from estimator.models import Ballot, Group, Issue, IssueState, Round, Tally
 from estimator.sealing import ballot_keys, unseal
@@ -272,9 +273,9 @@ def test_a_copy_of_a_login_cookie_cannot_vote_once_its_owner_logged_out(app, tea
 
 
 def test_a_vote_reads_the_login_with_what_it_checks_and_writes_in_one_statement(app, team):
-    """A vote is the lock, one read (the login among what it checks) and its writes: no query of its
-    own for the user, whom nothing else in a vote asks for. On PostgreSQL the round's first ballot,
-    the round's new key and the version bump are one statement."""
+    """A vote is one read (the login among what it checks) and its writes: no query of its own for
+    the user, whom nothing else in a vote asks for. On PostgreSQL the round's first ballot, the
+    round's new key and the version bump are one statement, which takes the group's lock itself."""
     seen: list[str] = []
 
     def listen(_connection, _cursor, statement, *_args):
@@ -324,6 +325,59 @@ def test_a_vote_that_waits_for_the_group_s_lock_sees_what_was_done_meanwhile(app
     voting.join(timeout=30)
     assert answers[0].status_code == 409 and "already revealed" in answers[0].json["error"]
     assert ballots(app) == []
+
+
+def test_a_vote_whose_group_changed_since_it_read_is_cast_again_from_what_is_there_now(
+    app, team, monkeypatch
+):
+    """Between a vote's read and its write another change to the group commits (here: the
+    facilitator raises the reveal threshold). The vote writes nothing from what it read; it is
+    cast from the group as it is now, once, under the threshold of the moment of its write."""
+    from estimator.voting import rules
+
+    with app.app_context():
+        engine = db.engine
+        before = db.session.scalar(sa.select(Group.min_votes).where(Group.id == team["group"])) or 0
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite a vote holds the database's write lock from before its read")
+    reads_of_the_key = []
+    real_round_key = rules.round_key
+
+    def meanwhile(booth):
+        reads_of_the_key.append(booth)
+        if len(reads_of_the_key) == 1:
+            with engine.begin() as other:
+                other.execute(
+                    sa.update(Group)
+                    .where(Group.id == team["group"])
+                    .values(version=Group.version + 1, min_votes=before + 2)
+                )
+        return real_round_key(booth)
+
+    made: list[str] = []
+
+    def new_key_id() -> str:
+        made.append(sealing.new_key_id())
+        return made[-1]
+
+    monkeypatch.setattr(rules, "round_key", meanwhile)
+    monkeypatch.setattr(rules, "new_key_id", new_key_id)
+    answer = team["bob"].post(
+        f"/issues/{team['issue']}/estimate", data={"value": "5"}, headers={"Accept": "application/json"}
+    )
+    assert answer.status_code == 200
+    assert [card for _, card in ballots(app)] == ["5"]
+    with app.app_context():
+        promise = db.session.scalar(sa.select(Round.min_votes).where(Round.issue_id == team["issue"]))
+        keys = db.session.scalars(sa.select(Round.key_id).where(Round.issue_id == team["issue"])).all()
+        kept = [ballot_keys.store.get(key_id) is not None for key_id in made]
+    glance, locked = reads_of_the_key  # read at a glance first, then again under the lock
+    assert glance.glanced and glance.group_min_votes == before
+    assert not locked.glanced and locked.group_min_votes == before + 2
+    assert promise == before + 2
+    # The key made for the first try sealed nothing and is gone; the ballot's own is kept.
+    assert len(made) == 2 and keys == made[1:] and kept == [False, True]
+    assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["votes_cast"] == 1
 
 
 def test_card_deck_flow_with_half_card(app, owner, new_client):

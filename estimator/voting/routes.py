@@ -169,13 +169,23 @@ def status(issue_id: int) -> ResponseReturnValue:
 def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card.
 
-    A vote holds the group's lock for all it reads: in one query what it checks, the login the
-    session cookie claims included (open_booth); then it writes.
+    A vote reads in one query what it checks, the login the session cookie claims included
+    (open_booth), then writes. On PostgreSQL most votes read at a glance and write in one statement
+    that holds the group's lock and writes only if the group is still as read; any other vote, or
+    one whose group changed in between, is cast again under the group's lock held for it all.
     """
     if request.method == "GET":
         return deck_page(issue_id)  # type: ignore[no-any-return]
+    try:
+        return cast(issue_id, glance=True)
+    except rules.LockNeeded:
+        return cast(issue_id, glance=False)
+
+
+def cast(issue_id: int, *, glance: bool) -> ResponseReturnValue:
+    """A vote from a booth read at a glance or under the group's lock (see open_booth)."""
     claim = session_claim()
-    booth = open_booth(issue_id, claim) if claim is not None else None
+    booth = open_booth(issue_id, claim, glance=glance) if claim is not None else None
     if booth is None or not booth.logged_in:
         if not current_user.is_authenticated:
             return login_manager.unauthorized()  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from ..changes import RuleError
-from ..database import bump_version, change_group, lock_group
+from ..database import bump_version, bump_version_unless_changed, change_group, group_unchanged, lock_group
 from ..estimates import UNSURE
 from ..extensions import db
 from ..models import Ballot, Group, Issue, IssueState, Round, Tally, utcnow
@@ -75,6 +75,11 @@ def own_ballot(round_: Round, user_id: int) -> OwnBallot:
     return OwnBallot(card=card, lost=card is None)
 
 
+class LockNeeded(Exception):
+    """A vote read at a glance (booth.open_booth) must be cast again from a booth read under the
+    group's lock: it is not one a single guarded statement makes, or the group changed since."""
+
+
 def cast_vote(booth: Booth, card: str) -> None:
     """Seal the booth's voter's card into the open round, replacing their earlier one.
 
@@ -84,6 +89,10 @@ def cast_vote(booth: Booth, card: str) -> None:
     group's lock, taken before the booth was read, makes two last votes racing reveal exactly
     once, counting both). Written row by row, without loading the issue, and with the version bump
     in one statement on PostgreSQL: votes are the busiest writes there are.
+
+    From a glanced booth only a new voter's ballot in a group without auto-reveal is cast, in one
+    statement that writes nothing unless the group's version is still the one the booth read;
+    raises LockNeeded for any other vote, or when the group changed, having written nothing.
     """
     if booth.state != IssueState.VOTING:
         raise RuleError(_("The votes of this round are already revealed."))
@@ -91,6 +100,8 @@ def cast_vote(booth: Booth, card: str) -> None:
     key = round_key(booth)
     key_id = booth.key_id
     visible = booth.sealed is None  # a first ballot, or one whose key was lost: a new voter shows
+    if booth.glanced and (booth.auto_reveal or not visible or (key is None and booth.any_sealed)):
+        raise LockNeeded
     connection = db.session.connection()
     if key is None or key_id is None:
         visible = visible or booth.any_sealed
@@ -109,6 +120,14 @@ def cast_vote(booth: Booth, card: str) -> None:
         writes.insert(0, _ROUND_SETTINGS)
         promise = booth.group_min_votes if booth.round_min_votes is None else booth.round_min_votes
         values |= {"round_key": key_id, "round_min": promise}
+    if booth.glanced:
+        if not bump_version_unless_changed(
+            booth.group_id, booth.version, *(_GUARDED[write] for write in writes), **values
+        ):
+            if key_id != booth.key_id:
+                ballot_keys.store.destroy(key_id)  # made for this vote, which sealed nothing
+            raise LockNeeded
+        return
     if not visible:
         for write in writes:
             connection.execute(write, values)
@@ -133,6 +152,21 @@ _ROUND_SETTINGS = (
     .where(Round.id == sa.bindparam("of_round"))
     .values(key_id=sa.bindparam("round_key"), min_votes=sa.bindparam("round_min"))
 )
+
+
+#: The same writes, made only if the group is unchanged (bump_version_unless_changed).
+_GUARDED = {
+    _BALLOT: sa.insert(Ballot).from_select(
+        ["round_id", "user_id", "sealed"],
+        sa.select(
+            sa.bindparam("of_round", type_=sa.Integer),
+            sa.bindparam("of_user", type_=sa.Integer),
+            sa.bindparam("card", type_=sa.LargeBinary),
+        ).where(group_unchanged()),
+    ),
+    _RESEAL: _RESEAL.where(group_unchanged()),
+    _ROUND_SETTINGS: _ROUND_SETTINGS.where(group_unchanged()),
+}
 
 
 def everybody_voted(issue: Issue) -> bool:
