@@ -272,7 +272,12 @@ _BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(versio
 @functools.cache
 def _bump_with(along: tuple[UpdateBase, ...]) -> UpdateBase:
     """The bump with these writes as its WITH clauses, built once per combination."""
-    return _BUMP.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(along)))
+    return _along(_BUMP, along)
+
+
+def _along(statement: UpdateBase, writes: tuple[UpdateBase, ...]) -> UpdateBase:
+    """The statement with these writes as its WITH clauses."""
+    return statement.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(writes)))
 
 
 def bump_version_unless_changed(group_id: int, seen: int, *along: UpdateBase, **values: Any) -> bool:
@@ -315,7 +320,7 @@ def _guarded_bump(along: tuple[UpdateBase, ...]) -> UpdateBase:
         .values(version=Group.version + 1)
         .returning(Group.id)
     )
-    return bump.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(along)))
+    return _along(bump, along)
 
 
 def change_group(group_id: int) -> None:

@@ -99,8 +99,9 @@ _LOCKING_BOOTH = _BOOTH.with_for_update(of=Group)
 
 
 def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | None:
-    """Lock the issue's group and read what a vote by the claimed login checks; None without the
-    issue. Only a booth that is `logged_in` speaks of a user: any other is no login at all.
+    """Read what a vote by the claimed login checks, holding the issue's group's lock unless at a
+    glance; None without the issue. Only a booth that is `logged_in` speaks of a user: any other
+    is no login at all.
 
     A `glance` on PostgreSQL reads the same without the lock, in autocommit (one round trip, no
     BEGIN): most votes then write in one guarded statement (rules.cast_vote), and any other, or
