@@ -174,7 +174,7 @@ def handle_database_busy(error: sa_exc.TimeoutError) -> ResponseReturnValue:
     """Every connection of this worker's pool stayed busy for as long as a request waits for one:
     the worker is overloaded. Nothing is saved, and the client may retry soon."""
     current_app.logger.warning(
-        "database busy: %s %s answered 503 (%s)", request.method, request.path, str(error).splitlines()[0]
+        "database busy: %s %s answered 503 (%s)", request.method, request.path, f"{error}".partition("\n")[0]
     )
     g._login_user = login_manager.anonymous_user()  # as for an outage: nothing asks the pool again
     return unavailable(_(DATABASE_BUSY_MESSAGE))

@@ -402,3 +402,21 @@ def test_account_page_explains_the_claim_in_words(client):
     client.post("/account", data={"new_password": "dana's secret", "confirm": "dana's secret"})
     page = client.get("/account").get_data(as_text=True)
     assert "Protected by a password" in page and "any device" in page and "🔒" not in page
+
+
+@pytest.mark.parametrize(
+    "value", ["", None, "7", ":token", "x:token", "7:", "²:token", "٣:token", "-7:token", "2147483648:token"]
+)
+def test_a_malformed_login_claim_is_no_login(value):
+    """What a session says of its login is parsed strictly: anything but `<id>:<token>` with an id in
+    ASCII digits that fits the database is no login, never an error."""
+    from estimator.auth.session import parse_claim
+
+    assert parse_claim(value) is None
+
+
+def test_a_well_formed_login_claim_names_its_user_and_token():
+    from estimator.auth.session import Claim as LoginClaim
+    from estimator.auth.session import parse_claim
+
+    assert parse_claim("2147483647:a:b") == LoginClaim(2147483647, "a:b")
