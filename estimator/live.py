@@ -40,7 +40,7 @@ from itsdangerous import BadSignature
 from sqlalchemy.dialects import postgresql
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
-from .database import read_in_autocommit
+from .database import read_in_autocommit, read_rows
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
 from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
@@ -106,12 +106,11 @@ SEEN = {kind: _seen_statement(kind) for kind in ("issue", "group")}
 def read_seen(connection: sa.Connection, kind: str, object_id: int, user_id: int) -> Seen | None:
     """What a member polling `/api/<kind>s/<object_id>` is shown, in one indexed query; None when
     there is no such issue or group, or the user is not a member of its group."""
-    rows = connection.execute(SEEN[kind], {"user_id": user_id, "object_id": object_id}).all()
+    rows = read_rows(connection, SEEN[kind], {"user_id": user_id, "object_id": object_id})
     if not rows:
         return None
-    first = rows[0]
-    key_ids = {row.key_id for row in rows if row.key_id}
-    return Seen(first.id, first.created_at, int(first.version), key_ids, first.session_token)
+    group_id, created_at, version, session_token, _key_id = rows[0]
+    return Seen(group_id, created_at, int(version), {row[4] for row in rows if row[4]}, session_token)
 
 
 @contextmanager

@@ -233,6 +233,25 @@ def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
         app.wsgi_app = middleware
 
 
+def test_a_group_page_reads_its_viewer_and_what_they_see_in_one_query(app, team, outsider):
+    path = f"/groups/{team['group']}"
+    for _ in range(2):  # the first shows the message of joining, to Bob alone; the next is shared
+        assert team["bob"].get(path).status_code == 200
+    with Statements(app) as statements:
+        page = team["bob"].get(path)
+    queries = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
+    assert page.status_code == 200 and "Bob" in page.get_data(as_text=True)
+    assert len(queries) == 1, queries  # the login, the membership and the version together
+    assert outsider.get(path).status_code == 404
+    anonymous = app.test_client().get(path)
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    with app.app_context():  # the login ends elsewhere: the cookie no longer opens the page
+        with db.engine.begin() as connection:
+            connection.execute(sa.update(User).where(User.nickname == "Bob").values(session_token="x" * 43))
+    ended = team["bob"].get(path)
+    assert ended.status_code == 302 and "/login" in ended.headers["Location"]
+
+
 # --- SQL at the limits ------------------------------------------------------------------------------
 
 

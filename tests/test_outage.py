@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -22,6 +23,7 @@ import sqlalchemy.exc as sa_exc
 from flask_migrate import upgrade
 
 from estimator import create_app, errors
+from estimator.database import read_rows
 from estimator.extensions import db
 from tests.conftest import make_config, vote
 from tests.helpers import report
@@ -471,3 +473,25 @@ def _only_group(owner: Person) -> int:
     match = re.search(r'href="/groups/(\d+)"', owner.request("/")[1])
     assert match is not None, "no group on the dashboard"
     return int(match.group(1))
+
+
+def test_a_read_through_the_driver_on_a_lost_connection_fails_as_sqlalchemy_would_and_the_next_reconnects(
+    app,
+):
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads go through SQLAlchemy itself: there is no connection to lose")
+    backend = sa.select(sa.func.pg_backend_pid())
+    with engine.connect() as connection:
+        (pid,) = read_rows(connection, backend, {})[0]
+        # The connection is cut as a network failure would: no message from the server.
+        with socket.socket(fileno=os.dup(connection.connection.driver_connection.pgconn.socket)) as cut:
+            cut.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(sa_exc.DBAPIError) as raised:
+            read_rows(connection, backend, {})
+        assert errors.is_database_unreachable(raised.value)  # a 503, not a 500
+        assert connection.invalidated  # not handed to the next request
+    with engine.connect() as connection:
+        (again,) = read_rows(connection, backend, {})[0]
+    assert again != pid

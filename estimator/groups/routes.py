@@ -15,12 +15,13 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from .. import counters, pages
+from ..auth.session import session_claim
 from ..changes import RuleError
-from ..extensions import configured, db, limiter
+from ..extensions import configured, db, limiter, login_manager
 from ..forms import EmptyForm
 from ..i18n import current_language
 from ..live import etag, key_fingerprint, key_ids_of, live_context
-from ..models import Group, Issue, Membership, Role, Round
+from ..models import Group, Issue, Membership, Role, Round, User
 from ..permissions import require_member, require_owner
 from ..theme import current_theme
 from . import bp, rules
@@ -136,7 +137,9 @@ class SeenPage(NamedTuple):
 
 
 def _seen_statement(count_issues: bool) -> sa.Select[Any]:
-    """The query of seen_by_member, with the group and the user as parameters."""
+    """The query of seen_by_login, with the group and the claimed user as parameters: the user's
+    row, and when they are a member their role and the group's creation time, version and open
+    rounds' key ids."""
     group_id = sa.bindparam("group_id", type_=sa.Integer)
     issues = sa.select(Issue.id).where(Issue.group_id == group_id)
     count = (
@@ -144,11 +147,15 @@ def _seen_statement(count_issues: bool) -> sa.Select[Any]:
         if count_issues
         else sa.literal(0, literal_execute=True)
     )
+    member = sa.and_(Membership.user_id == User.id, Membership.group_id == group_id)
+    keyed = sa.and_(Membership.id.is_not(None), Round.key_id.is_not(None), Round.issue_id.in_(issues))
     return (
-        sa.select(Membership.role, Group.created_at, Group.version, count, Round.key_id)
-        .join(Group, Group.id == Membership.group_id)
-        .outerjoin(Round, sa.and_(Round.key_id.is_not(None), Round.issue_id.in_(issues)))
-        .where(Membership.group_id == group_id, Membership.user_id == sa.bindparam("user_id"))
+        sa.select(User, Membership.role, Group.created_at, Group.version, count, Round.key_id)
+        .select_from(User)
+        .outerjoin(Membership, member)
+        .outerjoin(Group, Group.id == Membership.group_id)
+        .outerjoin(Round, keyed)
+        .where(User.id == sa.bindparam("user_id"))
     )
 
 
@@ -156,22 +163,29 @@ def _seen_statement(count_issues: bool) -> sa.Select[Any]:
 SEEN_STATEMENTS = {count_issues: _seen_statement(count_issues) for count_issues in (False, True)}
 
 
-def seen_by_member(group_id: int, *, count_issues: bool) -> SeenPage:
-    """The current user's role in the group, with the group's creation time, version and open
-    rounds' key ids (and number of issues when asked): one query. 404 unless they are a member."""
+def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, SeenPage | None]:
+    """The user the session cookie claims, and what they see of the group unless they are no
+    member of it, in one query. Flask-Login then finds that user in the session and checks the
+    claim without a query of its own, as long as the caller holds on to it (the session keeps
+    loaded objects only while something else refers to them)."""
+    claim = session_claim()
+    if claim is None:
+        return None, None
     rows = db.session.execute(
-        SEEN_STATEMENTS[count_issues], {"group_id": group_id, "user_id": current_user.id}
+        SEEN_STATEMENTS[count_issues], {"group_id": group_id, "user_id": claim.user_id}
     ).all()
     if not rows:
-        abort(404)
-    role, created_at, version, issue_count, _key_id = rows[0]
-    return SeenPage(role, created_at, int(version), int(issue_count), {row[4] for row in rows if row[4]})
+        return None, None
+    user, role, created_at, version, issue_count, _key_id = rows[0]
+    if role is None:
+        return user, None
+    key_ids = {row[5] for row in rows if row[5]}
+    return user, SeenPage(role, created_at, int(version), int(issue_count), key_ids)
 
 
-def shared_group_page(group_id: int) -> Response:
+def shared_group_page(group_id: int, seen: SeenPage) -> Response:
     """The group page from the page cache; rendered and stored first when it is not there."""
     asked = request.args.get("page", type=int)
-    seen = seen_by_member(group_id, count_issues=(asked or 1) > 1)
     key = group_page_key(
         group_id,
         seen.created_at,
@@ -270,15 +284,22 @@ def create() -> ResponseReturnValue:
 
 
 @bp.route("/groups/<id:group_id>")
-@login_required
 def show(group_id: int) -> ResponseReturnValue:
     """The group page: members, issues and (for the owner) invite link, issue form and settings.
 
     Everybody who sees the same version in the same view gets the same page, rendered once; a page
-    with a message to show once (flashed) is the viewer's own and rendered for them alone."""
+    with a message to show once (flashed) is the viewer's own and rendered for them alone. Who is
+    logged in is read in the same query as what they see (seen_by_login), before anything asks."""
+    claimed, seen = seen_by_login(group_id, count_issues=request.args.get("page", 1, type=int) > 1)
+    logged_in = current_user.is_authenticated  # finds `claimed` in the session: no query
+    del claimed
+    if not logged_in:
+        return login_manager.unauthorized()  # type: ignore[no-any-return]
+    if seen is None:
+        abort(404)
     if "_flashes" in session:
         return render_group(require_member(group_id))
-    return shared_group_page(group_id)
+    return shared_group_page(group_id, seen)
 
 
 @bp.route("/groups/<id:group_id>/issues", methods=["GET", "POST"])

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased, joinedload
 
 from ..auth.session import Claim
-from ..database import hold_sqlite_write_lock, holding, read_in_autocommit, write_in_transaction
+from ..database import hold_sqlite_write_lock, holding, read_in_autocommit, read_rows, write_in_transaction
 from ..estimates import Deck, deck_named
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Role, Round, User, takes_part
@@ -118,23 +118,23 @@ def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | 
     values = {"issue_id": issue_id, "user_id": voter.user_id}
     connection = db.session.connection()
     if connection.dialect.name == "postgresql" and glance and read_in_autocommit(connection):
-        row = connection.execute(_BOOTH, values).first()
+        rows = read_rows(connection, _BOOTH, values)
         locked, glanced = False, True
     elif connection.dialect.name == "postgresql":
         write_in_transaction(connection)
-        row = connection.execute(_LOCKING_BOOTH, values).first()
-        if row is not None and row.locked_version != row.read_version:
-            row = connection.execute(_BOOTH, values).first()
+        rows = read_rows(connection, _LOCKING_BOOTH, values)
+        if rows and rows[0][-2] != rows[0][-1]:  # the locked row's version is not the one read
+            rows = read_rows(connection, _BOOTH, values)
         locked, glanced = True, False
     else:
         locked, glanced = hold_sqlite_write_lock(), False
-        row = connection.execute(_BOOTH, values).first()
-    if row is None:
+        rows = read_rows(connection, _BOOTH, values)
+    if not rows:
         return None
-    if locked:
-        holding(row.group_id)
     (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
-     facilitator_votes, ballot_id, sealed, any_sealed, token, version, _read_version) = row  # fmt: skip
+     facilitator_votes, ballot_id, sealed, any_sealed, token, version, _read_version) = rows[0]  # fmt: skip
+    if locked:
+        holding(group_id)
     return Booth(
         issue_id=issue_id,
         group_id=group_id,
