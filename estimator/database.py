@@ -15,10 +15,12 @@ import psycopg
 import sqlalchemy as sa
 from flask import has_request_context, request
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from .extensions import db
-from .models import Group
+from .models import Group, Issue, Round
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -199,6 +201,35 @@ def write_in_transaction(connection: sa.Connection) -> None:
     """Undo read_in_autocommit: what this PostgreSQL connection runs next is one transaction."""
     if connection.connection.info.pop(READ_AUTOCOMMIT, False):
         connection.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
+
+
+class ArrayOf(sa.ColumnElement[Any]):
+    """PostgreSQL's `ARRAY(subquery)`: the subquery's ids as one array value."""
+
+    inherit_cache = True
+    _traverse_internals = [("query", InternalTraversal.dp_clauseelement)]
+    type = postgresql.ARRAY(sa.Integer)
+
+    def __init__(self, query: sa.Select[int]) -> None:
+        self.query = query
+
+
+@compiles(ArrayOf)
+def _array_of(element: ArrayOf, compiler: Any, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.query, **kw)})"
+
+
+def in_group(
+    group_id: sa.ColumnElement[int] | sa.orm.InstrumentedAttribute[int], dialect: str
+) -> sa.ColumnElement[bool]:
+    """Whether a round belongs to one of the group's issues. On PostgreSQL as `= ANY(ARRAY(…))`,
+    so that the planner looks up each of the group's issues in the rounds' index: for `IN (…)` it
+    read every round with a ballot key in the database (a hash join, 1.2 ms of the group page's
+    query at 12,000 rounds, growing with the table)."""
+    issues = sa.select(Issue.id).where(Issue.group_id == group_id)
+    if dialect == "postgresql":
+        return Round.issue_id == sa.any_(ArrayOf(issues))
+    return Round.issue_id.in_(issues)
 
 
 def owner_only(database: str | None) -> None:

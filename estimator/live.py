@@ -17,6 +17,7 @@ login and membership, before Flask runs too.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import json
@@ -40,7 +41,7 @@ from itsdangerous import BadSignature
 from sqlalchemy.dialects import postgresql
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
-from .database import read_in_autocommit, read_rows
+from .database import in_group, read_in_autocommit, read_rows
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
 from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
@@ -58,9 +59,8 @@ TAG = re.compile(r'(?:W/)?"(issue|group)-(\d+)-g(\d+)-v(\d+)-k([0-9a-z]+)-([0-9a
 
 def open_key_ids(group_id: int) -> set[str]:
     """The ballot key ids of the group's open rounds, in one query (a revealed round's is cleared)."""
-    statement = (
-        sa.select(Round.key_id).join(Issue).where(Issue.group_id == group_id, Round.key_id.is_not(None))
-    )
+    of_group = in_group(sa.literal(group_id, sa.Integer), db.session.get_bind().dialect.name)
+    statement = sa.select(Round.key_id).where(Round.key_id.is_not(None), of_group)
     return {key_id for key_id in db.session.scalars(statement) if key_id}
 
 
@@ -80,9 +80,11 @@ class Seen(NamedTuple):
     session_token: str
 
 
-def _seen_statement(kind: str) -> sa.Select[int, datetime, int, str, str | None]:
+@functools.cache
+def seen_statement(kind: str, dialect: str) -> sa.Select[int, datetime, int, str, str | None]:
     """One query for `/api/<kind>s/<object_id>` as user `user_id` sees it: no row unless they are
-    a member of the group; a row per open round (of the issue, or of the group) with a key."""
+    a member of the group; a row per open round (of the issue, or of the group) with a key. Built
+    once per kind and dialect."""
     statement = (
         sa.select(Group.id, Group.created_at, Group.version, User.session_token, Round.key_id)
         .select_from(User)
@@ -90,23 +92,19 @@ def _seen_statement(kind: str) -> sa.Select[int, datetime, int, str, str | None]
         .join(Group, Group.id == Membership.group_id)
         .where(User.id == sa.bindparam("user_id"))
     )
-    keyed = sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None))
     if kind == "issue":
         return statement.join(
             Issue, sa.and_(Issue.group_id == Group.id, Issue.id == sa.bindparam("object_id"))
-        ).outerjoin(Round, keyed)
-    return statement.outerjoin(sa.join(Issue, Round, keyed), Issue.group_id == Group.id).where(
-        Group.id == sa.bindparam("object_id")
-    )
-
-
-SEEN = {kind: _seen_statement(kind) for kind in ("issue", "group")}
+        ).outerjoin(Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None)))
+    keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, dialect))
+    return statement.outerjoin(Round, keyed).where(Group.id == sa.bindparam("object_id"))
 
 
 def read_seen(connection: sa.Connection, kind: str, object_id: int, user_id: int) -> Seen | None:
     """What a member polling `/api/<kind>s/<object_id>` is shown, in one indexed query; None when
     there is no such issue or group, or the user is not a member of its group."""
-    rows = read_rows(connection, SEEN[kind], {"user_id": user_id, "object_id": object_id})
+    statement = seen_statement(kind, connection.dialect.name)
+    rows = read_rows(connection, statement, {"user_id": user_id, "object_id": object_id})
     if not rows:
         return None
     group_id, created_at, version, session_token, _key_id = rows[0]
@@ -210,10 +208,10 @@ class VersionBoard:
 
     def _read(self, group_ids: Collection[int], with_logins: Collection[int] = ()) -> dict[int, Watched]:
         """Read the versions and open keys of these groups (and the logins of their members)."""
-        issues_rounds = sa.join(Issue, Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None)))
+        keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, self.engine.dialect.name))
         statement = (
-            sa.select(Group.id, Group.version, Issue.id.label("issue_id"), Round.key_id)
-            .select_from(sa.outerjoin(Group.__table__, issues_rounds, Issue.group_id == Group.id))
+            sa.select(Group.id, Group.version, Round.issue_id, Round.key_id)
+            .select_from(sa.outerjoin(Group.__table__, Round.__table__, keyed))
             .where(self._among(Group.id, group_ids))
         )
         now = time.monotonic()

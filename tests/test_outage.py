@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -486,7 +487,8 @@ def test_a_read_through_the_driver_on_a_lost_connection_fails_as_sqlalchemy_woul
     with engine.connect() as connection:
         (pid,) = read_rows(connection, backend, {})[0]
         # The connection is cut as a network failure would: no message from the server.
-        with socket.socket(fileno=os.dup(connection.connection.driver_connection.pgconn.socket)) as cut:
+        driver: Any = connection.connection.driver_connection
+        with socket.socket(fileno=os.dup(driver.pgconn.socket)) as cut:
             cut.shutdown(socket.SHUT_RDWR)
         with pytest.raises(sa_exc.DBAPIError) as raised:
             read_rows(connection, backend, {})

@@ -1,5 +1,6 @@
 """Dashboard, group page, invitations, members and settings."""
 
+import functools
 import hashlib
 import io
 from datetime import datetime
@@ -17,6 +18,7 @@ from flask_login import current_user, login_required
 from .. import counters, pages
 from ..auth.session import session_claim
 from ..changes import RuleError
+from ..database import in_group
 from ..extensions import configured, db, limiter, login_manager
 from ..forms import EmptyForm
 from ..i18n import current_language
@@ -136,19 +138,19 @@ class SeenPage(NamedTuple):
     key_ids: set[str]
 
 
-def _seen_statement(count_issues: bool) -> sa.Select[Any]:
+@functools.cache
+def seen_statement(count_issues: bool, dialect: str) -> sa.Select[Any]:
     """The query of seen_by_login, with the group and the claimed user as parameters: the user's
     row, and when they are a member their role and the group's creation time, version and open
-    rounds' key ids."""
+    rounds' key ids. Built once per dialect."""
     group_id = sa.bindparam("group_id", type_=sa.Integer)
-    issues = sa.select(Issue.id).where(Issue.group_id == group_id)
     count = (
         sa.select(sa.func.count()).where(Issue.group_id == group_id).scalar_subquery()
         if count_issues
         else sa.literal(0, literal_execute=True)
     )
     member = sa.and_(Membership.user_id == User.id, Membership.group_id == group_id)
-    keyed = sa.and_(Membership.id.is_not(None), Round.key_id.is_not(None), Round.issue_id.in_(issues))
+    keyed = sa.and_(Membership.id.is_not(None), Round.key_id.is_not(None), in_group(group_id, dialect))
     return (
         sa.select(User, Membership.role, Group.created_at, Group.version, count, Round.key_id)
         .select_from(User)
@@ -157,10 +159,6 @@ def _seen_statement(count_issues: bool) -> sa.Select[Any]:
         .outerjoin(Round, keyed)
         .where(User.id == sa.bindparam("user_id"))
     )
-
-
-#: Built once: the statement is the same for every request but its parameters.
-SEEN_STATEMENTS = {count_issues: _seen_statement(count_issues) for count_issues in (False, True)}
 
 
 def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, SeenPage | None]:
@@ -172,7 +170,8 @@ def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, Se
     if claim is None:
         return None, None
     rows = db.session.execute(
-        SEEN_STATEMENTS[count_issues], {"group_id": group_id, "user_id": claim.user_id}
+        seen_statement(count_issues, db.session.get_bind().dialect.name),
+        {"group_id": group_id, "user_id": claim.user_id},
     ).all()
     if not rows:
         return None, None
