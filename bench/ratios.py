@@ -303,7 +303,8 @@ def report(results: list[tuple[str, float, float, int]], counts: dict[str, dict[
     ):
         c = counts[key]
         print(
-            f"group of {label}: page {c['page_bytes']:,} bytes in {c['page_queries']} SQL statements; "
+            f"group of {label}: page {c['page_bytes']:,} bytes in {c['page_queries']} SQL "
+            f"statement{'' if c['page_queries'] == 1 else 's'}; "
             f"issue JSON {c['json_bytes']:,} bytes in {c['json_queries']} "
             f"({c['json_cold_queries']} when first built for a version); 304 in {c['poll_queries']} "
             f"({c['poll_stale_queries']} once the board's version is older than {VERSION_TTL} s)"
