@@ -192,8 +192,11 @@ def read_rows(
 @functools.lru_cache(maxsize=64)  # statements built once, as module constants
 def _driver_sql(statement: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> tuple[str, dict[str, Any]]:
     """A statement's SQL in the driver's own parameter style (psycopg: %(name)s), with the values
-    of the parameters it holds itself (a LIMIT, say)."""
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    of the parameters it holds itself (a LIMIT, say). A parameter that SQLAlchemy spells out only
+    when it runs (an IN list, a literal) has no place here."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params:
+        raise ValueError("read_rows takes no IN-list or literal-execute parameters")
     return str(compiled), dict(compiled.params)
 
 

@@ -497,3 +497,13 @@ def test_a_read_through_the_driver_on_a_lost_connection_fails_as_sqlalchemy_woul
     with engine.connect() as connection:
         (again,) = read_rows(connection, backend, {})[0]
     assert again != pid
+
+
+def test_a_read_through_the_driver_refuses_parameters_sqlalchemy_spells_out_only_when_it_runs(app):
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads go through SQLAlchemy itself, which spells them out")
+    listed = sa.select(sa.func.pg_backend_pid()).where(sa.literal(1).in_([1, 2]))
+    with engine.connect() as connection, pytest.raises(ValueError, match="IN-list"):
+        read_rows(connection, listed, {})
