@@ -8,6 +8,7 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +196,23 @@ def _driver_sql(statement: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> 
     of the parameters it holds itself (a LIMIT, say). A parameter that SQLAlchemy spells out only
     when it runs (an IN list, a literal) has no place here."""
     compiled = statement.compile(dialect=dialect)
-    if compiled.post_compile_params:
+    if compiled.post_compile_params or compiled.literal_execute_params:
         raise ValueError("read_rows takes no IN-list or literal-execute parameters")
     return str(compiled), dict(compiled.params)
+
+
+def loaded(model: type[Any], values: Sequence[Any]) -> Any:
+    """The object of this model whose columns (in the table's order) a query of the caller's read:
+    in the session as if the session had loaded it, without a query of its own. The one the session
+    holds already, if any."""
+    columns = [column.key for column in model.__table__.columns]
+    known = db.session.identity_map.get(db.session.identity_key(model, values[columns.index("id")]))
+    if known is not None:
+        return known
+    instance = model(**dict(zip(columns, values, strict=True)))
+    sa.orm.make_transient_to_detached(instance)
+    db.session.add(instance)
+    return instance
 
 
 def write_in_transaction(connection: sa.Connection) -> None:

@@ -252,6 +252,21 @@ def test_a_group_page_reads_its_viewer_and_what_they_see_in_one_query(app, team,
     assert ended.status_code == 302 and "/login" in ended.headers["Location"]
 
 
+def test_a_user_read_by_the_pages_own_query_is_in_the_session_as_if_it_had_loaded_it(app, team):
+    from estimator.database import loaded
+
+    with app.app_context():
+        row = db.session.execute(sa.select(*User.__table__.columns).where(User.nickname == "Bob")).one()
+        db.session.expunge_all()
+        with Statements(app) as statements:
+            bob = loaded(User, tuple(row))
+            assert sa.inspect(bob).persistent and not db.session.dirty and not db.session.new
+            assert db.session.get(User, bob.id) is bob
+            assert (bob.nickname, bob.session_token) == (row.nickname, row.session_token)
+        assert statements == []  # nothing read again
+        assert loaded(User, tuple(row)) is bob  # the session's own, when it holds one
+
+
 # --- SQL at the limits ------------------------------------------------------------------------------
 
 

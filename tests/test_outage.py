@@ -504,6 +504,7 @@ def test_a_read_through_the_driver_refuses_parameters_sqlalchemy_spells_out_only
         engine = db.engine
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite reads go through SQLAlchemy itself, which spells them out")
-    listed = sa.select(sa.func.pg_backend_pid()).where(sa.literal(1).in_([1, 2]))
-    with engine.connect() as connection, pytest.raises(ValueError, match="IN-list"):
-        read_rows(connection, listed, {})
+    backend = sa.select(sa.func.pg_backend_pid())
+    for spelt_when_run in (sa.literal(1).in_([1, 2]), sa.literal(2, literal_execute=True) == 2):
+        with engine.connect() as connection, pytest.raises(ValueError, match="IN-list"):
+            read_rows(connection, backend.where(spelt_when_run), {})

@@ -18,7 +18,7 @@ from flask_login import current_user, login_required
 from .. import counters, pages
 from ..auth.session import session_claim
 from ..changes import RuleError
-from ..database import in_group
+from ..database import in_group, loaded, read_rows
 from ..extensions import configured, db, limiter, login_manager
 from ..forms import EmptyForm
 from ..i18n import current_language
@@ -147,12 +147,14 @@ def seen_statement(count_issues: bool, dialect: str) -> sa.Select[Any]:
     count = (
         sa.select(sa.func.count()).where(Issue.group_id == group_id).scalar_subquery()
         if count_issues
-        else sa.literal(0, literal_execute=True)
+        else sa.literal_column("0", sa.Integer)
     )
     member = sa.and_(Membership.user_id == User.id, Membership.group_id == group_id)
     keyed = sa.and_(Membership.id.is_not(None), Round.key_id.is_not(None), in_group(group_id, dialect))
     return (
-        sa.select(User, Membership.role, Group.created_at, Group.version, count, Round.key_id)
+        sa.select(
+            *User.__table__.columns, Membership.role, Group.created_at, Group.version, count, Round.key_id
+        )
         .select_from(User)
         .outerjoin(Membership, member)
         .outerjoin(Group, Group.id == Membership.group_id)
@@ -169,16 +171,17 @@ def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, Se
     claim = session_claim()
     if claim is None:
         return None, None
-    rows = db.session.execute(
-        seen_statement(count_issues, db.session.get_bind().dialect.name),
-        {"group_id": group_id, "user_id": claim.user_id},
-    ).all()
+    connection = db.session.connection()
+    statement = seen_statement(count_issues, connection.dialect.name)
+    rows = read_rows(connection, statement, {"group_id": group_id, "user_id": claim.user_id})
     if not rows:
         return None, None
-    user, role, created_at, version, issue_count, _key_id = rows[0]
+    width = len(User.__table__.columns)
+    user = loaded(User, rows[0][:width])
+    role, created_at, version, issue_count, _key_id = rows[0][width:]
     if role is None:
         return user, None
-    key_ids = {row[5] for row in rows if row[5]}
+    key_ids = {row[-1] for row in rows if row[-1]}
     return user, SeenPage(role, created_at, int(version), int(issue_count), key_ids)
 
 
