@@ -201,7 +201,7 @@ def _driver_sql(statement: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> 
     return str(compiled), dict(compiled.params)
 
 
-def loaded(model: type[Any], values: Sequence[Any]) -> Any:
+def loaded(model: Any, values: Sequence[Any]) -> Any:
     """The object of this model whose columns (in the table's order) a query of the caller's read:
     in the session as if the session had loaded it, without a query of its own. The one the session
     holds already, if any."""

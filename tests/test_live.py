@@ -261,8 +261,8 @@ def test_a_user_read_by_the_pages_own_query_is_in_the_session_as_if_it_had_loade
         with Statements(app) as statements:
             bob = loaded(User, tuple(row))
             assert sa.inspect(bob).persistent and not db.session.dirty and not db.session.new
-            assert db.session.get(User, bob.id) is bob
             assert (bob.nickname, bob.session_token) == (row.nickname, row.session_token)
+            assert db.session.get(User, bob.id) is bob
         assert statements == []  # nothing read again
         assert loaded(User, tuple(row)) is bob  # the session's own, when it holds one
 
