@@ -202,14 +202,15 @@ def _driver_sql(statement: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> 
 
 
 def loaded(model: Any, values: Sequence[Any]) -> Any:
-    """The object of this model whose columns (in the table's order) a query of the caller's read:
-    in the session as if the session had loaded it, without a query of its own. The one the session
-    holds already, if any."""
-    columns = [column.key for column in model.__table__.columns]
-    known = db.session.identity_map.get(db.session.identity_key(model, values[columns.index("id")]))
+    """An instance of `model` made from its columns' values (in the table's order) as a query of
+    the caller's read them, and put in the session as if the session had loaded it: no query of
+    its own. The instance the session holds already, when it holds one."""
+    state = dict(zip((column.key for column in model.__table__.columns), values, strict=True))
+    identity = tuple(state[column.key] for column in model.__table__.primary_key.columns)
+    known = db.session.identity_map.get(db.session.identity_key(model, identity))
     if known is not None:
         return known
-    instance = model(**dict(zip(columns, values, strict=True)))
+    instance = model(**state)
     sa.orm.make_transient_to_detached(instance)
     db.session.add(instance)
     return instance
