@@ -185,9 +185,9 @@ def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, Se
     return user, SeenPage(role, created_at, int(version), int(issue_count), key_ids)
 
 
-def shared_group_page(group_id: int, seen: SeenPage) -> Response:
-    """The group page from the page cache; rendered and stored first when it is not there."""
-    asked = request.args.get("page", type=int)
+def shared_group_page(group_id: int, seen: SeenPage, asked: int | None) -> Response:
+    """The group page (backlog page `asked`) from the page cache; rendered and stored first when it
+    is not there. `seen` counted the issues when a page after the first was asked for."""
     key = group_page_key(
         group_id,
         seen.created_at,
@@ -292,7 +292,8 @@ def show(group_id: int) -> ResponseReturnValue:
     Everybody who sees the same version in the same view gets the same page, rendered once; a page
     with a message to show once (flashed) is the viewer's own and rendered for them alone. Who is
     logged in is read in the same query as what they see (seen_by_login), before anything asks."""
-    claimed, seen = seen_by_login(group_id, count_issues=request.args.get("page", 1, type=int) > 1)
+    asked = request.args.get("page", type=int)
+    claimed, seen = seen_by_login(group_id, count_issues=(asked or 1) > 1)
     logged_in = current_user.is_authenticated  # finds `claimed` in the session: no query
     del claimed
     if not logged_in:
@@ -301,7 +302,7 @@ def show(group_id: int) -> ResponseReturnValue:
         abort(404)
     if "_flashes" in session:
         return render_group(require_member(group_id))
-    return shared_group_page(group_id, seen)
+    return shared_group_page(group_id, seen, asked)
 
 
 @bp.route("/groups/<id:group_id>/issues", methods=["GET", "POST"])
