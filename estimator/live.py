@@ -29,7 +29,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -41,7 +40,7 @@ from itsdangerous import BadSignature
 from sqlalchemy.dialects import postgresql
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
-from .database import in_group, read_in_autocommit, read_rows
+from .database import Readers, in_group, read_rows
 from .extensions import db
 from .models import Group, Issue, Membership, Round, User
 from .observability import REQUEST_ID_HEADER, SANE_REQUEST_ID
@@ -109,16 +108,6 @@ def read_seen(connection: sa.Connection, kind: str, object_id: int, user_id: int
         return None
     group_id, created_at, version, session_token, _key_id = rows[0]
     return Seen(group_id, created_at, int(version), {row[4] for row in rows if row[4]}, session_token)
-
-
-@contextmanager
-def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A connection for the reads of polls and watchers, outside any request's transaction. On
-    PostgreSQL it reads in autocommit: one round trip per query, no BEGIN and no ROLLBACK."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            read_in_autocommit(connection)
-        yield connection
 
 
 def tag_matches(tag: str, if_none_match: str) -> bool:
@@ -201,6 +190,7 @@ class VersionBoard:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.readers = Readers(engine)
         self._lock = threading.Lock()
         self._groups: dict[int, Watched] = {}
         self._watcher: threading.Thread | None = None
@@ -216,7 +206,7 @@ class VersionBoard:
         )
         now = time.monotonic()
         found: dict[int, Watched] = {}
-        with reading(self.engine) as connection:
+        with self.readers.connection() as connection:
             for group_id, version, issue_id, key_id in connection.execute(statement):
                 entry = found.setdefault(group_id, Watched(int(version), {}, now))
                 if key_id:
@@ -248,7 +238,7 @@ class VersionBoard:
     def _versions(self, group_ids: Collection[int]) -> dict[int, int]:
         """The versions of these groups that still exist, in one small query."""
         statement = sa.select(Group.id, Group.version).where(self._among(Group.id, group_ids))
-        with reading(self.engine) as connection:
+        with self.readers.connection() as connection:
             return {group_id: int(version) for group_id, version in connection.execute(statement)}
 
     def _merge(self, fresh: dict[int, Watched], asked: Collection[int]) -> list[Watched]:
@@ -494,7 +484,7 @@ class FastPolls:
             return "304 NOT MODIFIED", [("ETag", tag)], b""
         user, _, token = login.partition(":")
         try:
-            with reading(self.board.engine) as connection:
+            with self.board.readers.connection() as connection:
                 seen = read_seen(connection, kind, object_id, int(user))
         except (ValueError, sa.exc.SQLAlchemyError):
             return None  # Flask answers: a bad login, or the database is down

@@ -220,6 +220,53 @@ def test_a_login_ended_by_another_process_gets_no_state_at_once(app, team):
     assert bob.head(path).status_code == 401
 
 
+def test_polls_read_on_connections_kept_for_them_which_a_failure_or_dispose_closes(app, team):
+    """On PostgreSQL the polls answered before Flask read on a connection the process keeps out of
+    the pool, in autocommit: no checkout per poll. A read that fails closes its connection and the
+    next poll reads on a new one; disposing of the engine closes what is kept."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite each read takes a pooled connection, as its transaction ends with it")
+    path = f"/api/issues/{team['issue']}"
+    assert team["bob"].get(path).status_code == 200  # Flask builds this version's JSON
+    checkouts: list[object] = []
+    backends: list[int] = []
+    failing = threading.Event()
+
+    def checkout(*_args: object) -> None:
+        checkouts.append(_args)
+
+    def read(_connection, cursor, statement: str, *_args: object) -> None:
+        backends.append(cursor.connection.info.backend_pid)
+        if failing.is_set():
+            failing.clear()
+            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection"))
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", read)
+    try:
+        answers = [team["bob"].get(path).status_code for _ in range(4)]
+        kept, polls_checkouts = set(backends), len(checkouts)
+        failing.set()
+        answers.append(team["bob"].get(path).status_code)  # Flask answers after the failed read
+        backends.clear()
+        answers.append(team["bob"].get(path).status_code)
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "before_cursor_execute", read)
+    assert answers == [200] * 6
+    assert len(kept) == 1 and polls_checkouts == 0  # kept since the first poll, which Flask answered
+    assert len(checkouts) == polls_checkouts + 2  # Flask's read after the failure, and a new kept one
+    assert backends and kept.isdisjoint(backends)
+    engine.dispose()
+    with sa.create_engine(engine.url, poolclass=sa.pool.NullPool).connect() as admin:
+        deadline = time.monotonic() + 5
+        while admin.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"), {"p": backends}):
+            assert time.monotonic() < deadline, "a kept connection outlived dispose()"
+            time.sleep(0.05)
+
+
 def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
     path = f"/api/issues/{team['issue']}"
     tag = team["bob"].get(path).headers["ETag"]
