@@ -214,7 +214,17 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     """One vote on an issue; a re-vote opens the next round."""
 
     __tablename__ = "rounds"
-    __table_args__ = (sa.UniqueConstraint("issue_id", "number", name="uq_rounds_issue_number"),)
+    __table_args__ = (
+        sa.UniqueConstraint("issue_id", "number", name="uq_rounds_issue_number"),
+        # The few rounds whose ballot key exists (open, with votes), by issue: what the group page,
+        # the polls and the version watcher look up among a group's issues.
+        sa.Index(
+            "ix_rounds_keyed_issue",
+            "issue_id",
+            postgresql_where=sa.text("key_id IS NOT NULL"),
+            sqlite_where=sa.text("key_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issues.id", ondelete="CASCADE"))
