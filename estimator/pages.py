@@ -19,9 +19,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, render_template, request
 from flask_login import current_user
@@ -54,6 +55,7 @@ _HOLE = re.compile(f"<!--hole {_NONCE} ([0-9]+)-->")
 PIECE_OVERHEAD = 64
 
 Hole = tuple[str, tuple[Any, ...]]
+K = TypeVar("K", bound=Hashable)
 
 
 def personal(name: str, *args: Any) -> Any:
@@ -138,6 +140,7 @@ class PageCache:
         self._subjects: dict[Hashable, tuple[int, set[Hashable]]] = {}  # subject → version, keys
         self._bytes = 0
         self._lock = threading.Lock()
+        self._turns: dict[Hashable, tuple[threading.Lock, int]] = {}  # key → its lock, who want it
 
     def get(self, key: Hashable) -> Stencil | None:
         """The stencil stored under key, if any."""
@@ -147,6 +150,37 @@ class PageCache:
                 return None
             self._items.move_to_end(key)
             return item[0]
+
+    def get_or_render(self, key: K, render: Callable[[], tuple[K, Stencil]]) -> tuple[K, Stencil]:
+        """The stencil under key, or what `render` returns (its key and stencil; it stores them).
+        Requests that miss the same key at once wait for the first one's render and use it instead
+        of each rendering the page: a worker's first sixteen requests for a big page all rendered
+        it, a second of CPU."""
+        stencil = self.get(key)
+        if stencil is not None:
+            return key, stencil
+        with self._turn(key):
+            stencil = self.get(key)
+            if stencil is not None:
+                return key, stencil
+            return render()
+
+    @contextmanager
+    def _turn(self, key: Hashable) -> Iterator[None]:
+        """Hold the lock of this key, made for as long as anybody wants it."""
+        with self._lock:
+            lock, wanted = self._turns.get(key) or (threading.Lock(), 0)
+            self._turns[key] = (lock, wanted + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, wanted = self._turns[key]
+                if wanted > 1:
+                    self._turns[key] = (lock, wanted - 1)
+                else:
+                    del self._turns[key]
 
     def put(self, key: Hashable, stencil: Stencil, *, subject: Hashable, version: int) -> None:
         """Keep the stencil under key, unless it is larger than the whole budget or outdated."""

@@ -4,6 +4,8 @@ a stored page costs the login and one query."""
 
 import itertools
 import re
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -350,3 +352,66 @@ def test_the_cache_keeps_to_its_budget_and_forgets_outdated_versions():
 
     cache.put("huge", Stencil.of((b"x" * 4000,), ()), subject="huge", version=1)
     assert cache.get("huge") is None
+
+
+def test_members_asking_for_the_same_page_at_once_wait_for_one_render(app, team, monkeypatch):
+    """Requests that miss the same page at the same time use the first one's render."""
+    from estimator import pages
+
+    renders: list[str] = []
+    render = pages.render_stencil
+
+    def slow_render(template: str, **context):
+        renders.append(template)
+        time.sleep(0.3)  # the others arrive while it renders
+        return render(template, **context)
+
+    monkeypatch.setattr(pages, "render_stencil", slow_render)
+    path = f"/groups/{team['group']}"
+    asking = [team["bob"], team["carol"]] * 2
+    answers: list[tuple[int, str]] = [(0, "")] * len(asking)
+
+    def ask(n: int) -> None:
+        response = asking[n].get(path)
+        answers[n] = (response.status_code, response.get_data(as_text=True))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(len(asking))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert renders == ["groups/group.html"]
+    assert [status for status, _ in answers] == [200] * 4
+    assert [YOU.findall(page) for _, page in answers] == [["Bob"], ["Carol"]] * 2
+
+
+def test_when_the_first_render_fails_the_next_waiting_request_renders():
+    cache = PageCache(max_bytes=10_000)
+    stencil = Stencil.of((b"page",), ())
+    calls: list[int] = []
+
+    def failing() -> tuple[str, Stencil]:
+        calls.append(1)
+        time.sleep(0.2)
+        raise RuntimeError("the database went away")
+
+    def working() -> tuple[str, Stencil]:
+        calls.append(2)
+        cache.put("key", stencil, subject="group", version=1)
+        return "key", stencil
+
+    results: list[object] = []
+
+    def first() -> None:
+        try:
+            cache.get_or_render("key", failing)
+        except RuntimeError as error:
+            results.append(str(error))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.05)
+    results.append(cache.get_or_render("key", working))  # waits for the first, then renders
+    thread.join()
+    assert calls == [1, 2] and results == ["the database went away", ("key", stencil)]
+    assert cache.get_or_render("key", failing) == ("key", stencil)  # stored: no render at all

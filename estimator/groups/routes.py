@@ -196,16 +196,12 @@ def shared_group_page(group_id: int, seen: SeenPage, asked: int | None) -> Respo
         seen.role == Role.OWNER,
         clamped_page(asked, seen.issues),
     )
-    cache = pages.page_cache()
-    stencil = cache.get(key)
-    if stencil is None:
-        key, stencil = render_group_stencil(group_id)
-        cache.put(key, stencil, subject=(key.group_id, key.created_at), version=key.version)
+    key, stencil = pages.page_cache().get_or_render(key, lambda: render_group_stencil(group_id))
     return pages.response(stencil, live_etag=etag("group", group_id, group_id, key.version, key.fingerprint))
 
 
 def render_group_stencil(group_id: int) -> tuple[GroupPageKey, pages.Stencil]:
-    """The group page as it is now, with holes for its viewer, and its key."""
+    """The group page as it is now, with holes for its viewer, and its key; stored in the cache."""
     group = load_group(group_id)
     membership = next((m for m in group.memberships if m.user_id == current_user.id), None) if group else None
     if group is None or membership is None:
@@ -215,7 +211,9 @@ def render_group_stencil(group_id: int) -> tuple[GroupPageKey, pages.Stencil]:
     key = group_page_key(
         group.id, group.created_at, group.version, key_ids, membership.is_owner, context["backlog"].page
     )
-    return key, pages.render_stencil("groups/group.html", **context)
+    stencil = pages.render_stencil("groups/group.html", **context)
+    pages.page_cache().put(key, stencil, subject=(key.group_id, key.created_at), version=key.version)
+    return key, stencil
 
 
 #: Issues shown at once on the group page: a long backlog is shown a page at a time.
