@@ -22,7 +22,7 @@ from ..database import in_group, loaded, read_rows
 from ..extensions import configured, db, limiter, login_manager
 from ..forms import EmptyForm
 from ..i18n import current_language
-from ..live import etag, key_fingerprint, key_ids_of, live_context
+from ..live import board, etag, key_fingerprint, key_ids_of, live_context
 from ..models import Group, Issue, Membership, Role, Round, User
 from ..permissions import require_member, require_owner
 from ..theme import current_theme
@@ -171,9 +171,9 @@ def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, Se
     claim = session_claim()
     if claim is None:
         return None, None
-    connection = db.session.connection()
-    statement = seen_statement(count_issues, connection.dialect.name)
-    rows = read_rows(connection, statement, {"group_id": group_id, "user_id": claim.user_id})
+    with board().readers.connection() as connection:  # the request's session needs none, if stored
+        statement = seen_statement(count_issues, connection.dialect.name)
+        rows = read_rows(connection, statement, {"group_id": group_id, "user_id": claim.user_id})
     if not rows:
         return None, None
     width = len(User.__table__.columns)
