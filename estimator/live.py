@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -79,35 +79,156 @@ class Seen(NamedTuple):
     session_token: str
 
 
-@functools.cache
-def seen_statement(kind: str, dialect: str) -> sa.Select[int, datetime, int, str, str | None]:
-    """One query for `/api/<kind>s/<object_id>` as user `user_id` sees it: no row unless they are
-    a member of the group; a row per open round (of the issue, or of the group) with a key. Built
-    once per kind and dialect."""
+def _seen_select(
+    kind: str, dialect: str, user_id: sa.ColumnElement[int], object_id: sa.ColumnElement[int]
+) -> sa.Select[int, datetime, int, str, str | None]:
+    """What user `user_id` is shown of `/api/<kind>s/<object_id>`: no row unless they are a member
+    of the group; a row per open round (of the issue, or of the group) with a key."""
     statement = (
         sa.select(Group.id, Group.created_at, Group.version, User.session_token, Round.key_id)
         .select_from(User)
         .join(Membership, Membership.user_id == User.id)
         .join(Group, Group.id == Membership.group_id)
-        .where(User.id == sa.bindparam("user_id"))
+        .where(User.id == user_id)
     )
     if kind == "issue":
-        return statement.join(
-            Issue, sa.and_(Issue.group_id == Group.id, Issue.id == sa.bindparam("object_id"))
-        ).outerjoin(Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None)))
+        return statement.join(Issue, sa.and_(Issue.group_id == Group.id, Issue.id == object_id)).outerjoin(
+            Round, sa.and_(Round.issue_id == Issue.id, Round.key_id.is_not(None))
+        )
     keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, dialect))
-    return statement.outerjoin(Round, keyed).where(Group.id == sa.bindparam("object_id"))
+    return statement.outerjoin(Round, keyed).where(Group.id == object_id)
+
+
+@functools.cache
+def seen_statement(kind: str, dialect: str) -> sa.Select[int, datetime, int, str, str | None]:
+    """One query for `/api/<kind>s/<object_id>` as user `user_id` sees it (parameters of those
+    names). Built once per kind and dialect."""
+    return _seen_select(kind, dialect, sa.bindparam("user_id"), sa.bindparam("object_id"))
+
+
+@functools.cache
+def seen_together_statement(kind: str) -> sa.Select[Any]:
+    """On PostgreSQL, the same for the pairs of the arrays `user_ids` and `object_ids` at once, each
+    row led by its pair: looked up pair by pair (LATERAL), each by its indexes."""
+    ids = postgresql.ARRAY(sa.Integer)
+    asked = (
+        sa.func.unnest(sa.bindparam("user_ids", type_=ids), sa.bindparam("object_ids", type_=ids))
+        .table_valued(sa.column("user_id", sa.Integer), sa.column("object_id", sa.Integer))
+        .render_derived("asked")
+    )
+    seen = _seen_select(kind, "postgresql", asked.c.user_id, asked.c.object_id).lateral("seen")
+    return sa.select(asked.c.user_id, asked.c.object_id, *seen.c).select_from(asked).join(seen, sa.true())
 
 
 def read_seen(connection: sa.Connection, kind: str, object_id: int, user_id: int) -> Seen | None:
     """What a member polling `/api/<kind>s/<object_id>` is shown, in one indexed query; None when
     there is no such issue or group, or the user is not a member of its group."""
     statement = seen_statement(kind, connection.dialect.name)
-    rows = read_rows(connection, statement, {"user_id": user_id, "object_id": object_id})
+    return _seen_of(read_rows(connection, statement, {"user_id": user_id, "object_id": object_id}))
+
+
+def _seen_of(rows: Sequence[Sequence[Any]]) -> Seen | None:
+    """A Seen from the rows of one poll's question (group id, created, version, token, key id)."""
     if not rows:
         return None
     group_id, created_at, version, session_token, _key_id = rows[0]
     return Seen(group_id, created_at, int(version), {row[4] for row in rows if row[4]}, session_token)
+
+
+Ask = tuple[str, int, int]  # kind, object id, user id
+
+
+class _Batch:
+    """Polls' questions read in one query, and the answers."""
+
+    __slots__ = ("asks", "answers", "error", "done")
+
+    def __init__(self, ask: Ask) -> None:
+        self.asks = {ask}
+        self.answers: dict[Ask, Seen | None] = {}
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class SeenReads:
+    """The polls' questions of one process (read_seen), read together on PostgreSQL: a poll that
+    comes while another poll's read is on its way waits for it and is read, with every poll that
+    came meanwhile, in the next query, which the first of them sends. A room of members polling at
+    once after a change costs a round trip or two, not one each; a poll alone is read at once.
+    Every answer comes from a query sent after its poll arrived, never from one already on its
+    way: a login ended or a member removed before the poll is seen as such, as by a read of its
+    own. Elsewhere (SQLite, a pool too small to keep connections) each poll reads on its own."""
+
+    def __init__(self, readers: Readers) -> None:
+        self.readers = readers
+        self._lock = threading.Lock()
+        self._flying: _Batch | None = None  # the query on its way
+        self._next: _Batch | None = None  # the questions that wait for it to come back
+
+    def seen(self, kind: str, object_id: int, user_id: int) -> Seen | None:
+        """What read_seen answers, read with the polls that came at the same time."""
+        if not self.readers.size:
+            with self.readers.connection() as connection:
+                return read_seen(connection, kind, object_id, user_id)
+        ask = (kind, object_id, user_id)
+        after: _Batch | None = None
+        with self._lock:
+            if self._flying is None:
+                batch = self._flying = _Batch(ask)
+                lead = True
+            elif self._next is None:
+                batch = self._next = _Batch(ask)
+                after = self._flying
+                lead = True
+            else:
+                batch = self._next
+                batch.asks.add(ask)
+                lead = False
+        if lead:
+            self._send(batch, after)
+        elif not batch.done.wait(self.readers.timeout):
+            raise sa.exc.TimeoutError("the polls' read did not come back in time")
+        if batch.error is not None:
+            raise batch.error
+        return batch.answers[ask]
+
+    def _send(self, batch: _Batch, after: _Batch | None) -> None:
+        """Read the batch's questions once the query before it is back, and let its polls go on."""
+        try:
+            if after is not None and not after.done.wait(self.readers.timeout):
+                raise sa.exc.TimeoutError("the polls' read did not come back in time")
+            batch.answers = self._read(batch.asks)  # nobody adds to it once it is on its way
+        except BaseException as error:
+            # The others are told the read failed (a greenlet killed mid-read included), so that
+            # Flask answers them as it would any failed read.
+            batch.error = error if isinstance(error, Exception) else sa.exc.TimeoutError(str(error))
+            raise
+        finally:
+            with self._lock:
+                if self._flying is batch:
+                    self._flying, self._next = self._next, None  # its leader waits on batch.done
+                elif self._next is batch:  # gave up waiting: nobody sends it
+                    self._next = None
+            batch.done.set()
+
+    def _read(self, asks: Collection[Ask]) -> dict[Ask, Seen | None]:
+        answers: dict[Ask, Seen | None] = {}
+        with self.readers.connection() as connection:
+            for kind in {ask[0] for ask in asks}:
+                pairs = [
+                    (user_id, object_id) for asked_kind, object_id, user_id in asks if asked_kind == kind
+                ]
+                rows = read_rows(
+                    connection,
+                    seen_together_statement(kind),
+                    {"user_ids": [p[0] for p in pairs], "object_ids": [p[1] for p in pairs]},
+                )
+                found: dict[tuple[int, int], list[Any]] = {}
+                for row in rows:
+                    found.setdefault((row[0], row[1]), []).append(row[2:])
+                for user_id, object_id in pairs:
+                    answers[(kind, object_id, user_id)] = _seen_of(found.get((user_id, object_id), []))
+        return answers
 
 
 def tag_matches(tag: str, if_none_match: str) -> bool:
@@ -191,6 +312,7 @@ class VersionBoard:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.readers = Readers(engine)
+        self.seen_reads = SeenReads(self.readers)
         self._lock = threading.Lock()
         self._groups: dict[int, Watched] = {}
         self._watcher: threading.Thread | None = None
@@ -484,8 +606,7 @@ class FastPolls:
             return "304 NOT MODIFIED", [("ETag", tag)], b""
         user, _, token = login.partition(":")
         try:
-            with self.board.readers.connection() as connection:
-                seen = read_seen(connection, kind, object_id, int(user))
+            seen = self.board.seen_reads.seen(kind, object_id, int(user))
         except (ValueError, sa.exc.SQLAlchemyError):
             return None  # Flask answers: a bad login, or the database is down
         if seen is None or not token or not hmac.compare_digest(seen.session_token, token):

@@ -268,6 +268,53 @@ def test_polls_read_on_connections_kept_for_them_which_a_failure_or_dispose_clos
             time.sleep(0.05)
 
 
+def test_polls_that_come_while_a_read_is_on_its_way_are_read_together_but_never_from_it(app, team):
+    """On PostgreSQL, polls that arrive while another poll's read is on its way are read in one
+    query once it is back; none is answered from the read that was on its way before it came, so
+    a login ended meanwhile gets no state."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite each poll reads on its own: there is no round trip to share")
+    path = f"/api/issues/{team['issue']}"
+    people = {name: team[name] for name in ("owner", "bob", "carol")}
+    for person in people.values():
+        assert person.get(path).status_code == 200  # this version's JSON is built
+    pairs: list[int] = []
+    on_its_way = threading.Event()
+
+    def read(_connection, _cursor, statement: str, parameters, *_args: object) -> None:
+        if "unnest" in statement:
+            pairs.append(len(parameters["user_ids"]))
+            if len(pairs) == 1:
+                on_its_way.set()
+                time.sleep(0.5)  # the others come meanwhile
+
+    answers: dict[str, int] = {}
+
+    def poll(name: str) -> None:
+        answers[name] = people[name].get(path).status_code
+
+    event.listen(engine, "before_cursor_execute", read)
+    try:
+        first = threading.Thread(target=poll, args=("owner",))
+        first.start()
+        assert on_its_way.wait(5)
+        with app.app_context():  # Bob logs out elsewhere while the owner's read is on its way
+            with db.engine.begin() as connection:
+                bob = sa.update(User).where(User.nickname == "Bob")
+                connection.execute(bob.values(session_token="x" * 43))
+        others = [threading.Thread(target=poll, args=(name,)) for name in ("bob", "carol")]
+        for thread in others:
+            thread.start()
+        for thread in (first, *others):
+            thread.join()
+    finally:
+        event.remove(engine, "before_cursor_execute", read)
+    assert answers == {"owner": 200, "bob": 401, "carol": 200}
+    assert pairs == [1, 2]  # the owner's read, then Bob's and Carol's together
+
+
 def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
     path = f"/api/issues/{team['issue']}"
     tag = team["bob"].get(path).headers["ETag"]
