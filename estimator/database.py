@@ -160,12 +160,13 @@ def read_in_autocommit(connection: sa.Connection) -> bool:
 
 
 class Readers:
-    """Reads outside any request's transaction (the polls answered before Flask and the version
-    watcher) on a few of the engine's PostgreSQL connections that this process keeps out of the
-    pool and in autocommit for good: a pooled read paid a checkout, a checkin and two switches of
-    autocommit, a third of the CPU of its own round trip. A read waits for a kept connection as
-    it would for a pooled one. With a pool too small to spare one (fewer than SHARE connections)
-    and on SQLite, where a transaction ends with its read, every read takes one from the pool.
+    """Reads outside any request's transaction (the polls answered before Flask, the group page's
+    query, the version watcher) on a few of the engine's PostgreSQL connections that this process
+    keeps out of the pool and in autocommit for good: a pooled read paid a checkout, a checkin and
+    two switches of autocommit, a third of the CPU of its own round trip. A read waits for a kept
+    connection as it would for a pooled one. With a pool too small to spare one (fewer than SHARE
+    connections) and on SQLite, where a transaction ends with its read, every read takes one from
+    the pool.
 
     Two are enough: a read is one indexed round trip, and a few connections that stay busy cost
     PostgreSQL less than many that take turns (with five kept per worker instead of two or one,
