@@ -184,7 +184,7 @@ class Readers:
         pool = engine.pool
         sized = engine.dialect.name == "postgresql" and isinstance(pool, sa.pool.QueuePool)
         self.size = min(self.KEPT, pool.size() // self.SHARE) if sized else 0  # type: ignore[attr-defined]
-        self.timeout = float(getattr(pool, "_timeout", 30))
+        self.timeout = float(pool.timeout()) if sized else 30.0  # type: ignore[attr-defined]
         self._idle: list[sa.Connection] = []
         self._generation = 0
         self._lock = threading.Lock()

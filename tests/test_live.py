@@ -288,7 +288,7 @@ def test_polls_that_come_while_a_read_is_on_its_way_are_read_together_but_never_
             pairs.append(len(parameters["user_ids"]))
             if len(pairs) == 1:
                 on_its_way.set()
-                time.sleep(0.5)  # the others come meanwhile
+                time.sleep(1)  # the others come meanwhile
 
     answers: dict[str, int] = {}
 
