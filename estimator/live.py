@@ -569,10 +569,12 @@ class FastPolls:
       login comes from the signed session cookie; the version from the process's board, read at
       most VERSION_TTL ago and at once after this process changed the group). A 304 tells nothing
       the tag's holder did not know.
-    - Any other poll costs one indexed query (`read_seen`) that checks the login's session token
-      and membership as Flask would, and is answered 304, or 200 with the JSON this process built
-      for that version already (`JsonCache`). State is never served from anything older than
-      that query: a removed member or a logged-out cookie gets what Flask answers (404 or 401).
+    - Any other poll costs one indexed query (`read_seen`; on PostgreSQL shared with the polls
+      that come at the same time, `SeenReads`) that checks the login's session token and
+      membership as Flask would, and is answered 304, or 200 with the JSON this process built for
+      that version already (`JsonCache`). State is never served from anything older than that
+      query, which is sent after the poll arrived: a removed member or a logged-out cookie gets
+      what Flask answers (404 or 401).
     """
 
     def __init__(self, app: Flask, board: VersionBoard) -> None:

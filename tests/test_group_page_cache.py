@@ -389,10 +389,12 @@ def test_when_the_first_render_fails_the_next_waiting_request_renders():
     cache = PageCache(max_bytes=10_000)
     stencil = Stencil.of((b"page",), ())
     calls: list[int] = []
+    rendering = threading.Event()
 
     def failing() -> tuple[str, Stencil]:
         calls.append(1)
-        time.sleep(0.2)
+        rendering.set()
+        time.sleep(0.2)  # the second request comes meanwhile
         raise RuntimeError("the database went away")
 
     def working() -> tuple[str, Stencil]:
@@ -410,7 +412,7 @@ def test_when_the_first_render_fails_the_next_waiting_request_renders():
 
     thread = threading.Thread(target=first)
     thread.start()
-    time.sleep(0.05)
+    assert rendering.wait(5)
     results.append(cache.get_or_render("key", working))  # waits for the first, then renders
     thread.join()
     assert calls == [1, 2] and results == ["the database went away", ("key", stencil)]
