@@ -5,9 +5,11 @@
 Serves a minimal Flask app (bench/bare.py) and Estimator side by side, both with run.py's gunicorn
 settings (gevent workers, 10,000 connections each, an access log), and loads one of them at a time
 with wrk over loopback. Endpoints: an unchanged poll of an issue's JSON (304), the issue's JSON
-(200) and the group page, as the facilitator of a group of 31 members and 200 issues whose polled
-issue holds 10 sealed votes, and the group page of a group at the limits (1,000 issues, 200
-members).
+(200) and the group page, as the facilitator of a group of 31 members and 200 issues sees them; the
+group page of a group at the limits (1,000 issues, 200 members); and the room and the issue's
+status page as a member of the first group sees them. The facilitator has put the polled issue in
+the room (POST /issues/<id>/start), and 10 members, the facilitator and that member among them,
+have voted on it (sealed ballots, cast through the vote URL as the page's script does).
 
 Each endpoint is loaded between two runs of bare Flask (sent the same headers), so that the
 machine's drift shows: bare Flask, Estimator, bare Flask, and with --repeat N Estimator and bare
@@ -21,8 +23,8 @@ The polls have no goal: their rows say what they cost. The group page's goal (at
 Flask, at most 10 SQL statements) is judged met or missed only when the verdict is the same
 against either bare run around each of Estimator's and no request failed.
 
-Below the table: the SQL statements and bytes of a group page, the issue's JSON and a 304 (counted
-in this process with Flask's test client), for both groups.
+Below the table: the SQL statements and bytes of a group page, the room, the status page, the
+issue's JSON and a 304 (counted in this process with Flask's test client), for both groups.
 
 Uses DATABASE_URL when set (an existing, migrated or empty PostgreSQL database), else a fresh
 SQLite file. wrk, both servers, the database and this script share the machine's cores: anything
@@ -60,7 +62,7 @@ from bench.fixtures import (  # noqa: E402
     stop,
 )
 from estimator.extensions import db  # noqa: E402
-from estimator.models import Issue  # noqa: E402
+from estimator.models import Group, Issue  # noqa: E402
 
 #: The least share of bare Flask's requests per second the group page should reach, and the most SQL
 #: statements it should take. The polls have no goal: what they cost is reported.
@@ -118,16 +120,19 @@ def mean(first: float, second: float) -> float:
 
 @dataclass(frozen=True)
 class Target:
-    """A group to load: its id, the issue polled, and a login of its facilitator."""
+    """A group to load: its id, the issue polled (the room's current one), a login of its
+    facilitator and one of a member who voted on that issue."""
 
     group_id: int
     issue_id: int
     login: Login
+    member: Login
 
 
 def make_group(bench: Bench, prefix: str, members: int, issues: int, votes: int) -> Target:
-    """A group of `members` people (the facilitator included) and `issues` issues; `votes` of them
-    vote on the first issue, so its round is open with sealed ballots."""
+    """A group of `members` people (the facilitator included) and `issues` issues; the facilitator
+    puts the first issue in the room and `votes` of them (at least two) vote on it, so its round is
+    open with sealed ballots."""
     with bench.app.app_context():
         users = bench.users(members, prefix)
         group = bench.group(prefix, users[0], users[1:], issues)
@@ -136,9 +141,13 @@ def make_group(bench: Bench, prefix: str, members: int, issues: int, votes: int)
         assert first is not None
         group_id, issue_id = group.id, first.id
         logins = bench.logins(users[:votes])
+    post(bench, logins[0], f"/issues/{issue_id}/start", {}, 302)  # to the room
     for login in logins:  # as the page's script votes
         post(bench, login, f"/issues/{issue_id}/estimate", {"value": "5"}, 200)
-    return Target(group_id, issue_id, logins[0])
+    with bench.app.app_context():
+        current = db.session.scalar(sa.select(Group.current_issue_id).where(Group.id == group_id))
+        assert current == issue_id, current
+    return Target(group_id, issue_id, logins[0], logins[1])
 
 
 def post(bench: Bench, login: Login, path: str, data: dict[str, str], status: int) -> None:
@@ -146,15 +155,18 @@ def post(bench: Bench, login: Login, path: str, data: dict[str, str], status: in
     client = bench.app.test_client()
     client.set_cookie("session", login.cookie)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "X-CSRFToken": login.csrf}
-    response = client.post(path, data=data, headers=headers)
+    response = client.post(path, data={**data, "csrf_token": login.csrf}, headers=headers)
     if response.status_code != status:
         raise RuntimeError(f"{path} answered {response.status_code}, not {status}: {response.data[:300]!r}")
 
 
 def count_statements(bench: Bench, target: Target) -> dict[str, Any]:
-    """Page size and SQL statements of a group page, the issue's JSON and a 304, in this process."""
+    """Size and SQL statements of a group page, the issue's JSON and a 304 (as the facilitator) and
+    of the room and the issue's status page (as a member), in this process."""
     client = bench.app.test_client()
     client.set_cookie("session", target.login.cookie)  # the test client's own jar overrides a Cookie header
+    member = bench.app.test_client()
+    member.set_cookie("session", target.member.cookie)
     headers = {"User-Agent": USER_AGENT}
     statements: list[str] = []
 
@@ -168,9 +180,9 @@ def count_statements(bench: Bench, target: Target) -> dict[str, Any]:
     try:
         found: dict[str, Any] = {}
 
-        def counted(path: str, **extra: str) -> tuple[int, bytes, Any]:
+        def counted(path: str, by: Any = client, **extra: str) -> tuple[int, bytes, Any]:
             statements.clear()
-            response = client.get(path, headers={**headers, **extra})
+            response = by.get(path, headers={**headers, **extra})
             found_statements = len(statements)
             return found_statements, response.data, response
 
@@ -178,6 +190,14 @@ def count_statements(bench: Bench, target: Target) -> dict[str, Any]:
         found["page_queries"], page, response = counted(f"/groups/{target.group_id}")
         assert response.status_code == 200, response.status_code
         found["page_bytes"] = len(page)
+        for key, path in (
+            ("room", f"/groups/{target.group_id}/room"),
+            ("status", f"/issues/{target.issue_id}"),
+        ):
+            member.get(path, headers=headers)  # templates compiled
+            found[f"{key}_queries"], page, response = counted(path, member)
+            assert response.status_code == 200, response.status_code
+            found[f"{key}_bytes"] = len(page)
         found["json_cold_queries"], body, response = counted(f"/api/issues/{target.issue_id}")
         assert response.status_code == 200, response.status_code
         # Later 200s find the JSON built once per version, as wrk's do.
@@ -330,11 +350,17 @@ def load(
     check(issue, {**headers, "If-None-Match": tag}, 304)
     check(f"{base}/groups/{team.group_id}", headers, 200)
     check(f"{base}/groups/{full.group_id}", full.login.headers, 200)
+    room = f"{base}/groups/{team.group_id}/room"
+    status = f"{base}/issues/{team.issue_id}"
+    check(room, team.member.headers, 200)
+    check(status, team.member.headers, 200)
     endpoints = [
         ("issue JSON, unchanged (304)", issue, {**headers, "If-None-Match": tag}),
         ("issue JSON (200)", issue, headers),
         ("group page", f"{base}/groups/{team.group_id}", headers),
         ("group page, at the limits", f"{base}/groups/{full.group_id}", full.login.headers),
+        ("room, as a member", room, team.member.headers),
+        ("issue status page, as a member", status, team.member.headers),
     ]
     rows = [measure(name, url, sent, args, app, bare, bare_pid) for name, url, sent in endpoints]
     rows[2].goal = True
@@ -373,13 +399,18 @@ def report(rows: list[Row], counts: dict[str, dict[str, Any]]) -> None:
     ):
         c = counts[key]
         print(
-            f"group of {label}: page {c['page_bytes']:,} bytes in {c['page_queries']} SQL "
-            f"statement{'' if c['page_queries'] == 1 else 's'}; "
+            f"group of {label}: page {c['page_bytes']:,} bytes in {statements(c['page_queries'])}; "
+            f"room {c['room_bytes']:,} bytes in {statements(c['room_queries'])}; "
+            f"status page {c['status_bytes']:,} bytes in {statements(c['status_queries'])}; "
             f"issue JSON {c['json_bytes']:,} bytes in {c['json_queries']} "
             f"({c['json_cold_queries']} when first built for a version); 304 in {c['poll_queries']} "
             f"({c['poll_stale_queries']} after a pause of {PAUSE:g} s)"
         )
     print("(statements counted with a before_cursor_execute listener, transaction control left out)")
+
+
+def statements(count: int) -> str:
+    return f"{count} SQL statement{'' if count == 1 else 's'}"
 
 
 def verdict(row: Row, queries: int) -> str:
