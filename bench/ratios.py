@@ -15,9 +15,11 @@ Each endpoint is loaded between two runs of bare Flask (sent the same headers), 
 machine's drift shows: bare Flask, Estimator, bare Flask, and with --repeat N Estimator and bare
 Flask again until Estimator has run N times. Each row gives the median req/s of Estimator's runs,
 of the bare runs just before them and of those just after them, and beside each the server's CPU
-time per request (what gunicorn's master and workers used during the run over the requests wrk
-counted; a PostgreSQL server's own processes are not in it). The ratio is the median, over
-Estimator's runs, of its req/s to the mean of the two bare runs around it.
+time per request: what gunicorn's master and workers used from the run's start until they had
+served the requests still in flight when it ended (one per connection), over the requests wrk
+counted and those; a PostgreSQL server's own processes are not in it. The next run starts once the
+server has settled. The ratio is the median, over Estimator's runs, of its req/s to the mean of
+the two bare runs around it.
 
 The polls have no goal: their rows say what they cost. The group page's goal (at least 0.1x bare
 Flask, at most 10 SQL statements) is judged met or missed only when the verdict is the same
@@ -75,17 +77,20 @@ PAUSE = 1.0
 
 @dataclass
 class Run:
-    """One wrk run: requests per second, requests, answers wrk counted as errors, server CPU."""
+    """One wrk run: requests per second, requests, answers wrk counted as errors, server CPU, and
+    the requests still in flight when wrk stopped (one per connection), which the server serves
+    after it and counted in `cpu`."""
 
     rate: float
     requests: int
     bad: int
     cpu: float
+    in_flight: int
 
     @property
     def cpu_ms(self) -> float:
         """The server's CPU time per request served, in ms; NaN when the run answered nothing."""
-        return 1000 * self.cpu / self.requests if self.requests else float("nan")
+        return 1000 * self.cpu / (self.requests + self.in_flight) if self.requests else float("nan")
 
 
 @dataclass
@@ -221,19 +226,34 @@ def count_statements(bench: Bench, target: Target) -> dict[str, Any]:
 
 
 def wrk(url: str, headers: dict[str, str], seconds: float, connections: int, server: int) -> Run:
-    """One wrk run against url; the server's CPU time is read from /proc around it."""
+    """One wrk run against url. The server's CPU time is read from /proc before it and once the
+    server has finished the requests wrk left in flight, so they do not weigh on the next run."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     before = cpu_seconds(server)
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(server) - before
+    cpu = settled(server) - before
     rate = float(_field(r"Requests/sec:\s+([\d.]+)", output))
     requests = int(_field(r"(\d+) requests in", output))
     bad = int(_field(r"Non-2xx or 3xx responses: (\d+)", output, "0"))
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     bad += sum(map(int, errors.groups())) if errors else 0
-    return Run(rate, requests, bad, cpu)
+    return Run(rate, requests, bad, cpu, connections)
+
+
+def settled(server: int, interval: float = 0.25, timeout: float = 60) -> float:
+    """The server's CPU time once it has settled: when it grew by less than a tenth of a core over
+    `interval` (an idle server's background work is far less), or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(server)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = cpu_seconds(server)
+        if now - last < interval / 10:
+            return now
+        last = now
+    return last
 
 
 def _field(pattern: str, text: str, default: str | None = None) -> str:
