@@ -78,8 +78,8 @@ PAUSE = 1.0
 @dataclass
 class Run:
     """One wrk run: requests per second, requests, answers wrk counted as errors, server CPU, and
-    the requests still in flight when wrk stopped (one per connection), which the server serves
-    after it and counted in `cpu`."""
+    the requests still in flight when wrk stopped (one per connection): the server serves them
+    after it, and `cpu` includes them."""
 
     rate: float
     requests: int
