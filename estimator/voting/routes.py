@@ -100,7 +100,11 @@ def back_to(issue: Issue) -> ResponseReturnValue:
     return redirect(url_for("voting.status", issue_id=issue.id))
 
 
-@live_view("room", "voting/room.html", ("room-heading", "timer", "vote", "result", "controls", "voters"))
+#: The regions of the room, as its template names them.
+ROOM_REGIONS = ("room-heading", "small-votes", "timer", "vote", "result", "controls", "voters")
+
+
+@live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
     group = db.session.get(Group, group_id)
@@ -116,7 +120,7 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
         own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else None
         page = issue_page(issue, seat, own)
     else:
-        page = {"group": group, "membership": seat, "own": None}
+        page = {"group": group, "membership": seat, "own": rules.OwnBallot() if viewer_id else None}
     estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
     finals = [i.final_estimate for i in group.issues if i.final_estimate]
     return page | {
