@@ -5,6 +5,7 @@ import json
 import re
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_a_vote_reaches_the_room_as_its_changed_regions_only(app, team, monkeypa
     room = f"/groups/{team['group']}/room"
     shown = version_of(team["carol"], room)
     monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 3.0)
-    sent: list = []
+    sent: list[tuple[str, Any]] = []
     listening = threading.Thread(
         target=lambda: sent.extend(events(team["carol"], team["group"], "room", shown))
     )
