@@ -16,9 +16,7 @@ TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
 
 
-def events(
-    client, group_id: int, view: str, since: int | None = None, headers=None
-) -> list[tuple[str, Any]]:
+def events(client, group_id: int, view: str, since: int | None = None, headers=None) -> list[tuple[str, Any]]:
     """The (event, data) pairs a page's stream sends in its short test lifetime."""
     query = f"?view={view}" + (f"&since={since}" if since is not None else "")
     response = client.get(f"/api/groups/{group_id}/events{query}", headers=headers or {})
