@@ -34,6 +34,9 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(days=30)
+    # The session cookie is sent again only when it changes (a login, a language), not signed
+    # afresh on every answer: a vote or an event stream sends none.
+    SESSION_REFRESH_EACH_REQUEST = False
 
     # The CSRF token lives as long as the session: a page left open all day still submits.
     WTF_CSRF_TIME_LIMIT = None
@@ -64,6 +67,8 @@ class Config:
     # How often live pages ask whether anything changed when they cannot hold an event stream,
     # in milliseconds.
     LIVE_POLL_MS = 1000
+    # Serve event streams even where the worker is not a gevent one (each then holds a thread).
+    LIVE_STREAMS_ALWAYS = env_flag("LIVE_STREAMS_ALWAYS")
     # How long one event stream stays open before the browser reconnects (and its login and
     # membership are checked again), in seconds.
     LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
@@ -71,8 +76,8 @@ class Config:
     LIVE_HEARTBEAT_SECONDS = min(25.0, float(os.environ.get("LIVE_HEARTBEAT_SECONDS") or 15))
     #: PostgreSQL connections a gevent worker keeps open, and the most it opens: requests beyond wait.
     DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE") or 20)
-    # Memory each process may spend on rendered group pages shared by their viewers (pages.py), in bytes.
-    PAGE_CACHE_BYTES = 32 * 1024 * 1024
+    # Memory each process may spend on live regions and JSON states shared by their viewers, in bytes.
+    LIVE_CACHE_BYTES = 32 * 1024 * 1024
 
     # Log lines as `text` or as `json` objects (one a line, with the request id); see docs/deploy.md.
     LOG_FORMAT = os.environ.get("LOG_FORMAT") or "text"
@@ -99,5 +104,7 @@ class TestConfig(Config):
     HTTPS = False
     LOG_FORMAT = "text"
     METRICS_ENABLED = False
-    # In-process requests read a stream to its end: keep test streams short.
+    # In-process requests read a stream to its end: keep test streams short. The test client holds
+    # a stream in a thread of its own, so streams are served without gevent too.
     LIVE_STREAM_SECONDS = 0.3
+    LIVE_STREAMS_ALWAYS = True

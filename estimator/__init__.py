@@ -20,7 +20,6 @@ from .flashes import register_flash_limit
 from .i18n import register_i18n
 from .live import register_live
 from .observability import register_observability
-from .pages import register_pages
 from .security import register_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +39,6 @@ def create_app(config_class: type = Config) -> Flask:
     register_i18n(app)
     register_security(app)
     register_live(app)
-    register_pages(app)
     register_flash_limit(app)
     register_body_limits(app)
     if cooperative():

@@ -133,6 +133,14 @@ class GroupStatus(Shape):
     settings: Settings
 
 
+class Regions(Shape):
+    """A live page's regions as the member sees them: what the page swaps in (by element id)."""
+
+    version: NonNegativeInt = Field(description="The group's version they show.")
+    title: str = Field(description="The page's title at that version, before the site's name.")
+    regions: dict[str, str] = Field(description="Element id → its new inner HTML.")
+
+
 class ErrorBody(Shape):
     """Any error under /api."""
 

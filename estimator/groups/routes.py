@@ -1,31 +1,26 @@
 """Dashboard, group page, invitations, members and settings."""
 
-import functools
 import hashlib
 import io
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import segno
 import sqlalchemy as sa
-from flask import Response, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
-from .. import counters, pages
-from ..auth.session import session_claim
+from .. import counters
 from ..changes import RuleError
-from ..database import in_group, loaded, read_rows
-from ..extensions import configured, db, limiter, login_manager
+from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
-from ..i18n import current_language
-from ..live import board, etag, key_fingerprint, key_ids_of, live_context
-from ..models import Group, Issue, Membership, Role, Round, User
+from ..live import Seat, live_context, live_view
+from ..live.stencils import render_compact
+from ..models import Group, Issue, Membership, Role
 from ..permissions import require_member, require_owner
-from ..theme import current_theme
 from . import bp, rules
 from .forms import GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
 from .state import group_state, load_group
@@ -62,19 +57,28 @@ def render_group(
     group = load_group(membership.group_id)
     if group is None:
         abort(404)
-    context = group_page(group, membership, issue_form=issue_form, settings_form=settings_form)
-    return pages.render_compact("groups/group.html", **context), status
+    context = group_page(
+        group,
+        membership,
+        issue_form=issue_form,
+        settings_form=settings_form,
+        page=request.args.get("page", type=int),
+    )
+    return render_compact("groups/group.html", **context), status
 
 
 def group_page(
     group: Group,
-    membership: Membership,
+    membership: Membership | Seat,
     *,
     issue_form: IssueForm | None = None,
     settings_form: SettingsForm | None = None,
+    page: int | None = None,
 ) -> dict[str, Any]:
-    """What groups/group.html shows of the loaded group to this member."""
+    """What groups/group.html shows of the loaded group to this member (or seat)."""
     state = group_state(group)
+    backlog = backlog_page(state["issues"], page)
+    view = "group" if backlog.page == 1 else f"group-{backlog.page}"
     return dict(
         group=group,
         state=state,
@@ -82,138 +86,18 @@ def group_page(
         issue_form=issue_form or IssueForm(),
         settings_form=settings_form or SettingsForm(obj=group),
         adding=request.args.get("added") == "1",
-        backlog=backlog_page(state["issues"], request.args.get("page", type=int)),
-        **live_context("group", group.id, group.id, group.version, open_key_ids(group)),
+        backlog=backlog,
+        **live_context(view, group.id, group.version),
     )
 
 
-def open_key_ids(group: Group) -> set[str]:
-    """The ballot key ids of the loaded group's open rounds (only a current round is ever open)."""
-    return key_ids_of(issue.current_round for issue in group.issues)
-
-
-# --- the group page, rendered once per version and view (pages.py) -----------------------------
-
-
-class GroupPageKey(NamedTuple):
-    """All that a group page depends on apart from its viewer, whose parts are its holes."""
-
-    group_id: int
-    created_at: datetime  # SQLite may give a deleted group's id to a new one
-    version: int
-    fingerprint: str  # which open rounds' ballot keys still exist: votes shown without them differ
-    owner: bool
-    language: str
-    theme: str
-    url_root: str  # the invite link is a full URL, and every link starts with the script's root
-    page: int  # of the backlog, after clamping
-    adding: bool
-
-
-def group_page_key(
-    group_id: int, created_at: datetime, version: int, key_ids: set[str], owner: bool, page: int
-) -> GroupPageKey:
-    """The key of the group page in this request's language, scheme and address."""
-    return GroupPageKey(
-        group_id,
-        created_at,
-        version,
-        key_fingerprint(key_ids),
-        owner,
-        current_language(),
-        current_theme(),
-        request.url_root,
-        page,
-        request.args.get("added") == "1",
-    )
-
-
-class SeenPage(NamedTuple):
-    """What decides which stored group page a member gets."""
-
-    role: str
-    created_at: datetime
-    version: int
-    issues: int  # 0 unless asked for
-    key_ids: set[str]
-
-
-@functools.cache
-def seen_statement(count_issues: bool, dialect: str) -> sa.Select[Any]:
-    """The query of seen_by_login, with the group and the claimed user as parameters: the user's
-    row, and when they are a member their role and the group's creation time, version and open
-    rounds' key ids. Built once per dialect."""
-    group_id = sa.bindparam("group_id", type_=sa.Integer)
-    count = (
-        sa.select(sa.func.count()).where(Issue.group_id == group_id).scalar_subquery()
-        if count_issues
-        else sa.literal_column("0", sa.Integer)
-    )
-    member = sa.and_(Membership.user_id == User.id, Membership.group_id == group_id)
-    keyed = sa.and_(Membership.id.is_not(None), Round.key_id.is_not(None), in_group(group_id, dialect))
-    return (
-        sa.select(
-            *User.__table__.columns, Membership.role, Group.created_at, Group.version, count, Round.key_id
-        )
-        .select_from(User)
-        .outerjoin(Membership, member)
-        .outerjoin(Group, Group.id == Membership.group_id)
-        .outerjoin(Round, keyed)
-        .where(User.id == sa.bindparam("user_id"))
-    )
-
-
-def seen_by_login(group_id: int, *, count_issues: bool) -> tuple[User | None, SeenPage | None]:
-    """The user the session cookie claims, and what they see of the group unless they are no
-    member of it, in one query. Flask-Login then finds that user in the session and checks the
-    claim without a query of its own, as long as the caller holds on to it (the session keeps
-    loaded objects only while something else refers to them)."""
-    claim = session_claim()
-    if claim is None:
-        return None, None
-    with board().readers.connection() as connection:  # the request's session needs none, if stored
-        statement = seen_statement(count_issues, connection.dialect.name)
-        rows = read_rows(connection, statement, {"group_id": group_id, "user_id": claim.user_id})
-    if not rows:
-        return None, None
-    width = len(User.__table__.columns)
-    user = loaded(User, rows[0][:width])
-    role, created_at, version, issue_count, _key_id = rows[0][width:]
-    if role is None:
-        return user, None
-    key_ids = {row[-1] for row in rows if row[-1]}
-    return user, SeenPage(role, created_at, int(version), int(issue_count), key_ids)
-
-
-def shared_group_page(group_id: int, seen: SeenPage, asked: int | None) -> Response:
-    """The group page (backlog page `asked`) from the page cache; rendered and stored first when it
-    is not there. `seen` counted the issues when a page after the first was asked for."""
-    key = group_page_key(
-        group_id,
-        seen.created_at,
-        seen.version,
-        seen.key_ids,
-        seen.role == Role.OWNER,
-        clamped_page(asked, seen.issues),
-    )
-    key, stencil = pages.page_cache().get_or_render(key, lambda: render_group_stencil(group_id))
-    return pages.response(stencil, live_etag=etag("group", group_id, group_id, key.version, key.fingerprint))
-
-
-def render_group_stencil(group_id: int) -> tuple[GroupPageKey, pages.Stencil]:
-    """The group page as it is now, with holes for its viewer, and its key; stored in the cache."""
+@live_view("group", "groups/group.html", ("issues", "members"))
+def group_context(group_id: int, page: int | None, role: str) -> dict[str, Any] | None:
+    """What the group page (backlog page `page`) shows a viewer in this role."""
     group = load_group(group_id)
-    membership = next((m for m in group.memberships if m.user_id == current_user.id), None) if group else None
-    if group is None or membership is None:
-        abort(404)  # deleted or left since the version was read
-    context = group_page(group, membership)
-    key_ids = open_key_ids(group)
-    key = group_page_key(
-        group.id, group.created_at, group.version, key_ids, membership.is_owner, context["backlog"].page
-    )
-    stencil = pages.render_stencil("groups/group.html", **context)
-    pages.page_cache().put(key, stencil, subject=(key.group_id, key.created_at), version=key.version)
-    return key, stencil
+    if group is None:
+        return None
+    return group_page(group, Seat.of(role, group.facilitator_votes), page=page)
 
 
 #: Issues shown at once on the group page: a long backlog is shown a page at a time.
@@ -284,23 +168,10 @@ def create() -> ResponseReturnValue:
 
 
 @bp.route("/groups/<id:group_id>")
+@login_required
 def show(group_id: int) -> ResponseReturnValue:
-    """The group page: members, issues and (for the owner) invite link, issue form and settings.
-
-    Everybody who sees the same version in the same view gets the same page, rendered once; a page
-    with a message to show once (flashed) is the viewer's own and rendered for them alone. Who is
-    logged in is read in the same query as what they see (seen_by_login), before anything asks."""
-    asked = request.args.get("page", type=int)
-    claimed, seen = seen_by_login(group_id, count_issues=(asked or 1) > 1)
-    logged_in = current_user.is_authenticated  # finds `claimed` in the session: no query
-    del claimed
-    if not logged_in:
-        return login_manager.unauthorized()  # type: ignore[no-any-return]
-    if seen is None:
-        abort(404)
-    if "_flashes" in session:
-        return render_group(require_member(group_id))
-    return shared_group_page(group_id, seen, asked)
+    """The group page: members, issues and (for the owner) invite link, issue form and settings."""
+    return render_group(require_member(group_id))
 
 
 @bp.route("/groups/<id:group_id>/issues", methods=["GET", "POST"])

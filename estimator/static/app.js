@@ -6,32 +6,46 @@
   const body = document.body;
   // The page's own sentences in its language: data-message-* attributes of this script's tag.
   const messages = document.currentScript?.dataset || {};
-  const api = body.dataset.liveApi;
+  const regionsUrl = body.dataset.liveRegions;
+  const eventsUrl = body.dataset.liveEvents;
   const interval = Number(body.dataset.livePoll || 1000);
   const lostBanner = document.getElementById("connection-lost");
-  let etag = body.dataset.liveEtag || null;
-  let refreshing = null;
+  const titleEnd = " · Estimator";
+  let version = Number(body.dataset.liveVersion || 0);
+  let etag = null; // of the regions last polled
   let timer = null;
 
-  // The server HTML each live region was last given, to replace only regions that changed.
-  // CSRF tokens are signed afresh on every page, so they are left out of the comparison.
-  const lastHtml = new Map();
-  const comparable = (html) => html.replace(/(name="csrf_token"[^>]*value=")[^"]*/g, "$1");
-  document.querySelectorAll("[data-live][id]").forEach((region) => {
-    lastHtml.set(region.id, comparable(region.innerHTML));
-  });
+  // The voter's own card is theirs alone: the server shows it only on the page it rendered for
+  // them, outside every region shared with others. From then on this page keeps it: it sets it
+  // when its own vote is answered and forgets it when the round or the issue changes.
+  const ownBox = document.getElementById("own-card");
+  let own = { card: ownBox?.querySelector(".my-card")?.textContent.trim() || null, round: roundShown() };
 
-  // The server names the voter's own card in one place only (so that a page's size never depends
-  // on it); the deck shows it chosen from there.
-  function markOwnCard() {
-    const card = document.querySelector(".my-card")?.textContent.trim() || null;
+  function roundShown() {
+    const heading = document.querySelector("h1[data-issue-key]");
+    return heading ? `${heading.dataset.issueKey}#${heading.dataset.round}#${heading.dataset.state}` : null;
+  }
+
+  function showOwnCard() {
+    if (!ownBox) return;
+    if (own.round !== roundShown()) own = { card: null, round: roundShown() };
+    const voting = Boolean(document.querySelector("#vote .vote-form"));
+    ownBox.classList.toggle("d-none", !voting);
+    const template = ownBox.querySelector(own.card ? "template.own-card-voted" : "template.own-card-none");
+    const note = ownBox.querySelector(".vote-feedback");
+    if (template && note && (own.card || note.querySelector(".my-card"))) {
+      const fresh = template.content.firstElementChild.cloneNode(true);
+      const card = fresh.querySelector(".my-card");
+      if (card) card.textContent = own.card;
+      note.replaceWith(fresh);
+    }
     document.querySelectorAll(".vote-form button[name=value]").forEach((button) => {
-      const chosen = button.value === card;
+      const chosen = button.value === own.card;
       button.classList.toggle("selected", chosen);
       button.setAttribute("aria-pressed", chosen ? "true" : "false");
     });
     const number = document.querySelector(".vote-form input[name=value]");
-    if (number && document.activeElement !== number) number.value = card && card !== "?" ? card : "";
+    if (number && document.activeElement !== number) number.value = own.card && own.card !== "?" ? own.card : "";
   }
 
   function setConnected(connected) {
@@ -58,47 +72,48 @@
     if (element && document.activeElement !== element) element.focus({ preventScroll: true });
   }
 
-  // Fetch this page again and swap in the live regions whose server HTML changed, leaving
-  // alone a region in which the person is typing (it is updated when they leave it) unless
-  // `force` (after their own vote). Focus stays on the same control across the swap.
-  async function refreshRegions(force = false, keepFocus = null) {
-    const response = await fetch(window.location.href, {
-      headers: { "X-Requested-With": "fetch" }, cache: "no-store", credentials: "same-origin",
-    });
-    if (!response.ok) throw new Error(`page answered ${response.status}`);
-    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    const focused = keepFocus || focusKey(document.activeElement);
-    fresh.querySelectorAll("[data-live][id]").forEach((incoming) => {
-      const region = document.getElementById(incoming.id);
-      const html = comparable(incoming.innerHTML);
-      if (!region || lastHtml.get(incoming.id) === html) return;
-      if (editing(region) && !force) {
-        region.addEventListener("focusout", () => schedule(0), { once: true });
+  // Regions the person is typing in wait until they leave them.
+  const waiting = new Map();
+
+  // Swap in the regions the server sent (only those that changed), leaving alone a region in
+  // which the person is typing. Focus stays on the same control across the swap.
+  function apply(update) {
+    if (!update || Number(update.version) < version) return;
+    version = Number(update.version);
+    const focused = focusKey(document.activeElement);
+    Object.entries(update.regions || {}).forEach(([id, html]) => {
+      const region = document.getElementById(id);
+      if (!region) return;
+      if (editing(region)) {
+        if (!waiting.has(id)) region.addEventListener("focusout", () => swapWaiting(id), { once: true });
+        waiting.set(id, html);
         return;
       }
-      region.innerHTML = incoming.innerHTML;
-      lastHtml.set(incoming.id, html);
-      region.classList.remove("live-flash");
-      void region.offsetWidth; // restart the highlight animation
-      region.classList.add("live-flash");
+      waiting.delete(id);
+      swap(region, html);
     });
-    if (fresh.title) document.title = fresh.title; // "All voted — …" reaches the tab too
-    etag = fresh.body?.dataset.liveEtag || etag; // what the page now shows, for the next poll
-    version = Number(fresh.body?.dataset.liveVersion || version);
-    markOwnCard();
+    if (update.title) document.title = update.title.trim() + titleEnd; // "All voted — …" reaches the tab too
+    showOwnCard();
     startCountdowns();
     restoreFocus(focused);
   }
 
-  // One refresh at a time; a forced one (after one's own vote) runs after any refresh already on
-  // its way, which may have started before the vote and must not stand in for it.
-  function refreshOnce(force = false, keepFocus = null) {
-    if (refreshing && !force) return refreshing;
-    const before = refreshing || Promise.resolve();
-    const mine = before.catch(() => {}).then(() => refreshRegions(force, keepFocus))
-      .finally(() => { if (refreshing === mine) refreshing = null; });
-    refreshing = mine;
-    return mine;
+  function swap(region, html) {
+    region.innerHTML = html;
+    region.classList.remove("live-flash");
+    void region.offsetWidth; // restart the highlight animation
+    region.classList.add("live-flash");
+  }
+
+  function swapWaiting(id) {
+    const region = document.getElementById(id);
+    if (!waiting.has(id) || !region) return;
+    setTimeout(() => {
+      if (editing(region)) return void region.addEventListener("focusout", () => swapWaiting(id), { once: true });
+      swap(region, waiting.get(id));
+      waiting.delete(id);
+      showOwnCard();
+    }, 0);
   }
 
   // The facilitator's timer: the server says how many seconds are left; this page counts down.
@@ -149,26 +164,20 @@
     else typedTimer = setTimeout(choose, 700);
   }
 
-  // Ask the JSON API whether anything changed (a HEAD: the page renders itself, not the JSON);
-  // an unchanged state costs the server a 304 and next to nothing else.
+  // Without a stream, ask for the regions: an unchanged page costs the server a 304.
   async function poll() {
     try {
       const headers = { Accept: "application/json" };
       if (etag) headers["If-None-Match"] = etag;
-      const response = await fetch(api, {
-        method: "HEAD", headers, cache: "no-store", credentials: "same-origin",
-      });
+      const response = await fetch(regionsUrl, { headers, cache: "no-store", credentials: "same-origin" });
       if (response.status === 401 || response.status === 404) {
         window.location.reload(); // logged out or removed: the page itself will say so
         return;
       }
-      if (response.status !== 304 && !response.ok) throw new Error(`api answered ${response.status}`);
+      if (response.status !== 304 && !response.ok) throw new Error(`regions answered ${response.status}`);
       setConnected(true);
-      if (response.status === 200) {
-        const newTag = response.headers.get("ETag");
-        if (newTag !== etag) await refreshOnce();
-        etag = newTag;
-      }
+      etag = response.headers.get("ETag") || etag;
+      if (response.status === 200) apply(await response.json());
     } catch (error) {
       setConnected(false);
     } finally {
@@ -181,34 +190,31 @@
     timer = setTimeout(poll, delay);
   }
 
-  // The group's event stream says when its version changes; the page then fetches its own
-  // regions once. While the stream is down the page polls, and reconnects with a growing pause
-  // (1 s, 2 s, 4 s … at most 30 s) so that a restarted server is not stormed.
-  const eventsUrl = body.dataset.liveEvents;
-  let version = Number(body.dataset.liveVersion || 0);
+  // The group's event stream brings each change's regions: the page asks for nothing. While the
+  // stream is down the page polls, and reconnects with a growing pause (1 s, 2 s, 4 s … at most
+  // 30 s) so that a restarted server is not stormed; a server that cannot hold streams answers
+  // 204, and the page then polls, trying the stream again now and then.
   let streaming = false;
   let failures = 0;
-
   let source = null;
   let reconnect = null;
 
   function listen() {
     clearTimeout(reconnect);
     source?.close();
-    source = new EventSource(eventsUrl);
-    let told = 0;
+    source = new EventSource(`${eventsUrl}&since=${version}`);
     source.addEventListener("open", () => {
       streaming = true;
       failures = 0;
       clearTimeout(timer);
       setConnected(true);
     });
+    source.addEventListener("regions", (event) => {
+      try { apply(JSON.parse(event.data)); } catch (error) { schedule(0); }
+    });
     source.addEventListener("version", (event) => {
-      const announced = Number(event.lastEventId);
-      // The first event tells the version at connection time: the page may already show it.
-      if (announced !== version || told > 0) refreshOnce().catch(() => schedule(0));
-      version = announced;
-      told += 1;
+      // Its regions came just before; a page that missed them (it was busy) asks for them.
+      if (Number(event.lastEventId) > version) schedule(0);
     });
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.OPEN) return;
@@ -235,16 +241,16 @@
   }
 
   // Say why a vote was not saved, where the page normally confirms it.
-  function voteError(form, message) {
-    const region = form.closest("[data-live]");
-    const box = region?.querySelector(".vote-feedback");
+  function voteError(message) {
+    const box = ownBox?.querySelector(".vote-feedback") || document.querySelector(".vote-feedback");
     if (!box) return;
-    lastHtml.delete(region.id); // the page no longer shows what the server sent: swap it next time
     box.textContent = message;
     box.classList.add("text-danger");
   }
 
-  // Cast a vote with fetch; the CSRF token travels in the X-CSRFToken header.
+  // Cast a vote with fetch; the CSRF token travels in the X-CSRFToken header. The answer is the
+  // same whatever the card; the page shows the card it sent, and the others' screens (and this
+  // one's voters list) follow from the change's event.
   async function vote(event) {
     const form = event.target;
     if (!form.matches(".vote-form")) return;
@@ -265,23 +271,25 @@
       });
       const answer = await response.json().catch(() => ({}));
       if (!response.ok) {
-        voteError(form, answer.error || messages.messageVoteFailed || "Your vote could not be saved. Please try again.");
+        voteError(answer.error || messages.messageVoteFailed || "Your vote could not be saved. Please try again.");
         return;
       }
       setConnected(true);
-      await refreshOnce(true, keepFocus); // shows the chosen card, from the server's own page
+      own = { card: String(data.get("value")).trim(), round: roundShown() };
+      showOwnCard();
     } catch (error) {
       setConnected(false);
-      voteError(form, messages.messageOffline || "The server cannot be reached; your vote was not saved. Please try again.");
+      voteError(messages.messageOffline || "The server cannot be reached; your vote was not saved. Please try again.");
     } finally {
       delete form.dataset.sending;
       form.querySelectorAll("button").forEach((button) => { button.disabled = false; });
+      restoreFocus(keepFocus);
     }
   }
 
   document.addEventListener("submit", vote);
   document.addEventListener("keydown", voteByKey);
-  markOwnCard();
+  showOwnCard();
   startCountdowns();
   setInterval(tick, 1000);
 
@@ -295,15 +303,15 @@
     if (event.target.closest("[data-history-back]")) history.back();
   });
 
-  if (api && eventsUrl && window.EventSource) {
+  if (eventsUrl && window.EventSource) {
     listen();
     window.addEventListener("offline", offline);
     window.addEventListener("online", online);
-  } else if (api) {
+  } else if (regionsUrl) {
     schedule(interval);
   }
-  if (api) {
-    document.addEventListener("visibilitychange", () => { if (!document.hidden) schedule(0); });
+  if (regionsUrl) {
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && !streaming) schedule(0); });
   }
 })();
 

@@ -14,8 +14,8 @@ from ..changes import RuleError
 from ..estimates import total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
-from ..live import key_ids_of, live_context, open_key_ids
-from ..models import Issue, IssueState, Membership
+from ..live import Seat, live_context, live_view
+from ..models import Group, Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from . import bp, rules
 from .booth import open_booth
@@ -39,9 +39,11 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
-def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | None = None) -> dict[str, Any]:
-    """What the issue's pages and the room share: the state, the voter's own ballot, the
-    facilitator's form and the timer (the live link differs: see issue_live and room)."""
+def issue_page(
+    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot, accept_form: AcceptForm | None = None
+) -> dict[str, Any]:
+    """What the issue's pages and the room share: the state, the voter's own ballot (`own`: on
+    a page for one viewer, never in shared regions), the facilitator's form and the timer."""
     state = issue_state(issue)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
@@ -53,8 +55,8 @@ def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | N
         "group": issue.group,
         "state": state,
         "deck": issue.group.deck_rules,
-        "membership": membership,
-        "own": rules.own_ballot(issue.current_round, current_user.id),
+        "membership": seat,
+        "own": own,
         "lost_ballots": issue.current_round.lost_ballots,
         "threshold": rules.reveal_threshold(issue),
         "timer_left": seconds_left(issue.current_round),
@@ -62,20 +64,33 @@ def issue_page(issue: Issue, membership: Membership, accept_form: AcceptForm | N
     }
 
 
-def issue_live(issue: Issue) -> dict[str, str]:
-    """The live link of the issue's own pages: they follow the issue's JSON."""
-    return live_context(
-        "issue", issue.id, issue.group_id, issue.group.version, key_ids_of([issue.current_round])
-    )
+@live_view(
+    "issue", "voting/status.html", ("heading", "timer", "vote", "result", "controls", "voters", "history")
+)
+def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, Any] | None:
+    """What the status page of an issue shows a viewer in this role (their own card aside)."""
+    issue = load_issue(issue_id) if issue_id is not None else None
+    if issue is None or issue.group_id != group_id:
+        return None
+    return status_page(issue, Seat.of(role, issue.group.facilitator_votes), rules.OwnBallot())
+
+
+def status_page(
+    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot, accept_form: AcceptForm | None = None
+) -> dict[str, Any]:
+    """The status page's template context."""
+    page = issue_page(issue, seat, own, accept_form)
+    history = [(h["round"], h["result"]) for h in reversed(page["state"]["history"])]
+    return page | {"history": history}
 
 
 def render_status(
     issue: Issue, membership: Membership, *, accept_form: AcceptForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
     """The status page: who has voted, progress, result and history, the owner's controls."""
-    page = issue_page(issue, membership, accept_form) | issue_live(issue)
-    history = [(h["round"], h["result"]) for h in reversed(page["state"]["history"])]
-    return render_template("voting/status.html", **page, history=history), status
+    page = status_page(issue, membership, rules.own_ballot(issue.current_round, current_user.id), accept_form)
+    live = live_context(f"issue-{issue.id}", issue.group_id, issue.group.version)
+    return render_template("voting/status.html", **page, **live), status
 
 
 def back_to(issue: Issue) -> ResponseReturnValue:
@@ -85,26 +100,41 @@ def back_to(issue: Issue) -> ResponseReturnValue:
     return redirect(url_for("voting.status", issue_id=issue.id))
 
 
+@live_view("room", "voting/room.html", ("room-heading", "timer", "vote", "result", "controls", "voters"))
+def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
+    """What the room shows a viewer in this role (their own card aside)."""
+    group = db.session.get(Group, group_id)
+    if group is None:
+        return None
+    return room_page(group, Seat.of(role, group.facilitator_votes), None)
+
+
+def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> dict[str, Any]:
+    """The room's template context; the own card of `viewer_id` when the page is theirs alone."""
+    issue = load_issue(group.current_issue_id) if group.current_issue_id else None
+    if issue is not None:
+        own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else rules.OwnBallot()
+        page = issue_page(issue, seat, own)
+    else:
+        page = {"group": group, "membership": seat, "own": rules.OwnBallot()}
+    estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
+    finals = [i.final_estimate for i in group.issues if i.final_estimate]
+    return page | {
+        "room_issue": issue,
+        "issue_count": len(group.issues),
+        "estimated_count": estimated,
+        "total": total(group.deck_rules, finals),
+    }
+
+
 @bp.route("/groups/<id:group_id>/room")
 @login_required
 def room(group_id: int) -> ResponseReturnValue:
     """The room: the issue the facilitator has the team on, and everything to estimate it."""
     membership = require_member(group_id)
     group = membership.group
-    issue = load_issue(group.current_issue_id) if group.current_issue_id else None
-    page = issue_page(issue, membership) if issue else {"group": group, "membership": membership}
-    # The room follows the whole group (a new current issue is a change of the group), not one issue.
-    page |= live_context("group", group.id, group.id, group.version, open_key_ids(group.id))
-    estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
-    finals = [i.final_estimate for i in group.issues if i.final_estimate]
-    return render_template(
-        "voting/room.html",
-        **page,
-        room_issue=issue,
-        issue_count=len(group.issues),
-        estimated_count=estimated,
-        total=total(group.deck_rules, finals),
-    )
+    page = room_page(group, membership, current_user.id)
+    return render_template("voting/room.html", **page, **live_context("room", group.id, group.version))
 
 
 @bp.route("/issues/<id:issue_id>/start", methods=["GET", "POST"])
@@ -225,7 +255,7 @@ def deck_page(issue_id: int) -> ResponseReturnValue:
 def ballot_page(issue_id: int, form: EstimateForm, code: int) -> ResponseReturnValue:
     """The issue with the voter's deck, and what was wrong with a refused card."""
     issue, membership = member_issue(issue_id)
-    page = issue_page(issue, membership) | issue_live(issue)
+    page = issue_page(issue, membership, rules.own_ballot(issue.current_round, current_user.id))
     return render_template("voting/estimate.html", **page, form=form), code
 
 

@@ -1,0 +1,276 @@
+"""Which groups changed, cheaply, whichever process served the change: one watcher per process.
+
+Every change anybody can see bumps the group's version (database.bump_version), so the version is
+all a live page needs to watch. Each process keeps one `VersionBoard`: the versions (and the open
+rounds' ballot key ids) of the groups its visitors listen to. One watcher thread per process reads
+them for all listened groups in one query a few times a second and wakes the streams of the groups
+that changed, so the cost of waiting grows with processes, not with listeners; no broker is needed,
+and it works on SQLite and PostgreSQL alike, across any number of processes and machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from ..database import in_group, read_in_autocommit
+from ..models import Group, Membership, Round, User
+
+log = logging.getLogger(__name__)
+
+#: How often a process's watcher reads the listened groups' versions, in seconds.
+WATCH_INTERVAL = 0.25
+#: How long a version read for a request is trusted by the process that read it, in seconds.
+VERSION_TTL = 0.5
+
+
+@dataclass
+class Watched:
+    """What a process knows of one group: its version, its open rounds' keys, who may listen."""
+
+    version: int
+    keys: dict[int, set[str]]  # issue id → key ids of its open rounds
+    read_at: float
+    changed: threading.Event = field(default_factory=threading.Event)
+    logins: dict[str, str] | None = None  # "user id:session token" of its members → role, when asked
+    listeners: int = 0
+
+    def key_ids(self, issue_id: int | None = None) -> set[str]:
+        """The open rounds' key ids of one issue, or of the whole group."""
+        if issue_id is not None:
+            return self.keys.get(issue_id, set())
+        return set().union(*self.keys.values()) if self.keys else set()
+
+
+#: What a stream sends before the version event of a change, given the group as now read and the
+#: listener's role (a view's regions, see regions.py); None sends nothing more.
+OnChange = Callable[[Watched, str], bytes | None]
+
+
+class VersionBoard:
+    """The versions of the groups this process's visitors listen to, and the wake-up of their streams."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._groups: dict[int, Watched] = {}
+        self._watcher: threading.Thread | None = None
+        self._pid = 0
+
+    def _connect(self) -> sa.Connection:
+        connection = self.engine.connect()
+        if connection.dialect.name == "postgresql":
+            read_in_autocommit(connection)
+        return connection
+
+    def _read(self, group_ids: Collection[int], with_logins: Collection[int] = ()) -> dict[int, Watched]:
+        """Read the versions and open keys of these groups (and the logins of their members)."""
+        keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, self.engine.dialect.name))
+        statement = (
+            sa.select(Group.id, Group.version, Round.issue_id, Round.key_id)
+            .select_from(sa.outerjoin(Group.__table__, Round.__table__, keyed))
+            .where(self._among(Group.id, group_ids))
+        )
+        now = time.monotonic()
+        found: dict[int, Watched] = {}
+        with self._connect() as connection:
+            for group_id, version, issue_id, key_id in connection.execute(statement):
+                entry = found.setdefault(group_id, Watched(int(version), {}, now))
+                if key_id:
+                    entry.keys.setdefault(issue_id, set()).add(key_id)
+            if with_logins:
+                rows = connection.execute(
+                    sa.select(Membership.group_id, User.id, User.session_token, Membership.role)
+                    .join(User, User.id == Membership.user_id)
+                    .where(self._among(Membership.group_id, with_logins))
+                )
+                logins: dict[int, dict[str, str]] = {group_id: {} for group_id in with_logins}
+                for group_id, user_id, token, role in rows:
+                    logins[group_id][f"{user_id}:{token}"] = str(role)
+                for group_id, members in logins.items():
+                    if group_id in found:
+                        found[group_id].logins = members
+        return found
+
+    def _among(
+        self, column: sa.orm.InstrumentedAttribute[int], ids: Collection[int]
+    ) -> sa.ColumnElement[bool]:
+        """`column IN ids`. On PostgreSQL as `= ANY(array)`: one parameter, so the statement is the
+        same whatever the number of groups and is prepared once."""
+        if self.engine.dialect.name == "postgresql":
+            return column == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Integer)))
+        return column.in_(list(ids))
+
+    def _versions(self, group_ids: Collection[int]) -> dict[int, int]:
+        """The versions of these groups that still exist, in one small query."""
+        statement = sa.select(Group.id, Group.version).where(self._among(Group.id, group_ids))
+        with self._connect() as connection:
+            return {group_id: int(version) for group_id, version in connection.execute(statement)}
+
+    def _merge(self, fresh: dict[int, Watched], asked: Collection[int]) -> None:
+        """Store what was read; wake the listeners of groups that changed or went away."""
+        woken = []
+        with self._lock:
+            for group_id in asked:
+                old = self._groups.get(group_id)
+                new = fresh.get(group_id)
+                if new is None:
+                    self._groups.pop(group_id, None)
+                    if old is not None:
+                        woken.append(old)  # deleted: its listeners stop
+                    continue
+                if old is None:
+                    self._groups[group_id] = new
+                    continue
+                if new.version != old.version or new.keys != old.keys:
+                    woken.append(old)
+                    new.listeners = old.listeners
+                    if new.logins is None and new.version == old.version:
+                        new.logins = old.logins
+                    self._groups[group_id] = new
+                else:
+                    old.read_at = new.read_at
+                    if new.logins is not None:
+                        old.logins = new.logins
+        for entry in woken:
+            entry.changed.set()
+
+    def current(self, group_id: int) -> Watched | None:
+        """The group as read within VERSION_TTL (read now if not): None when it does not exist."""
+        entry = self._groups.get(group_id)
+        if entry is None or entry.logins is None or time.monotonic() - entry.read_at > VERSION_TTL:
+            self._merge(self._read([group_id], with_logins=[group_id]), [group_id])
+            entry = self._groups.get(group_id)
+        return entry
+
+    def forget(self, group_ids: Iterable[int]) -> None:
+        """This process changed these groups: read them afresh on next use."""
+        with self._lock:
+            for group_id in group_ids:
+                if entry := self._groups.get(group_id):
+                    entry.read_at = float("-inf")
+
+    # --- event streams ---
+
+    def listen(
+        self,
+        group_id: int,
+        login: str,
+        last_seen: int | None,
+        lifetime: float,
+        heartbeat: float,
+        on_change: OnChange | None = None,
+    ) -> Iterator[bytes]:
+        """The event stream of one listener: the version whenever it changes, a comment between.
+
+        Before each version event it sends what `on_change` makes of the change. It ends after
+        `lifetime` seconds (the browser reconnects at once, sending Last-Event-ID, and is checked
+        again), when the group goes away, or when the listener is no longer one of its members with
+        this login (removed, or logged out everywhere) as seen at the group's next change. Raises
+        LookupError at once when the group does not exist.
+        """
+        if self.current(group_id) is None:
+            raise LookupError(group_id)
+        return self._stream(group_id, login, last_seen, time.monotonic() + lifetime, heartbeat, on_change)
+
+    def _stream(
+        self,
+        group_id: int,
+        login: str,
+        last_seen: int | None,
+        until: float,
+        heartbeat: float,
+        on_change: OnChange | None,
+    ) -> Iterator[bytes]:
+        try:
+            entry = self._enter(group_id)
+        except LookupError:
+            return
+        try:
+            yield b"retry: 2000\n\n"
+            told: Watched | None = None
+            while True:
+                entry = self._groups.get(group_id) or entry
+                role = entry.logins.get(login) if entry.logins is not None else None
+                if entry.logins is not None and role is None:
+                    return
+                # A new entry means a new version, or a lost ballot key (same version, other view).
+                if entry is not told and (last_seen is None or entry.version > last_seen or told):
+                    if on_change is not None and role is not None:
+                        extra = on_change(entry, role)
+                        if extra:
+                            yield extra
+                    version = entry.version
+                    yield f'id: {version}\nevent: version\ndata: {{"version": {version}}}\n\n'.encode()
+                told = entry
+                left = until - time.monotonic()
+                if left <= 0:
+                    return
+                if not entry.changed.wait(min(heartbeat, left)):
+                    if until - time.monotonic() > 0:
+                        yield b": keep-alive\n\n"
+                elif group_id not in self._groups:
+                    return
+        finally:
+            self._leave(group_id)
+
+    def _enter(self, group_id: int) -> Watched:
+        entry = self.current(group_id)
+        if entry is None:
+            raise LookupError(group_id)
+        with self._lock:
+            entry = self._groups[group_id]
+            entry.listeners += 1
+        self._ensure_watcher()
+        return entry
+
+    def _leave(self, group_id: int) -> None:
+        with self._lock:
+            if entry := self._groups.get(group_id):
+                entry.listeners -= 1
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._watcher is None or not self._watcher.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._watcher = threading.Thread(target=self._watch, name="version-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """One loop per process: read every listened group's version, wake who needs waking."""
+        failing = False
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with self._lock:
+                listened = [gid for gid, entry in self._groups.items() if entry.listeners > 0]
+            if not listened:
+                continue
+            try:
+                versions = self._versions(listened)
+                now = time.monotonic()
+                changed = []
+                with self._lock:
+                    for gid in listened:
+                        entry = self._groups.get(gid)
+                        if entry is not None and versions.get(gid) == entry.version:
+                            entry.read_at = now  # open rounds' keys change only with the version
+                        else:
+                            changed.append(gid)
+                if changed:  # the rest, and who may still listen, is read only for what changed
+                    self._merge(self._read(changed, with_logins=changed), changed)
+                if failing:
+                    log.info("Live updates: the database answers again")
+                failing = False
+            except sa.exc.SQLAlchemyError as error:
+                if not failing:
+                    log.warning("Live updates: cannot read the group versions: %s", error)
+                failing = True

@@ -1,0 +1,174 @@
+"""A live page's regions: rendered once per version and variant, pushed to every open screen.
+
+A live page (the room, an issue's status page, the group page) marks the parts that change as
+regions: elements with an id and `data-live`, whose content is a block of the same name in the
+page's template. When the group changes, each process renders a view's regions once for each
+variant that truly differs (the viewer's role and language, the backlog page) as stencils
+(stencils.py): what belongs to the viewer (their CSRF token, their "(you)") is a hole, filled for
+each screen with its own values. Every screen of the group then gets the regions that changed in
+its event stream: a vote in a room of ten costs one render per process, not ten page loads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from flask import current_app
+from flask_babel import get_locale
+from jinja2_fragments.flask import render_block
+
+from ..extensions import db
+from ..models import Role, takes_part
+from .cache import VersionCache
+from .seen import Seen
+from .stencils import Filler, Holes, Stencil
+
+
+@dataclass(frozen=True)
+class Seat:
+    """What a live page shows depends on its viewer's role only: a membership without the person."""
+
+    role: str
+    votes: bool
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether the viewer facilitates the group."""
+        return self.role == Role.OWNER
+
+    @classmethod
+    def of(cls, role: str, facilitator_votes: bool) -> Seat:
+        """The seat of a viewer with this role, in a group with this setting."""
+        return cls(role, takes_part(Role(role), facilitator_votes))
+
+
+#: Builds a view's template context for its group (and argument) as a viewer with this role sees
+#: it (their seat, Seat.of), or None when what it shows is gone (an issue deleted since).
+Build = Callable[[int, int | None, str], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class View:
+    """A kind of live page: its template, its regions (block names and element ids), its build."""
+
+    name: str
+    template: str
+    regions: tuple[str, ...]
+    build: Build
+
+
+VIEWS: dict[str, View] = {}
+
+
+def live_view(name: str, template: str, regions: tuple[str, ...]) -> Callable[[Build], Build]:
+    """Register a view's build under its name (used by the blueprints that serve its page)."""
+
+    def register(build: Build) -> Build:
+        VIEWS[name] = View(name, template, regions, build)
+        return build
+
+    return register
+
+
+class Asked(NamedTuple):
+    """Which view of a group a page shows: the view and its argument (an issue id, a backlog page)."""
+
+    view: View
+    arg: int | None
+
+    @property
+    def name(self) -> str:
+        """How the page names it in its URLs: `room`, `group`, `group-2`, `issue-17`."""
+        return self.view.name if self.arg is None else f"{self.view.name}-{self.arg}"
+
+
+_ASKED = re.compile(r"([a-z]+)(?:-([1-9][0-9]{0,9}))?")
+
+
+def parse_view(text: str) -> Asked | None:
+    """The view a page names, or None for anything that is not one."""
+    match = _ASKED.fullmatch(text)
+    if match is None or match.group(1) not in VIEWS:
+        return None
+    arg = int(match.group(2)) if match.group(2) else None
+    if arg is not None and arg > 2**31 - 1:
+        return None
+    return Asked(VIEWS[match.group(1)], arg)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A view's regions at one version for one variant, as stencils, and the page's title."""
+
+    version: int
+    title: Stencil
+    regions: dict[str, Stencil]
+
+    @property
+    def size(self) -> int:
+        """About how many bytes of memory it takes."""
+        return self.title.size + sum(stencil.size for stencil in self.regions.values())
+
+
+def built(asked: Asked, seen: Seen) -> Built:
+    """The view's regions as `seen` (a member's role at a version), rendered once per process for
+    everybody who sees the same; raises LookupError when what the view shows is gone."""
+    key = (
+        asked.name,
+        seen.group_id,
+        seen.created_at,
+        seen.version,
+        seen.fingerprint(),
+        seen.role,
+        str(get_locale()),
+    )
+    cache: VersionCache[Built] = current_app.extensions["live_regions"]
+    return cache.get_or_build(
+        key,
+        lambda: render(asked, seen),
+        subject=(seen.group_id, seen.created_at),
+        version=seen.version,
+        size=lambda value: value.size,
+    )
+
+
+def render(asked: Asked, seen: Seen) -> Built:
+    """Render the view's title and regions with holes for the viewer."""
+    try:
+        context = asked.view.build(seen.group_id, asked.arg, seen.role)
+        if context is None:
+            raise LookupError(asked.name)
+        with Holes() as holes:
+            title = holes.cut(render_block(asked.view.template, "title", **context))
+            regions = {
+                name: holes.cut(block(asked.view.template, name, context)) for name in asked.view.regions
+            }
+    finally:
+        db.session.close()  # a stream holds no database connection while it waits
+    return Built(seen.version, title, regions)
+
+
+def block(template: str, region: str, context: dict[str, Any]) -> str:
+    """A region's block of the template: named as its element id, with `_` for `-`."""
+    return render_block(template, region.replace("-", "_"), **context)
+
+
+def payload(built_: Built, filler: Filler, shown: dict[str, str]) -> dict[str, Any]:
+    """What a screen gets of a build: its version, title and the regions that differ from what it
+    shows (`shown`: region → digest, updated here)."""
+    regions = {}
+    for name, stencil in built_.regions.items():
+        if shown.get(name) != stencil.digest:
+            regions[name] = filler.fill(stencil)
+            shown[name] = stencil.digest
+    return {"version": built_.version, "title": filler.fill(built_.title), "regions": regions}
+
+
+def sse(event: str, version: int, data: dict[str, Any]) -> bytes:
+    """One server-sent event."""
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {version}\nevent: {event}\ndata: {body}\n\n".encode()
