@@ -142,6 +142,7 @@ class Figures:
     reached: int
     expected: int
     regions_events: int
+    polled_regions: int
     version_events: int
     regions_kib: float
     errors: dict[str, int]
@@ -168,6 +169,7 @@ class Tally:
     #: (group id, member's user id) → the highest version of a regions event it got.
     latest: dict[tuple[int, int], int] = field(default_factory=dict)
     regions_events: int = 0
+    polled_regions: int = 0
     version_events: int = 0
     regions_bytes: int = 0
     #: Pages in all, pages whose load and stream opening are over, and those whose stream opened.
@@ -299,9 +301,9 @@ async def page(
     gate: asyncio.Semaphore,
     lifetime: float,
 ) -> None:
-    """One member's room page: loaded as the model says, then holding its stream as EventSource
-    does (reconnecting with Last-Event-ID), counting the regions events. At most CONNECTING pages
-    are between the start of their load and their stream's answer at once."""
+    """One member's room page: loaded as the model says, then holding its stream, counting the
+    regions events; when the stream ends or fails, the page's steps of ON_STREAM_END. At most
+    CONNECTING pages are between the start of their load and their stream's answer at once."""
     key = (team.group_id, login.user_id)
     await gate.acquire()
     holding_gate = True
@@ -316,52 +318,114 @@ async def page(
             if tally.settled == tally.pages:
                 tally.all_connected.set()
 
-    reader = EventReader()
+    failures = 0
     try:
         stream_url = await load(loads, base, team, login, tally)
         while stream_url is not None:
-            headers = {**login.headers, "Accept": "text/event-stream"}
-            if reader.last_id:
-                headers["Last-Event-ID"] = reader.last_id
             opened = time.monotonic()
             try:
-                async with streams.get(base + stream_url, headers=headers) as response:
+                async with streams.get(
+                    base + stream_url, headers={**login.headers, "Accept": "text/event-stream"}
+                ) as response:
                     if response.status != 200:
                         tally.errors[f"stream answered {response.status}"] += 1
-                        settled(False)
-                        await asyncio.sleep(2)
-                        continue
-                    settled(True)
-                    # Whatever arrived at once, read together: not a wake-up per line, so that
-                    # this process, which shares the machine's cores with the server, stays cheap.
-                    async for chunk in response.content.iter_any():
-                        for message in reader.feed(chunk):
-                            if message.event == "regions":
-                                seen_regions(message.id, message.data, key, tally)
-                                if page_model.ON_EVENT:
-                                    asyncio.create_task(react(http, base, team, login, tally))
-                            elif message.event == "version":
-                                tally.version_events += 1
-                if time.monotonic() - opened < lifetime - 1:
-                    tally.errors["stream ended by the server"] += 1
-                else:
-                    tally.reconnects += 1  # its lifetime: the browser reconnects, as here
+                    else:
+                        settled(True)
+                        failures = 0
+                        await read_stream(response, http, base, team, login, key, tally)
+                        if time.monotonic() - opened < lifetime - 1:
+                            tally.errors["stream ended by the server"] += 1
+                        else:
+                            tally.reconnects += 1  # its lifetime: the page opens another
             except (aiohttp.ClientError, TimeoutError) as error:
                 tally.errors[f"stream: {type(error).__name__}"] += 1
-                settled(False)
-                await asyncio.sleep(1)
+            settled(False)
+            failures += 1
+            stream_url = await stream_ended(http, base, team, login, key, tally, failures)
     finally:
         settled(False)  # a failed load, or cancelled while loading
 
 
-def seen_regions(event_id: str, data: str, key: tuple[int, int], tally: Tally) -> None:
-    """Count a regions event: the screen now shows its version."""
+async def read_stream(
+    response: aiohttp.ClientResponse,
+    http: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    login: Login,
+    key: tuple[int, int],
+    tally: Tally,
+) -> None:
+    """Read a page's stream until it ends: count its regions events, and do what the page does."""
+    reader = EventReader()
+    # Whatever arrived at once, read together: not a wake-up per line, so that this process,
+    # which shares the machine's cores with the server, stays cheap.
+    async for chunk in response.content.iter_any():
+        for message in reader.feed(chunk):
+            if message.event == "regions":
+                seen_regions(message.id, message.data, key, tally)
+                if page_model.ON_EVENT:
+                    asyncio.create_task(react(http, base, team, login, tally))
+            elif message.event == "version":
+                tally.version_events += 1
+                if message.id.isdigit() and int(message.id) > tally.latest.get(key, 0):
+                    # Its regions did not come first: the page asks for them.
+                    tally.errors["a version event without its regions"] += 1
+                    asyncio.create_task(ask_regions(http, base, team, login, key, tally))
+
+
+async def ask_regions(
+    http: aiohttp.ClientSession, base: str, team: Team, login: Login, key: tuple[int, int], tally: Tally
+) -> None:
+    """The page's poll of its regions; a newer version in them updates its screen, as an event does."""
+    values = {**team.values(), "version": tally.latest.get(key, team.version)}
+    status, body = await ask(http, base, page_model.REGIONS, values, login)
+    if not 200 <= status < 300:
+        tally.errors[f"{page_model.REGIONS}: {status or 'no answer, ' + body.decode()}"] += 1
+        return
+    try:
+        version = json.loads(body).get("version")
+    except (ValueError, AttributeError):
+        version = None
+    seen_regions(str(version), body.decode(), key, tally, polled=True)
+
+
+async def stream_ended(
+    http: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    login: Login,
+    key: tuple[int, int],
+    tally: Tally,
+    failures: int,
+) -> str:
+    """What the page does when its stream ends or fails (ON_STREAM_END): its regions at once, then,
+    after its pause, the stream's path from the version it shows. (The page polls again every
+    second until the stream is back; this asks once.)"""
+    stream = ""
+    for request in page_model.ON_STREAM_END:
+        if request is page_model.REGIONS:
+            await ask_regions(http, base, team, login, key, tally)
+        elif request.kind == "stream":
+            await asyncio.sleep(min(30.0, 2.0 ** min(failures - 1, 5)) * random.uniform(0.75, 1.25))
+            stream = request.path({**team.values(), "version": tally.latest.get(key, team.version)})
+        else:
+            status, _ = await ask(http, base, request, team.values(), login)
+            if not 200 <= status < 300:
+                tally.errors[f"when the stream ended, {request}: {status or 'no answer'}"] += 1
+    return stream
+
+
+def seen_regions(event_id: str, data: str, key: tuple[int, int], tally: Tally, polled: bool = False) -> None:
+    """Count a regions event (or polled regions): the screen now shows its version."""
     version = regions_version(event_id, data)
     if version is None:
-        tally.errors["a regions event without its version and regions"] += 1
+        tally.errors["regions without their version or regions"] += 1
         return
-    tally.regions_events += 1
-    tally.regions_bytes += len(data)
+    if polled:
+        tally.polled_regions += 1
+    else:
+        tally.regions_events += 1
+        tally.regions_bytes += len(data)
     tally.seen[key].append((version, time.monotonic()))
     tally.latest[key] = max(version, tally.latest.get(key, 0))
 
@@ -597,6 +661,7 @@ def summarize(
         reached=reached,
         expected=expected,
         regions_events=tally.regions_events,
+        polled_regions=tally.polled_regions,
         version_events=tally.version_events,
         regions_kib=tally.regions_bytes / max(tally.regions_events, 1) / 1024,
         errors=dict(tally.errors),
@@ -660,7 +725,8 @@ def report(database: str, f: Figures) -> None:
         f"p95 {f.vote_p95:.0f} ms; vote→every screen of its group updated p50 {f.screens_p50:.0f} ms, "
         f"p95 {f.screens_p95:.0f} ms (vote→one screen p50 {f.screen_p50:.0f} ms, p95 {f.screen_p95:.0f} ms); "
         f"screens updated {f.reached}/{f.expected}; {f.regions_events} regions events of "
-        f"{f.regions_kib:.1f} KiB on average and {f.version_events} version events; "
+        f"{f.regions_kib:.1f} KiB on average, {f.version_events} version events, regions polled "
+        f"{f.polled_regions} times; "
         f"the room moved on {f.moves} times; errors {f.errors or 0}; "
         f"groups whose version was not as counted {f.version_mismatches}; "
         f"reconnects {f.reconnects}; server CPU {f.idle_cpu:.0%} of a core while idle, "

@@ -7,13 +7,17 @@ regions (`event: regions`) and then the version (`event: version`); the page swa
 and asks for nothing. When its own member votes, the page posts the card and marks it itself; the
 regions event that the vote causes brings the rest. So:
 
-- on load: the page, its static files, and the stream (LOAD);
+- on load: the page, its static files, and the stream (`load`);
 - on an event (another member's change, or the page's own vote coming back): nothing (ON_EVENT);
-- on its own vote: the vote's POST, nothing else (ON_OWN_VOTE).
+- on its own vote: the vote's POST, nothing else (ON_OWN_VOTE);
+- when its stream ends or fails: its regions at once, and the stream again (ON_STREAM_END).
+
+The browser test checks the first three; the last is read from estimator/static/app.js, as a
+stream ends only after its lifetime (LIVE_STREAM_SECONDS) or with the server.
 
 A request is written as its method and its path with placeholders: {group} and {issue} for ids,
-{view} for the stream's view (`room`, `group`, `issue-<id>`) and {version} for the version the page
-showed when it was loaded.
+{view} for the stream's view (`room`, `group`, `group-<page>`, `issue-<id>`) and {version} for the
+version the page shows.
 """
 
 import re
@@ -26,7 +30,7 @@ PLACEHOLDERS = {
     "group": r"\d+",
     "issue": r"\d+",
     "version": r"\d+",
-    "view": r"room|group|issue-\d+",
+    "view": r"room|group(?:-\d+)?|issue-\d+",
 }
 
 
@@ -101,6 +105,12 @@ ON_EVENT: tuple[Ask, ...] = ()
 #: headers `X-CSRFToken` and `Accept: application/json`). Its screen then follows from the regions
 #: event that the vote causes, as every other member's does.
 ON_OWN_VOTE = (Ask("POST", "/issues/{issue}/estimate", "fetch"),)
+
+#: What a page asks for when its stream ends or fails: its regions at once (and again every
+#: data-live-poll milliseconds while it has no stream), then, after a pause of about a second
+#: (doubling with each failure in a row, at most 30 s), a new stream from the version it now shows.
+#: A new EventSource, not the browser's own reconnection: no Last-Event-ID, `since` says it.
+ON_STREAM_END = (REGIONS, STREAM)
 
 
 def view_of(page: str, issue: int | None = None) -> str:
