@@ -68,8 +68,10 @@ from estimator.models import Group, Issue  # noqa: E402
 
 GROUP_SIZE = 10
 CARDS = ["1", "2", "3", "5", "8", "13"]
-#: At most this many pages are being loaded and their streams opened at once (the server's listen
-#: backlog is 2,048).
+#: At most this many pages are being loaded at once (a load holds one of a worker's database
+#: connections, DATABASE_POOL_SIZE of them; more at once wait for one, and are refused after its
+#: timeout), and this many streams are being opened (the server's listen backlog is 2,048).
+LOADING = 20
 CONNECTING = 200
 #: The page the participants hold.
 PAGE = "room"
@@ -298,21 +300,23 @@ async def page(
     team: Team,
     login: Login,
     tally: Tally,
+    loading: asyncio.Semaphore,
     gate: asyncio.Semaphore,
     lifetime: float,
 ) -> None:
     """One member's room page: loaded as the model says, then holding its stream, counting the
-    regions events; when the stream ends or fails, the page's steps of ON_STREAM_END. At most
-    CONNECTING pages are between the start of their load and their stream's answer at once."""
+    regions events; when the stream ends or fails, the page's steps of ON_STREAM_END."""
     key = (team.group_id, login.user_id)
-    await gate.acquire()
-    holding_gate = True
+    holding_gate = counted = False
 
     def settled(connected: bool) -> None:
-        nonlocal holding_gate
+        """The page's first stream answered (or it never will): counted once."""
+        nonlocal holding_gate, counted
         if holding_gate:
             holding_gate = False
             gate.release()
+        if not counted:
+            counted = True
             tally.connected += connected
             tally.settled += 1
             if tally.settled == tally.pages:
@@ -320,7 +324,10 @@ async def page(
 
     failures = 0
     try:
-        stream_url = await load(loads, base, team, login, tally)
+        async with loading:
+            stream_url = await load(loads, base, team, login, tally)
+        await gate.acquire()
+        holding_gate = True
         while stream_url is not None:
             opened = time.monotonic()
             try:
@@ -540,7 +547,7 @@ async def drive(
     """Load every page and open its stream, vote for args.seconds, and measure."""
     participants = sum(len(team.members) for team in teams)
     tally = Tally(pages=participants)
-    gate = asyncio.Semaphore(CONNECTING)
+    loading, gate = asyncio.Semaphore(LOADING), asyncio.Semaphore(CONNECTING)
     streams = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -551,7 +558,7 @@ async def drive(
     # A connection of its own per page load: one kept from an earlier load may be closed by the
     # server (gunicorn keeps an idle one 2 s) just as it is reused, which the load would not survive.
     loads = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=CONNECTING, force_close=True),
+        connector=aiohttp.TCPConnector(limit=LOADING, force_close=True),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=60),
     )
@@ -562,7 +569,7 @@ async def drive(
     )
     began = time.monotonic()
     pages = [
-        asyncio.create_task(page(loads, requests, streams, base, team, login, tally, gate, lifetime))
+        asyncio.create_task(page(loads, requests, streams, base, team, login, tally, loading, gate, lifetime))
         for team in teams
         for login in team.members
     ]
