@@ -158,13 +158,6 @@ def test_304_is_cheap(app, team):
     assert len(selects) <= 2, selects  # the user, then membership and version together
 
 
-def test_pages_start_polling_from_their_own_etag(app, team):
-    page = team["bob"].get(f"/issues/{team['issue']}").get_data(as_text=True)
-    tag = team["bob"].get(f"/api/issues/{team['issue']}").headers["ETag"]
-    assert f'data-live-etag="{tag.replace(chr(34), "&#34;")}"' in page
-    assert f'data-live-api="/api/issues/{team["issue"]}"' in page
-
-
 def shown_values(data: object, key: str = "") -> set[str]:
     """Every value in a JSON document, as text, except the ids (which may be any number)."""
     if isinstance(data, dict):

@@ -108,21 +108,6 @@ def test_a_removed_member_cannot_open_the_stream(app, team):
 # --- the 304 before Flask, and JSON per version -----------------------------------------------------
 
 
-def test_an_unchanged_poll_loads_nobody_and_sets_no_cookie(app, team):
-    path = f"/api/issues/{team['issue']}"
-    first = team["bob"].get(path)
-    assert "Set-Cookie" not in first.headers
-    tag = first.headers["ETag"]
-    team["bob"].get(path, headers={"If-None-Match": tag})  # the version is now known to this process
-    with Statements(app) as statements:
-        again = team["bob"].get(path, headers={"If-None-Match": tag})
-    assert again.status_code == 304 and again.data == b""
-    assert again.headers["ETag"] == tag and "Set-Cookie" not in again.headers
-    assert again.headers.getlist("Cache-Control") == ["private, no-cache"]
-    assert again.headers["X-Request-ID"] and again.headers["X-Frame-Options"] == "DENY"
-    assert statements == []  # no user, no membership: the tag was signed for this login
-
-
 def test_a_tag_is_bound_to_the_login_it_was_served_to(app, team):
     path = f"/api/groups/{team['group']}"
     bobs = team["bob"].get(path).headers["ETag"]
@@ -172,27 +157,6 @@ def test_the_json_is_built_once_per_version(app, team, monkeypatch):
     assert len(built) == 2 and changed["issues"][0]["votes_cast"] == 1
 
 
-def test_a_poll_for_json_built_already_takes_one_query_and_is_answered_as_flask_would(app, team):
-    path = f"/api/issues/{team['issue']}"
-    built = team["bob"].get(path)  # Flask builds this version's JSON
-    with Statements(app) as statements:
-        served = team["carol"].get(path)
-        head = team["carol"].head(path)
-    queries = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
-    assert len(queries) == 2  # one each: login, membership and version together
-    assert served.status_code == 200 and served.data == built.data and head.data == b""
-    assert served.headers["ETag"] != built.headers["ETag"]  # each tag is its login's own
-
-    def same(headers):
-        return {k: v for k, v in headers.items() if k not in ("ETag", "X-Request-ID")}
-
-    assert same(served.headers) == same(built.headers) == same(head.headers)
-    for answer in (served, head, built):
-        assert len(answer.headers) == len(set(answer.headers.keys()))  # each header once
-    assert "Set-Cookie" not in served.headers and served.headers["Content-Type"] == "application/json"
-    assert team["carol"].get(path, headers={"If-None-Match": served.headers["ETag"]}).status_code == 304
-
-
 def test_json_built_already_is_never_served_to_a_removed_member_or_a_logged_out_cookie(app, team):
     owner, group_id, path = team["owner"], team["group"], f"/api/groups/{team['group']}"
     with app.app_context():
@@ -218,148 +182,6 @@ def test_a_login_ended_by_another_process_gets_no_state_at_once(app, team):
             connection.execute(sa.update(User).where(User.nickname == "Bob").values(session_token="x" * 43))
     assert bob.get(path).status_code == 401
     assert bob.head(path).status_code == 401
-
-
-def test_polls_read_on_connections_kept_for_them_which_a_failure_or_dispose_closes(app, team):
-    """On PostgreSQL the polls answered before Flask read on a connection the process keeps out of
-    the pool, in autocommit: no checkout per poll. A read that fails closes its connection and the
-    next poll reads on a new one; disposing of the engine closes what is kept."""
-    with app.app_context():
-        engine = db.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("on SQLite each read takes a pooled connection, as its transaction ends with it")
-    path = f"/api/issues/{team['issue']}"
-    assert team["bob"].get(path).status_code == 200  # Flask builds this version's JSON
-    checkouts: list[object] = []
-    backends: list[int] = []
-    failing = threading.Event()
-
-    def checkout(*_args: object) -> None:
-        checkouts.append(_args)
-
-    def read(_connection, cursor, statement: str, *_args: object) -> None:
-        backends.append(cursor.connection.info.backend_pid)
-        if failing.is_set():
-            failing.clear()
-            raise sa.exc.OperationalError(statement, {}, Exception("server closed the connection"))
-
-    event.listen(engine, "checkout", checkout)
-    event.listen(engine, "before_cursor_execute", read)
-    try:
-        answers = [team["bob"].get(path).status_code for _ in range(4)]
-        kept, polls_checkouts = set(backends), len(checkouts)
-        failing.set()
-        answers.append(team["bob"].get(path).status_code)  # Flask answers after the failed read
-        backends.clear()
-        answers.append(team["bob"].get(path).status_code)
-    finally:
-        event.remove(engine, "checkout", checkout)
-        event.remove(engine, "before_cursor_execute", read)
-    assert answers == [200] * 6
-    assert len(kept) == 1 and polls_checkouts == 0  # kept since the first poll, which Flask answered
-    assert len(checkouts) == polls_checkouts + 2  # Flask's read after the failure, and a new kept one
-    assert backends and kept.isdisjoint(backends)
-    engine.dispose()
-    with sa.create_engine(engine.url, poolclass=sa.pool.NullPool).connect() as admin:
-        deadline = time.monotonic() + 5
-        alive = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
-        while admin.scalar(alive, {"pids": backends}):
-            assert time.monotonic() < deadline, "a kept connection outlived dispose()"
-            time.sleep(0.05)
-
-
-def test_polls_that_come_while_a_read_is_on_its_way_are_read_together_but_never_from_it(app, team):
-    """On PostgreSQL, polls that arrive while another poll's read is on its way are read in one
-    query once it is back; none is answered from the read that was on its way before it came, so
-    a login ended meanwhile gets no state."""
-    with app.app_context():
-        engine = db.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("on SQLite each poll reads on its own: there is no round trip to share")
-    path = f"/api/issues/{team['issue']}"
-    people = {name: team[name] for name in ("owner", "bob", "carol")}
-    for person in people.values():
-        assert person.get(path).status_code == 200  # this version's JSON is built
-    pairs: list[int] = []
-    on_its_way = threading.Event()
-
-    def read(_connection, _cursor, statement: str, parameters, *_args: object) -> None:
-        if "unnest" in statement:
-            pairs.append(len(parameters["user_ids"]))
-            if len(pairs) == 1:
-                on_its_way.set()
-                time.sleep(1)  # the others come meanwhile
-
-    answers: dict[str, int] = {}
-
-    def poll(name: str) -> None:
-        answers[name] = people[name].get(path).status_code
-
-    event.listen(engine, "before_cursor_execute", read)
-    try:
-        first = threading.Thread(target=poll, args=("owner",))
-        first.start()
-        assert on_its_way.wait(5)
-        with app.app_context():  # Bob logs out elsewhere while the owner's read is on its way
-            with db.engine.begin() as connection:
-                bob = sa.update(User).where(User.nickname == "Bob")
-                connection.execute(bob.values(session_token="x" * 43))
-        others = [threading.Thread(target=poll, args=(name,)) for name in ("bob", "carol")]
-        for thread in others:
-            thread.start()
-        for thread in (first, *others):
-            thread.join()
-    finally:
-        event.remove(engine, "before_cursor_execute", read)
-    assert answers == {"owner": 200, "bob": 401, "carol": 200}
-    assert pairs == [1, 2]  # the owner's read, then Bob's and Carol's together
-
-
-def test_flask_answers_an_unchanged_poll_with_304_too(app, team):
-    path = f"/api/issues/{team['issue']}"
-    tag = team["bob"].get(path).headers["ETag"]
-    middleware = app.wsgi_app
-    app.wsgi_app = middleware.next  # what Flask answers when the middleware cannot decide
-    try:
-        for offered in (tag, f"W/{tag}", f'"other", {tag}'):
-            assert team["bob"].get(path, headers={"If-None-Match": offered}).status_code == 304
-        assert team["bob"].get(path, headers={"If-None-Match": '"other"'}).status_code == 200
-    finally:
-        app.wsgi_app = middleware
-
-
-def test_a_group_page_reads_its_viewer_and_what_they_see_in_one_query(app, team, outsider):
-    path = f"/groups/{team['group']}"
-    for _ in range(2):  # the first shows the message of joining, to Bob alone; the next is shared
-        assert team["bob"].get(path).status_code == 200
-    with Statements(app) as statements:
-        page = team["bob"].get(path)
-    queries = [s for s in statements if s.split()[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")]
-    assert page.status_code == 200 and "Bob" in page.get_data(as_text=True)
-    assert len(queries) == 1, queries  # the login, the membership and the version together
-    assert outsider.get(path).status_code == 404
-    anonymous = app.test_client().get(path)
-    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
-    with app.app_context():  # the login ends elsewhere: the cookie no longer opens the page
-        with db.engine.begin() as connection:
-            connection.execute(sa.update(User).where(User.nickname == "Bob").values(session_token="x" * 43))
-    ended = team["bob"].get(path)
-    assert ended.status_code == 302 and "/login" in ended.headers["Location"]
-
-
-def test_a_user_read_by_the_pages_own_query_is_in_the_session_as_if_it_had_loaded_it(app, team):
-    from estimator.database import loaded
-
-    with app.app_context():
-        row = db.session.execute(sa.select(*User.__table__.columns).where(User.nickname == "Bob")).one()
-        db.session.expunge_all()
-        with Statements(app) as statements:
-            bob = loaded(User, tuple(row))
-            assert sa.inspect(bob).persistent and not db.session.dirty and not db.session.new
-            assert (bob.nickname, bob.session_token) == (row.nickname, row.session_token)
-            assert db.session.get(User, bob.id) is bob
-        assert statements == []  # nothing read again
-        assert loaded(User, tuple(row)) is bob  # the session's own, when it holds one
 
 
 # --- SQL at the limits ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from schemathesis.errors import FailureGroup
 
 from estimator.api import routes
-from estimator.live import JsonCache
+from estimator.live.cache import VersionCache
 from estimator.voting.state import issue_state
 from tests.conftest import add_issue, create_group, join, vote
 from tests.test_api import ISSUE_KEYS
@@ -26,7 +26,8 @@ from tests.test_api import ISSUE_KEYS
 ISSUE = "/api/issues/{issue_id}"
 GROUP = "/api/groups/{group_id}"
 EVENTS = "/api/groups/{group_id}/events"
-MEMBERS_ONLY = (ISSUE, GROUP, EVENTS)
+REGIONS = "/api/groups/{group_id}/regions"
+MEMBERS_ONLY = (ISSUE, GROUP, EVENTS, REGIONS)
 # Database-backed requests on a busy machine: no per-example deadline; enough examples to mix
 # real objects, unknown ones and ETags, while the whole file stays well under a minute.
 FUZZ = settings(max_examples=60, deadline=None)
@@ -206,7 +207,9 @@ def test_every_state_and_answer_matches_the_document(app, estimating):
 
 def test_an_undocumented_field_is_caught_by_the_tests_but_never_breaks_the_api(app, estimating, monkeypatch):
     monkeypatch.setattr(routes, "issue_state", lambda issue: {**issue_state(issue), "surprise": 1})
-    monkeypatch.setitem(app.extensions, "live_json", JsonCache())  # JSON states built earlier are kept
+    monkeypatch.setitem(
+        app.extensions, "live_json", VersionCache(1 << 20)
+    )  # JSON states built earlier are kept
     issue_id = estimating["issues"]["revealed"]
     response = estimating["member"].get(f"/api/issues/{issue_id}")
     assert response.status_code == 200 and response.json["surprise"] == 1  # no 500 in production
@@ -226,7 +229,7 @@ def aim_at(schema, estimating) -> None:
         path: [member.get(path.split("{")[0] + str(i)).headers["ETag"] for i in found]
         for path, found in ids.items()
     }
-    ids[EVENTS] = ids[GROUP]
+    ids[EVENTS] = ids[REGIONS] = ids[GROUP]
 
     @schema.hook
     def before_generate_path_parameters(context, strategy):

@@ -735,14 +735,6 @@ def test_start_next_and_the_timer_change_the_etag(app, team, kind):
     assert team["bob"].get(path, headers={"If-None-Match": tag}).status_code == 304
 
 
-def test_the_room_polls_the_group_json(app, team):
-    start(team["owner"], team["issue"])
-    page = text(room(team["bob"], team["group"]))
-    tag = team["bob"].get(f"/api/groups/{team['group']}").headers["ETag"]
-    assert f'data-live-api="/api/groups/{team["group"]}"' in page
-    assert f'data-live-etag="{tag.replace(chr(34), "&#34;")}"' in page
-
-
 # --- hostile input -------------------------------------------------------------------------------
 
 HOSTILE_VALUES = [

@@ -145,6 +145,7 @@ def documented(
     *,
     conditional: bool = True,
     public: bool = False,
+    query: type[BaseModel] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a JSON view in the document: its 200 body, and 304/401/404 where they apply.
 
@@ -160,11 +161,14 @@ def documented(
         responses = {"HTTP_200": (ok, ok.__doc__)}
     if conditional:
         responses["HTTP_304"] = (None, "The state has not changed since the ETag in If-None-Match.")
+    if query is not None:
+        responses["HTTP_400"] = (ErrorBody, "The query names no view a page shows.")
     if not public:
         responses["HTTP_401"] = (ErrorBody, "Not logged in.")
         responses["HTTP_404"] = (ErrorBody, "No such object, or the current user is not a member.")
     return spec.validate(
         headers=IfNoneMatch if conditional else None,
+        query=query,
         resp=Response(**responses),
         security={} if public else MEMBERS_ONLY,
         operation_id=operation_id,
@@ -194,6 +198,31 @@ VERSION_EVENT = {
     },
 }
 
+#: The event a page's stream (one that names its view) sends before each version event.
+REGIONS_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The group's version."},
+        "event": {"type": "string", "const": "regions"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["version", "title", "regions"],
+                "additionalProperties": False,
+                "properties": {
+                    "version": {"type": "integer", "minimum": 1},
+                    "title": {"type": "string"},
+                    "regions": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+GROUP_EVENT = {"oneOf": [VERSION_EVENT, REGIONS_EVENT]}
+
 CONDITIONAL_HEADERS = {
     "ETag": {
         "description": "The version of this state; send it back in If-None-Match.",
@@ -218,7 +247,7 @@ def openapi_document() -> dict[str, Any]:
             # spectree lists a 422 for failed request validation, which these views never do.
             responses.pop("422", None)
             if operation.get("operationId") in EVENT_STREAMS:
-                responses["200"]["content"] = {"text/event-stream": {"schema": VERSION_EVENT}}
+                responses["200"]["content"] = {"text/event-stream": {"schema": GROUP_EVENT}}
             if "304" in responses:
                 for status in ("200", "304"):
                     responses[status]["headers"] = copy.deepcopy(CONDITIONAL_HEADERS)

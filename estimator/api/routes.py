@@ -14,7 +14,7 @@ from ..groups.state import group_state, load_group
 from ..voting.state import issue_state, load_issue
 from . import bp
 from .openapi import documented, openapi_document
-from .schemas import GroupStatus, IssueStatus, OpenAPIDocument, Regions
+from .schemas import EventsQuery, GroupStatus, IssueStatus, OpenAPIDocument, Regions, RegionsQuery
 
 T = TypeVar("T")
 #: A Last-Event-ID this app could have sent: a version (ASCII digits; str.isdigit takes "²" too).
@@ -33,8 +33,7 @@ def found(thing: T | None) -> T:
 @documented("getIssue", IssueStatus)
 def issue(issue_id: int) -> Response:
     """The issue's status: voters (never their cards), progress, result and history."""
-    group_id = live.issue_group(issue_id)
-    seen = live.member_sees(current_user.id, group_id, issue_id) if group_id is not None else None
+    seen = live.member_sees(current_user.id, issue_id=issue_id)
     if seen is None:
         abort(404)
     return live.json_state("issue", issue_id, seen, lambda: issue_state(found(load_issue(issue_id))))
@@ -72,19 +71,20 @@ def last_seen() -> int | None:
     "view's regions that changed, as the listener sees them. A worker that cannot hold streams "
     "answers 204, and pages poll `/api/groups/<id>/regions` instead.",
     conditional=False,
+    query=EventsQuery,
 )
 def events(group_id: int) -> Response:
     """Server-sent events: the group's version whenever it changes, a comment when quiet."""
-    return live.events(group_id, request.args.get("view"), last_seen())
+    return live.events_response(group_id, request.args.get("view"), last_seen())
 
 
 @bp.route("/groups/<id:group_id>/regions")
 @login_required
-@documented("getGroupRegions", Regions)
+@documented("getGroupRegions", Regions, query=RegionsQuery)
 def regions(group_id: int) -> Response:
     """A live page's regions (`view` as for the events) as the member sees them now: what a page
     polls when it cannot hold an event stream."""
-    return live.regions(group_id, request.args.get("view", ""))
+    return live.regions_response(group_id, request.args.get("view", ""))
 
 
 @bp.route("/openapi.json")

@@ -152,6 +152,32 @@ def no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+#: How a page names the view it shows (see the events stream).
+VIEW = r"^(room|group(-[1-9][0-9]{0,8})?|issue-[1-9][0-9]{0,8})$"
+
+
+class EventsQuery(BaseModel):
+    """What a page's stream names: its view, and the version it shows."""
+
+    view: Annotated[str, Field(pattern=VIEW)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The view a page shows: `room`, `group`, `group-<backlog page>` or `issue-<id>`. "
+        "With it, each change also brings the view's changed regions.",
+        json_schema_extra=no_default,
+    )
+    since: Annotated[int, Field(ge=0)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The version the page shows (Last-Event-ID takes its place on reconnections).",
+        json_schema_extra=no_default,
+    )
+
+
+class RegionsQuery(BaseModel):
+    """Which view's regions."""
+
+    view: str = Field(pattern=VIEW, description="As for the events stream.")
+
+
 class IfNoneMatch(BaseModel):
     """The request header that makes a poll cheap."""
 

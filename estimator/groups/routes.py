@@ -91,7 +91,7 @@ def group_page(
     )
 
 
-@live_view("group", "groups/group.html", ("issues", "members"))
+@live_view("group", "groups/group.html", ("small-votes", "issues", "members"))
 def group_context(group_id: int, page: int | None, role: str) -> dict[str, Any] | None:
     """What the group page (backlog page `page`) shows a viewer in this role."""
     group = load_group(group_id)

@@ -36,20 +36,19 @@ from ..extensions import db
 from .board import VersionBoard, Watched
 from .cache import VersionCache
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
-from .seen import Seen, etag, issue_group, member_sees, tag_matches
+from .seen import Seen, etag, member_sees, tag_matches
 from .stencils import Filler, personal
 
 __all__ = [
     "Seat",
     "Seen",
-    "events",
-    "issue_group",
+    "events_response",
     "json_state",
     "live_context",
     "live_view",
     "member_sees",
     "personal",
-    "regions",
+    "regions_response",
     "register_live",
 ]
 
@@ -85,7 +84,7 @@ def asked_view(group_id: int, name: str | None) -> tuple[Asked | None, Seen]:
     return asked, member_or_404(group_id, issue_id)
 
 
-def regions(group_id: int, name: str) -> Response:
+def regions_response(group_id: int, name: str) -> Response:
     """A view's regions as the member sees them now (what a page that cannot hold a stream polls):
     304 when the page shows this version already."""
     asked, seen = asked_view(group_id, name)
@@ -106,7 +105,7 @@ def regions(group_id: int, name: str) -> Response:
     return response
 
 
-def events(group_id: int, name: str | None, last_seen: int | None) -> Response:
+def events_response(group_id: int, name: str | None, last_seen: int | None) -> Response:
     """The group's event stream; with a view, each change also brings the view's changed regions."""
     if not cooperative_worker():
         return cannot_stream()

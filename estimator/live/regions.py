@@ -11,6 +11,7 @@ its event stream: a vote in a room of ten costs one render per process, not ten 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 
 from flask import current_app
 from flask_babel import get_locale
+from jinja2 import Environment, nodes
 from jinja2_fragments.flask import render_block
 
 from ..extensions import db
@@ -143,7 +145,7 @@ def render(asked: Asked, seen: Seen) -> Built:
         if context is None:
             raise LookupError(asked.name)
         with Holes() as holes:
-            title = holes.cut(render_block(asked.view.template, "title", **context))
+            title = holes.cut(block(asked.view.template, "title", context))
             regions = {
                 name: holes.cut(block(asked.view.template, name, context)) for name in asked.view.regions
             }
@@ -153,8 +155,23 @@ def render(asked: Asked, seen: Seen) -> Built:
 
 
 def block(template: str, region: str, context: dict[str, Any]) -> str:
-    """A region's block of the template: named as its element id, with `_` for `-`."""
-    return render_block(template, region.replace("-", "_"), **context)
+    """A region's block of the template: named as its element id, with `_` for `-`. A block
+    rendered on its own does not run the template's imports: the macros it imports are given."""
+    macros = imported(current_app.jinja_env, template)
+    return render_block(template, region.replace("-", "_"), **macros, **context)
+
+
+@functools.lru_cache(maxsize=64)
+def imported(environment: Environment, template: str) -> dict[str, Any]:
+    """The macros a template imports (`{% from … import … %}`), by the names it gives them."""
+    source = environment.loader.get_source(environment, template)[0]  # type: ignore[union-attr]
+    found: dict[str, Any] = {}
+    for node in environment.parse(source).find_all(nodes.FromImport):
+        module = environment.get_template(node.template.as_const()).module  # type: ignore[attr-defined]
+        for item in node.names:
+            name, alias = item if isinstance(item, tuple) else (item, item)
+            found[alias] = getattr(module, name)
+    return found
 
 
 def payload(built_: Built, filler: Filler, shown: dict[str, str]) -> dict[str, Any]:

@@ -39,16 +39,19 @@ def key_fingerprint(key_ids: Collection[str]) -> str:
     return ballot_keys.fingerprint(key_ids, current_app.extensions["ballot_keys"])
 
 
-def member_sees(user_id: int, group_id: int, issue_id: int | None = None) -> Seen | None:
-    """The group (or its issue `issue_id`) as user `user_id` sees it; None when it does not exist or
-    they are not a member of it. One indexed query, whatever the answer."""
+def member_sees(user_id: int, group_id: int | None = None, issue_id: int | None = None) -> Seen | None:
+    """The group (or its issue `issue_id`; the group may then be left out) as user `user_id` sees
+    it; None when it does not exist or they are not a member of it. One indexed query, whatever the
+    answer."""
     dialect = db.session.get_bind().dialect.name
     statement = (
         sa.select(Group.id, Group.created_at, Group.version, Membership.role, Round.key_id)
         .select_from(Membership)
         .join(Group, Group.id == Membership.group_id)
-        .where(Membership.user_id == user_id, Group.id == group_id)
+        .where(Membership.user_id == user_id)
     )
+    if group_id is not None:
+        statement = statement.where(Group.id == group_id)
     if issue_id is not None:
         statement = statement.join(
             Issue, sa.and_(Issue.group_id == Group.id, Issue.id == issue_id)
@@ -62,11 +65,6 @@ def member_sees(user_id: int, group_id: int, issue_id: int | None = None) -> See
         return None
     group, created_at, version, role, _key = rows[0]
     return Seen(group, created_at, int(version), str(role), frozenset(row[4] for row in rows if row[4]))
-
-
-def issue_group(issue_id: int) -> int | None:
-    """The group an issue belongs to, if it exists."""
-    return db.session.scalar(sa.select(Issue.group_id).where(Issue.id == issue_id))
 
 
 def etag(name: str, seen: Seen) -> str:

@@ -29,14 +29,14 @@
   function showOwnCard() {
     if (!ownBox) return;
     if (own.round !== roundShown()) own = { card: null, round: roundShown() };
-    const voting = Boolean(document.querySelector("#vote .vote-form"));
-    ownBox.classList.toggle("d-none", !voting);
+    const slot = document.querySelector(".own-card-slot");
+    if (slot && !slot.contains(ownBox)) slot.append(ownBox);
     const template = ownBox.querySelector(own.card ? "template.own-card-voted" : "template.own-card-none");
     const note = ownBox.querySelector(".vote-feedback");
     if (template && note && (own.card || note.querySelector(".my-card"))) {
       const fresh = template.content.firstElementChild.cloneNode(true);
-      const card = fresh.querySelector(".my-card");
-      if (card) card.textContent = own.card;
+      const card = fresh.querySelector("[data-my-card]");
+      if (card) { card.textContent = own.card; card.classList.add("my-card"); }
       note.replaceWith(fresh);
     }
     document.querySelectorAll(".vote-form button[name=value]").forEach((button) => {

@@ -40,7 +40,7 @@ def wants_json() -> bool:
 
 
 def issue_page(
-    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot, accept_form: AcceptForm | None = None
+    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot | None, accept_form: AcceptForm | None = None
 ) -> dict[str, Any]:
     """What the issue's pages and the room share: the state, the voter's own ballot (`own`: on
     a page for one viewer, never in shared regions), the facilitator's form and the timer."""
@@ -72,11 +72,11 @@ def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, 
     issue = load_issue(issue_id) if issue_id is not None else None
     if issue is None or issue.group_id != group_id:
         return None
-    return status_page(issue, Seat.of(role, issue.group.facilitator_votes), rules.OwnBallot())
+    return status_page(issue, Seat.of(role, issue.group.facilitator_votes), None)
 
 
 def status_page(
-    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot, accept_form: AcceptForm | None = None
+    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot | None, accept_form: AcceptForm | None = None
 ) -> dict[str, Any]:
     """The status page's template context."""
     page = issue_page(issue, seat, own, accept_form)
@@ -100,7 +100,11 @@ def back_to(issue: Issue) -> ResponseReturnValue:
     return redirect(url_for("voting.status", issue_id=issue.id))
 
 
-@live_view("room", "voting/room.html", ("room-heading", "timer", "vote", "result", "controls", "voters"))
+#: The regions of the room, as its template names them.
+ROOM_REGIONS = ("room-heading", "small-votes", "timer", "vote", "result", "controls", "voters")
+
+
+@live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
     group = db.session.get(Group, group_id)
@@ -113,10 +117,10 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
     """The room's template context; the own card of `viewer_id` when the page is theirs alone."""
     issue = load_issue(group.current_issue_id) if group.current_issue_id else None
     if issue is not None:
-        own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else rules.OwnBallot()
+        own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else None
         page = issue_page(issue, seat, own)
     else:
-        page = {"group": group, "membership": seat, "own": rules.OwnBallot()}
+        page = {"group": group, "membership": seat, "own": rules.OwnBallot() if viewer_id else None}
     estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
     finals = [i.final_estimate for i in group.issues if i.final_estimate]
     return page | {

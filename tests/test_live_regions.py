@@ -1,0 +1,147 @@
+"""A change reaches every open page as its changed regions, rendered once per version and variant
+and shared, while everything personal stays each viewer's own and no card is in any shared byte."""
+
+import json
+import re
+import threading
+import time
+
+import pytest
+
+from estimator.live import regions as live_regions
+from tests.conftest import join, vote
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
+
+
+def events(
+    client, group_id: int, view: str, since: int | None = None, headers=None
+) -> list[tuple[str, dict]]:
+    """The (event, data) pairs a page's stream sends in its short test lifetime."""
+    query = f"?view={view}" + (f"&since={since}" if since is not None else "")
+    response = client.get(f"/api/groups/{group_id}/events{query}", headers=headers or {})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    found = []
+    for message in response.get_data(as_text=True).split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line and line[0] != ":")
+        if "event" in fields:
+            found.append((fields["event"], json.loads(fields["data"])))
+    return found
+
+
+def version_of(client, path: str) -> int:
+    page = client.get(path).get_data(as_text=True)
+    return int(re.search(r'data-live-version="(\d+)"', page)[1])  # type: ignore[index]
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """How many times each view's regions were rendered."""
+    counted: list[str] = []
+    real = live_regions.render
+
+    def counting(asked, seen):
+        counted.append(f"{asked.name}:{seen.role}")
+        return real(asked, seen)
+
+    monkeypatch.setattr(live_regions, "render", counting)
+    return counted
+
+
+def test_a_vote_reaches_the_room_as_its_changed_regions_only(app, team, monkeypatch):
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    room = f"/groups/{team['group']}/room"
+    shown = version_of(team["carol"], room)
+    monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 3.0)
+    sent: list = []
+    listening = threading.Thread(
+        target=lambda: sent.extend(events(team["carol"], team["group"], "room", shown))
+    )
+    listening.start()
+    time.sleep(0.5)  # the stream is open (the page shows `shown`) when Bob votes
+    assert vote(team["bob"], team["issue"], "8").status_code in (200, 302)
+    listening.join()
+    assert [name for name, _ in sent] == ["regions", "version"]
+    update = sent[0][1]
+    assert update["version"] == sent[1][1]["version"] > shown
+    assert set(update["regions"]) == {"voters"}  # the heading, the deck and the rest are as shown
+    assert "1 of 3" in update["regions"]["voters"]
+    # Carol's own token in what she is sent (the voters list has no form; her deck has).
+    carol_token = TOKEN.search(team["carol"].get(room).get_data(as_text=True))[1]  # type: ignore[index]
+    full = events(team["carol"], team["group"], "room")[0][1]
+    assert set(TOKEN.findall(json.dumps(full))) <= {carol_token}
+
+
+def test_ten_screens_of_one_variant_cost_one_render(app, team, new_client, renders):
+    members = [team["bob"], team["carol"]]
+    for n in range(3):
+        client = new_client(f"Member{n}")
+        assert join(app, client, team["group"]).status_code == 302
+        members.append(client)
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    shown = version_of(team["bob"], f"/groups/{team['group']}/room")
+    assert vote(team["bob"], team["issue"], "5").status_code in (200, 302)
+    renders.clear()
+    for client in members:
+        assert events(client, team["group"], "room", since=shown)[0][0] == "regions"
+    events(team["owner"], team["group"], "room", since=shown)
+    assert sorted(renders) == ["room:member", "room:owner"]  # once per role, not once per screen
+
+
+def test_personal_parts_never_enter_what_is_shared(app, team):
+    """Tokens and "(you)" are each viewer's own; the shared stencils hold no card and no token."""
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    assert vote(team["bob"], team["issue"], "13").status_code in (200, 302)
+    assert vote(team["carol"], team["issue"], "21").status_code in (200, 302)
+    group = f"/groups/{team['group']}"
+    for client, nickname in ((team["bob"], "Bob"), (team["carol"], "Carol")):
+        token = TOKEN.search(client.get(group).get_data(as_text=True))[1]  # type: ignore[index]
+        for view in ("room", "group", f"issue-{team['issue']}"):
+            data = client.get(f"/api/groups/{team['group']}/regions?view={view}").get_json()
+            text = json.dumps(data)
+            assert set(TOKEN.findall(text)) <= {token}
+            assert ">13<" not in text and ">21<" not in text.replace('value=\\"21\\">21<', "")
+        members = client.get(f"/api/groups/{team['group']}/regions?view=group").get_json()["regions"][
+            "members"
+        ]
+        assert re.findall(r">([^<>]+) <span[^>]*>\(you\)", members) == [nickname]
+    for built in app.extensions["live_regions"]._items.values():
+        stencil_text = "".join(p for s in built[0].regions.values() for p in s.pieces)
+        assert not TOKEN.search(stencil_text.replace('value=""', ""))
+        assert "my-card" not in stencil_text
+
+
+def test_each_language_and_role_gets_its_own_regions(app, team, new_client):
+    oscar = new_client("Oscar")
+    assert join(app, oscar, team["group"], role="observer").status_code == 302
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    url = f"/api/groups/{team['group']}/regions?view=room"
+    owner = team["owner"].get(url).get_json()["regions"]
+    member = team["bob"].get(url).get_json()["regions"]
+    observer = oscar.get(url).get_json()["regions"]
+    german = team["bob"].get(url, headers=GERMAN).get_json()["regions"]
+    assert "Reveal votes" in owner["controls"] and "Reveal" not in member["controls"]
+    assert "vote-form" in member["vote"] and "observing" in observer["vote"]
+    assert "Deine Schätzung" in german["vote"] and "Your estimate" in member["vote"]
+
+
+def test_regions_are_for_members_only_and_name_a_real_view(app, team, outsider):
+    client = app.test_client()
+    group = team["group"]
+    assert client.get(f"/api/groups/{group}/regions?view=room").status_code == 401
+    assert outsider.get(f"/api/groups/{group}/regions?view=room").status_code == 404
+    for view in ("", "nothing", "issue-x", "room-", "issue-99999999999", "<script>"):
+        response = team["bob"].get(f"/api/groups/{group}/regions", query_string={"view": view})
+        assert response.status_code == 400 and "view" in response.get_json()["error"]
+        assert team["bob"].get(f"/api/groups/{group}/events", query_string={"view": view}).status_code == 400
+    assert team["bob"].get(f"/api/groups/{group}/regions?view=issue-987654").status_code == 404
+
+
+def test_an_unchanged_page_polls_for_a_304_and_a_logout_everywhere_changes_the_tag(app, team):
+    url = f"/api/groups/{team['group']}/regions?view=room"
+    first = team["bob"].get(url)
+    tag = first.headers["ETag"]
+    assert team["bob"].get(url, headers={"If-None-Match": tag}).status_code == 304
+    assert vote(team["bob"], team["issue"], "3").status_code in (200, 302)
+    assert team["bob"].get(url, headers={"If-None-Match": tag}).status_code == 200
