@@ -1,32 +1,47 @@
-"""How many people one machine serves live: N participants each holding the group's event stream.
+"""How many people one machine serves live: N participants, each a room page as a browser runs it.
 
     python bench/capacity.py --participants 500 2000 5000 [--seconds 30] [--interval 3] [--workers 2]
 
 For each N the server is started as in production (`python run.py`: gunicorn, gevent workers with
-10,000 connections each, the open-file limit raised) and N participants in groups of 10 each open
-`GET /api/groups/<id>/events`. Once all are connected, every group changes once per --interval
-seconds for --seconds: a member casts a first vote (`POST /issues/<id>/estimate`, as the page's
-script does), which bumps the group's version every time (a changed card would not; members take
-turns, then the next issue). Prints per N the votes' round trip, the time from a vote's answer
-to each listener of its group getting the new version (or a later one, which includes it), events
-received against expected, errors, the server's CPU time, how busy the whole machine was and how
-much of it the host of a virtual machine took away (from /proc): a run on a machine near 100 %
-measures the machine as much as the server.
+10,000 connections each, the open-file limit raised) and N participants in groups of 10 each do what
+the room page does (bench/page_model.py, which a browser test holds against Chromium): load the room
+(`GET /groups/<id>/room`; its static files are left out, as a browser keeps them) and open the
+stream it names (`data-live-events` plus `&since=<data-live-version>`). Every group's room has an
+issue in it. Once all streams are open, every group changes once per --interval seconds for
+--seconds: a member casts a first vote (`POST /issues/<id>/estimate`, as the page's script does),
+which bumps the group's version every time (a changed card would not; members take turns; once all
+ten have voted the facilitator moves the room on with `POST /groups/<id>/next`, the room's "Next
+issue" button). A page asks for nothing when an event comes, and only for its vote when it votes:
+the regions event that a change causes is what updates every screen, the voter's own included.
+
+Prints per N the votes' round trip; the time from sending a vote until every screen of its group had
+a `regions` event of the version the vote made (or a later one, which includes it); screens
+updated against expected; errors (any answer but 2xx or the form's 302, any stream that ended or
+failed, any page whose stream is not the model's); the server's CPU time, and per vote from the
+first vote until the last screen was updated (the fan-out included); how busy the whole machine was
+and how much of it the host of a virtual machine took away (from /proc): a run on a machine near
+100 % measures the machine as much as the server.
 
 Users, groups and issues are made directly in the database and the session cookies signed with
 the server's key. Uses DATABASE_URL when set (PostgreSQL), else a fresh SQLite file. This script,
-the server and anything else running share the machine's cores.
+the server and anything else running share the machine's cores. Loopback only; every wait is
+bounded.
 """
 
 import argparse
 import asyncio
+import html
+import json
 import math
 import random
+import re
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench import page_model  # noqa: E402
 from bench.fixtures import (  # noqa: E402
     Bench,
     Login,
@@ -46,38 +62,64 @@ from bench.fixtures import (  # noqa: E402
     serve,
     stop,
 )
+from bench.sse import EventReader  # noqa: E402
 from estimator.extensions import db  # noqa: E402
 from estimator.models import Group, Issue  # noqa: E402
 
 GROUP_SIZE = 10
 CARDS = ["1", "2", "3", "5", "8", "13"]
-#: At most this many streams are being opened at once (the server's listen backlog is 2,048).
+#: At most this many pages are being loaded at once (a load holds one of a worker's database
+#: connections, DATABASE_POOL_SIZE of them; more at once wait for one, and are refused after its
+#: timeout), and this many streams are being opened (the server's listen backlog is 2,048).
+LOADING = 20
 CONNECTING = 200
+#: The page the participants hold.
+PAGE = "room"
+#: The longest wait for every page to load and hold its stream, and for the last votes' screens.
+CONNECT_WAIT = 300.0
+DRAIN_WAIT = 10.0
+#: The body's attributes that link a live page to its stream.
+BODY = re.compile(rb"<body\b[^>]*>", re.S)
+ATTRIBUTE = re.compile(r'\s(data-live-[\w-]+)="([^"]*)"')
 
 
 @dataclass
 class Team:
-    """One group: its id, its issues in backlog order, its members' logins, its version at the start."""
+    """One group: its id, its issues in backlog order, its members' logins, its version when its
+    pages load, the issue in its room now (an index into `issues`) and the version its changes
+    brought it to (each vote and each move of the room one step)."""
 
     group_id: int
     issues: list[int]
     members: list[Login]
     version: int = 0
+    current: int = 0
+    reached: int = 0
+
+    def values(self) -> dict[str, object]:
+        """The page model's placeholders for this group's room."""
+        return {
+            "group": self.group_id,
+            "issue": self.issues[self.current],
+            "view": page_model.view_of(PAGE),
+            "version": self.version,
+        }
 
 
 @dataclass
 class Vote:
-    """One vote: which group and which of its changes, when it was sent and answered, and how."""
+    """One vote: which group, the version it brought the group to, when it was sent and answered,
+    and how."""
 
     group_id: int
-    number: int
+    version: int
     sent: float
     answered: float
     status: int  # 0: no answer
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        return 200 <= self.status < 300
 
 
 @dataclass
@@ -89,19 +131,29 @@ class Figures:
     connected: int
     connect_s: float
     votes: int
+    moves: int
     vote_errors: dict[str, int]
     vote_p50: float
     vote_p95: float
-    event_p50: float
-    event_p95: float
-    received: int
+    #: From sending a vote until the last screen of its group was updated (votes that reached all).
+    screens_p50: float
+    screens_p95: float
+    #: From sending a vote until one screen was updated, over every screen.
+    screen_p50: float
+    screen_p95: float
     reached: int
     expected: int
-    stream_errors: dict[str, int]
+    regions_events: int
+    polled_regions: int
+    version_events: int
+    regions_kib: float
+    errors: dict[str, int]
+    version_mismatches: int
     reconnects: int
     idle_cpu: float
     cpu: float
     cpu_ms_per_vote: float
+    cpu_ms_per_vote_above_idle: float
     client_cpu: float
     #: The share of the machine's cores busy while voting (the server, this script, the database,
     #: the rest), and the share the host gave to other virtual machines instead (steal).
@@ -112,10 +164,19 @@ class Figures:
 
 @dataclass
 class Tally:
-    """What the listeners saw: when each listener got each version, and what went wrong."""
+    """What the pages saw: when each page got each regions event, and what went wrong."""
 
-    #: (group id, listener's user id) → the versions it got, with when.
+    #: (group id, member's user id) → the versions of the regions events it got, with when.
     seen: dict[tuple[int, int], list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
+    #: (group id, member's user id) → the highest version of a regions event it got.
+    latest: dict[tuple[int, int], int] = field(default_factory=dict)
+    regions_events: int = 0
+    polled_regions: int = 0
+    version_events: int = 0
+    regions_bytes: int = 0
+    #: Pages in all, pages whose load and stream opening are over, and those whose stream opened.
+    pages: int = 0
+    settled: int = 0
     connected: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
@@ -123,7 +184,8 @@ class Tally:
 
 
 def make_teams(bench: Bench, participants: int, changes: int) -> list[Team]:
-    """participants // GROUP_SIZE groups, each with enough issues for `changes` first votes."""
+    """participants // GROUP_SIZE groups, each with enough issues for `changes` first votes, the
+    first of them in the room."""
     issues = math.ceil(changes / GROUP_SIZE) + 1
     teams = []
     with bench.app.app_context():
@@ -131,7 +193,9 @@ def make_teams(bench: Bench, participants: int, changes: int) -> list[Team]:
         groups = []
         for start in range(0, participants - GROUP_SIZE + 1, GROUP_SIZE):
             members = users[start : start + GROUP_SIZE]
-            groups.append(bench.group(f"Capacity {start // GROUP_SIZE}", members[0], members[1:], issues))
+            groups.append(
+                bench.group(f"Capacity {start // GROUP_SIZE}", members[0], members[1:], issues, in_room=True)
+            )
         db.session.commit()
         issue_ids = [
             list(
@@ -149,102 +213,304 @@ def make_teams(bench: Bench, participants: int, changes: int) -> list[Team]:
     return teams
 
 
-def read_versions(bench: Bench, teams: list[Team]) -> None:
+def read_versions(bench: Bench, teams: list[Team]) -> dict[int, int]:
     """Each group's version now, from the database."""
     with bench.app.app_context():
         rows = db.session.execute(
             sa.select(Group.id, Group.version).where(Group.id.in_([t.group_id for t in teams]))
         )
-        versions = {group_id: version for group_id, version in rows}
-    for team in teams:
-        team.version = versions[team.group_id]
+        return {group_id: version for group_id, version in rows}
 
 
-async def listen(
+def live_attributes(page: bytes) -> dict[str, str]:
+    """The data-live-* attributes of a page's body."""
+    body = BODY.search(page)
+    if body is None:
+        return {}
+    return {name: html.unescape(value) for name, value in ATTRIBUTE.findall(body.group().decode())}
+
+
+async def ask(
     http: aiohttp.ClientSession,
-    url: str,
+    base: str,
+    request: page_model.Ask,
+    values: Mapping[str, object],
     login: Login,
-    group_id: int,
-    tally: Tally,
-    gate: asyncio.Semaphore,
-    total: int,
-) -> None:
-    """Hold the group's event stream as a browser does (reconnecting with Last-Event-ID)."""
-    last: int | None = None
-    first = True
-    while True:
-        headers = {**login.headers, "Accept": "text/event-stream"}
-        if last is not None:
-            headers["Last-Event-ID"] = str(last)
-        holding_gate = first
-        if holding_gate:
-            await gate.acquire()
-        try:
-            async with http.get(url, headers=headers) as response:
-                if response.status != 200:
-                    tally.errors[f"stream answered {response.status}"] += 1
-                    await asyncio.sleep(2)
-                    continue
-                pending = b""
-                # Whatever arrived at once, read as whole lines: not a wake-up per line, so that
-                # this process, which shares the machine's cores with the server, stays cheap.
-                async for chunk in response.content.iter_any():
-                    complete, _, pending = (pending + chunk).rpartition(b"\n")
-                    for line in complete.split(b"\n"):
-                        if not line.startswith(b"id:"):
-                            continue
-                        version = int(line[3:])
-                        tally.seen[(group_id, login.user_id)].append((version, time.monotonic()))
-                        last = version
-                        if first:
-                            first = False
-                            tally.connected += 1
-                            if tally.connected == total:
-                                tally.all_connected.set()
-                        if holding_gate:
-                            holding_gate = False
-                            gate.release()
-            tally.reconnects += 1  # the server ended the stream (its lifetime): a browser reconnects
-        except (aiohttp.ClientError, TimeoutError) as error:
-            tally.errors[f"stream: {type(error).__name__}"] += 1
-            await asyncio.sleep(1)
-        finally:
-            if holding_gate:
-                gate.release()
-
-
-async def vote_loop(
-    http: aiohttp.ClientSession, base: str, team: Team, start: float, until: float, interval: float
-) -> list[Vote]:
-    """One change of the group every `interval` seconds: the next member's first vote on an issue."""
-    votes = []
-    due = start + random.uniform(0, interval)
-    number = 0
-    while due < until:
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        login = team.members[number % GROUP_SIZE]
-        issue_id = team.issues[number // GROUP_SIZE]
-        headers = {
-            **login.headers,
+    card: str | None = None,
+) -> tuple[int, bytes]:
+    """One request of the page model as the page makes it; (status, body), or (0, why) for no answer.
+    A POST is the page's vote: fetch, the card as the form field `value`, the token in a header."""
+    headers = dict(login.headers)
+    data = None
+    if request.method == "POST":
+        headers |= {
             "Accept": "application/json",
             "X-CSRFToken": login.csrf,
             "Content-Type": "application/x-www-form-urlencoded",
         }
+        data = urlencode({"value": card or CARDS[0]}).encode()
+    try:
+        async with http.request(
+            request.method, base + request.path(values), data=data, headers=headers, allow_redirects=False
+        ) as response:
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return 0, type(error).__name__.encode()
+
+
+async def react(http: aiohttp.ClientSession, base: str, team: Team, login: Login, tally: Tally) -> None:
+    """What the page does when an event comes: whatever the model lists for it (nothing, today)."""
+    for request in page_model.ON_EVENT:
+        status, _ = await ask(http, base, request, team.values(), login)
+        if not 200 <= status < 300:
+            tally.errors[f"on an event, {request}: {status or 'no answer'}"] += 1
+
+
+async def load(http: aiohttp.ClientSession, base: str, team: Team, login: Login, tally: Tally) -> str | None:
+    """Load the room page as the model says; the stream it names (data-live-events and
+    `&since=<data-live-version>`), or None when something failed (counted)."""
+    values = team.values()
+    stream_url: str | None = None
+    for request in page_model.load(PAGE):
+        if request.kind == "asset":
+            continue  # kept by the browser from an earlier visit
+        if request.kind == "stream":
+            wanted = request.path(values)
+            if stream_url != wanted:
+                named = re.sub(r"\d+", "<n>", str(stream_url))
+                tally.errors[f"the page names the stream {named}, the model {request}"] += 1
+                return None
+            continue
+        status, body = await ask(http, base, request, values, login)
+        if not 200 <= status < 300:
+            tally.errors[f"on load, {request}: {status or 'no answer, ' + body.decode()}"] += 1
+            return None
+        if request.kind == "page":
+            live = live_attributes(body)
+            events, version = live.get("data-live-events"), live.get("data-live-version")
+            stream_url = f"{events}&since={version}" if events and version else None
+    return stream_url
+
+
+async def page(
+    loads: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
+    streams: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    login: Login,
+    tally: Tally,
+    loading: asyncio.Semaphore,
+    gate: asyncio.Semaphore,
+    lifetime: float,
+) -> None:
+    """One member's room page: loaded as the model says, then holding its stream, counting the
+    regions events; when the stream ends or fails, the page's steps of ON_STREAM_END."""
+    key = (team.group_id, login.user_id)
+    holding_gate = counted = False
+
+    def settled(connected: bool) -> None:
+        """The page's first stream answered (or it never will): counted once."""
+        nonlocal holding_gate, counted
+        if holding_gate:
+            holding_gate = False
+            gate.release()
+        if not counted:
+            counted = True
+            tally.connected += connected
+            tally.settled += 1
+            if tally.settled == tally.pages:
+                tally.all_connected.set()
+
+    failures = 0
+    try:
+        async with loading:
+            stream_url = await load(loads, base, team, login, tally)
+        await gate.acquire()
+        holding_gate = True
+        while stream_url is not None:
+            opened = time.monotonic()
+            try:
+                async with streams.get(
+                    base + stream_url, headers={**login.headers, "Accept": "text/event-stream"}
+                ) as response:
+                    if response.status != 200:
+                        tally.errors[f"stream answered {response.status}"] += 1
+                    else:
+                        settled(True)
+                        failures = 0
+                        await read_stream(response, http, base, team, login, key, tally)
+                        if time.monotonic() - opened < lifetime - 1:
+                            tally.errors["stream ended by the server"] += 1
+                        else:
+                            tally.reconnects += 1  # its lifetime: the page opens another
+            except (aiohttp.ClientError, TimeoutError) as error:
+                tally.errors[f"stream: {type(error).__name__}"] += 1
+            settled(False)
+            failures += 1
+            stream_url = await stream_ended(http, base, team, login, key, tally, failures)
+    finally:
+        settled(False)  # a failed load, or cancelled while loading
+
+
+async def read_stream(
+    response: aiohttp.ClientResponse,
+    http: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    login: Login,
+    key: tuple[int, int],
+    tally: Tally,
+) -> None:
+    """Read a page's stream until it ends: count its regions events, and do what the page does."""
+    reader = EventReader()
+    # Whatever arrived at once, read together: not a wake-up per line, so that this process,
+    # which shares the machine's cores with the server, stays cheap.
+    async for chunk in response.content.iter_any():
+        for message in reader.feed(chunk):
+            if message.event == "regions":
+                seen_regions(message.id, message.data, key, tally)
+                if page_model.ON_EVENT:
+                    asyncio.create_task(react(http, base, team, login, tally))
+            elif message.event == "version":
+                tally.version_events += 1
+                if message.id.isdigit() and int(message.id) > tally.latest.get(key, 0):
+                    # Its regions did not come first: the page asks for them.
+                    tally.errors["a version event without its regions"] += 1
+                    asyncio.create_task(ask_regions(http, base, team, login, key, tally))
+
+
+async def ask_regions(
+    http: aiohttp.ClientSession, base: str, team: Team, login: Login, key: tuple[int, int], tally: Tally
+) -> None:
+    """The page's poll of its regions; a newer version in them updates its screen, as an event does."""
+    values = {**team.values(), "version": tally.latest.get(key, team.version)}
+    status, body = await ask(http, base, page_model.REGIONS, values, login)
+    if not 200 <= status < 300:
+        tally.errors[f"{page_model.REGIONS}: {status or 'no answer, ' + body.decode()}"] += 1
+        return
+    try:
+        version = json.loads(body).get("version")
+    except (ValueError, AttributeError):
+        version = None
+    seen_regions(str(version), body.decode(), key, tally, polled=True)
+
+
+async def stream_ended(
+    http: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    login: Login,
+    key: tuple[int, int],
+    tally: Tally,
+    failures: int,
+) -> str:
+    """What the page does when its stream ends or fails (ON_STREAM_END): its regions at once, then,
+    after its pause, the stream's path from the version it shows. (The page polls again every
+    second until the stream is back; this asks once.)"""
+    stream = ""
+    for request in page_model.ON_STREAM_END:
+        if request is page_model.REGIONS:
+            await ask_regions(http, base, team, login, key, tally)
+        elif request.kind == "stream":
+            await asyncio.sleep(min(30.0, 2.0 ** min(failures - 1, 5)) * random.uniform(0.75, 1.25))
+            stream = request.path({**team.values(), "version": tally.latest.get(key, team.version)})
+        else:
+            status, _ = await ask(http, base, request, team.values(), login)
+            if not 200 <= status < 300:
+                tally.errors[f"when the stream ended, {request}: {status or 'no answer'}"] += 1
+    return stream
+
+
+def seen_regions(event_id: str, data: str, key: tuple[int, int], tally: Tally, polled: bool = False) -> None:
+    """Count a regions event (or polled regions): the screen now shows its version."""
+    version = regions_version(event_id, data)
+    if version is None:
+        tally.errors["regions without their version or regions"] += 1
+        return
+    if polled:
+        tally.polled_regions += 1
+    else:
+        tally.regions_events += 1
+        tally.regions_bytes += len(data)
+    tally.seen[key].append((version, time.monotonic()))
+    tally.latest[key] = max(version, tally.latest.get(key, 0))
+
+
+def regions_version(event_id: str, data: str) -> int | None:
+    """The version of a regions event, when its data says the same as its id and has regions."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("regions"), dict):
+        return None
+    if str(payload.get("version")) != event_id or not event_id.isdigit():
+        return None
+    return int(event_id)
+
+
+async def vote_loop(
+    http: aiohttp.ClientSession,
+    base: str,
+    team: Team,
+    start: float,
+    until: float,
+    interval: float,
+    tally: Tally,
+) -> tuple[list[Vote], int]:
+    """One change of the group every `interval` seconds: the next member's first vote on the room's
+    issue, as the model says a page votes; once everybody voted, the facilitator moves the room on.
+    The votes, and how many times the room moved on."""
+    votes = []
+    moves = 0
+    due = start + random.uniform(0, interval)
+    number = 0
+    team.reached = team.version
+    while due < until:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if number and number % GROUP_SIZE == 0:
+            status = await move_on(http, base, team)
+            if status != 302:
+                tally.errors[f"next issue: {status or 'no answer'}"] += 1
+                break  # the room's issue is no longer known
+            team.current += 1
+            team.reached += 1
+            moves += 1
+        login = team.members[number % GROUP_SIZE]
+        card = CARDS[number % len(CARDS)]
         sent = time.monotonic()
-        try:
-            async with http.post(
-                f"{base}/issues/{issue_id}/estimate",
-                data=f"value={CARDS[number % len(CARDS)]}".encode(),
-                headers=headers,
-            ) as response:
-                await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError):
-            status = 0
-        votes.append(Vote(team.group_id, number, sent, time.monotonic(), status))
+        status = 0
+        answered = sent
+        for request in page_model.ON_OWN_VOTE:
+            got, _ = await ask(http, base, request, team.values(), login, card)
+            if request.method == "POST":
+                status, answered = got, time.monotonic()
+            elif not 200 <= got < 300:
+                tally.errors[f"after a vote, {request}: {got or 'no answer'}"] += 1
+        if 200 <= status < 300:
+            team.reached += 1
+        votes.append(Vote(team.group_id, team.reached, sent, answered, status))
         number += 1
         due += interval
-    return votes
+    return votes, moves
+
+
+async def move_on(http: aiohttp.ClientSession, base: str, team: Team) -> int:
+    """The facilitator's "Next issue" button: a form posted with its CSRF token (answered 302)."""
+    owner = team.members[0]
+    headers = {**owner.headers, "Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        async with http.post(
+            f"{base}/groups/{team.group_id}/next",
+            data=urlencode({"csrf_token": owner.csrf}).encode(),
+            headers=headers,
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
 
 
 def server_memory(pid: int) -> float:
@@ -261,42 +527,55 @@ def server_memory(pid: int) -> float:
     return total / 1024
 
 
-async def drive(base: str, server: int, teams: list[Team], args: argparse.Namespace) -> Figures:
-    """Connect every listener, vote for args.seconds, and measure."""
+def every_screen_reached(teams: list[Team], votes: list[Vote], tally: Tally) -> bool:
+    """Whether every page has a regions event of its group's last version reached by a vote."""
+    last: dict[int, int] = {}
+    for vote in votes:
+        if vote.ok:
+            last[vote.group_id] = max(vote.version, last.get(vote.group_id, 0))
+    return all(
+        tally.latest.get((team.group_id, login.user_id), 0) >= last[team.group_id]
+        for team in teams
+        if team.group_id in last
+        for login in team.members
+    )
+
+
+async def drive(
+    base: str, server: int, teams: list[Team], args: argparse.Namespace, lifetime: float
+) -> Figures:
+    """Load every page and open its stream, vote for args.seconds, and measure."""
     participants = sum(len(team.members) for team in teams)
-    tally = Tally()
-    gate = asyncio.Semaphore(CONNECTING)
+    tally = Tally(pages=participants)
+    loading, gate = asyncio.Semaphore(LOADING), asyncio.Semaphore(CONNECTING)
     streams = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0),
         cookie_jar=aiohttp.DummyCookieJar(),
         # No read timeout: re-arming it at every event cost this process a third of its time.
-        # A stream that stops sending shows as events missing from the count.
+        # A stream that stops sending shows as screens missing from the count.
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None),
     )
-    voters = aiohttp.ClientSession(
+    # A connection of its own per page load: one kept from an earlier load may be closed by the
+    # server (gunicorn keeps an idle one 2 s) just as it is reused, which the load would not survive.
+    loads = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=LOADING, force_close=True),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+    requests = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=500),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=60),
     )
     began = time.monotonic()
-    listeners = [
-        asyncio.create_task(
-            listen(
-                streams,
-                f"{base}/api/groups/{team.group_id}/events",
-                login,
-                team.group_id,
-                tally,
-                gate,
-                participants,
-            )
-        )
+    pages = [
+        asyncio.create_task(page(loads, requests, streams, base, team, login, tally, loading, gate, lifetime))
         for team in teams
         for login in team.members
     ]
     try:
         try:
-            await asyncio.wait_for(tally.all_connected.wait(), timeout=300)
+            await asyncio.wait_for(tally.all_connected.wait(), timeout=CONNECT_WAIT)
         except TimeoutError:
             pass
         connect_time = time.monotonic() - began
@@ -307,8 +586,14 @@ async def drive(base: str, server: int, teams: list[Team], args: argparse.Namesp
         ticks_before = machine_ticks()
         cpu_before, start = cpu_seconds(server), time.monotonic()
         until = start + args.seconds
-        loops = [vote_loop(voters, base, team, start, until, args.interval) for team in teams]
-        votes = [vote for batch in await asyncio.gather(*loops) for vote in batch]
+        loops = [vote_loop(requests, base, team, start, until, args.interval, tally) for team in teams]
+        done = await asyncio.gather(*loops)
+        votes = [vote for batch, _ in done for vote in batch]
+        moves = sum(count for _, count in done)
+        # The last votes' fan-out belongs to them: the window ends when every screen has them.
+        drained = time.monotonic() + DRAIN_WAIT
+        while not every_screen_reached(teams, votes, tally) and time.monotonic() < drained:
+            await asyncio.sleep(0.05)
         voting = time.monotonic() - start
         cpu = cpu_seconds(server) - cpu_before
         client_cpu = time.process_time() - client_cpu
@@ -316,20 +601,21 @@ async def drive(base: str, server: int, teams: list[Team], args: argparse.Namesp
             after - before for after, before in zip(machine_ticks(), ticks_before, strict=True)
         )
         machine = (busy / max(ticks, 1), stolen / max(ticks, 1))
-        await asyncio.sleep(3)  # the last votes' events
         memory = server_memory(server)
     finally:
-        for task in listeners:
+        for task in pages:
             task.cancel()
-        await asyncio.gather(*listeners, return_exceptions=True)
+        await asyncio.gather(*pages, return_exceptions=True)
         await streams.close()
-        await voters.close()
-    return summarize(teams, votes, tally, connect_time, idle, cpu, voting, client_cpu, machine, memory)
+        await requests.close()
+        await loads.close()
+    return summarize(teams, votes, moves, tally, connect_time, idle, cpu, voting, client_cpu, machine, memory)
 
 
 def summarize(
     teams: list[Team],
     votes: list[Vote],
+    moves: int,
     tally: Tally,
     connect_time: float,
     idle: float,
@@ -341,44 +627,57 @@ def summarize(
 ) -> Figures:
     """The figures of one N."""
     by_group = {team.group_id: team for team in teams}
-    round_trips = [1000 * (v.answered - v.sent) for v in votes if v.ok]
-    delays = []
-    expected = received = reached = 0
-    for vote in votes:
-        if not vote.ok:
-            continue
+    ok = [vote for vote in votes if vote.ok]
+    round_trips = [1000 * (v.answered - v.sent) for v in ok]
+    every: list[float] = []
+    each: list[float] = []
+    expected = reached = 0
+    for vote in ok:
         team = by_group[vote.group_id]
-        version = team.version + vote.number + 1
+        last: float | None = 0.0
         for login in team.members:
             expected += 1
             seen = tally.seen.get((vote.group_id, login.user_id), [])
-            received += any(got == version for got, _ in seen)
             # A later version includes this change: the screen shows it from then on.
-            first = next((at for got, at in seen if got >= version), None)
-            if first is not None:
-                reached += 1
-                delays.append(1000 * (first - vote.answered))
+            first = next((at for got, at in seen if got >= vote.version), None)
+            if first is None:
+                last = None
+                continue
+            reached += 1
+            each.append(1000 * (first - vote.sent))
+            if last is not None:
+                last = max(last, first - vote.sent)
+        if last is not None:
+            every.append(1000 * last)
     return Figures(
         participants=sum(len(team.members) for team in teams),
         groups=len(teams),
         connected=tally.connected,
         connect_s=connect_time,
-        votes=len(round_trips),
+        votes=len(ok),
+        moves=moves,
         vote_errors=dict(
             Counter(f"answered {v.status}" if v.status else "no answer" for v in votes if not v.ok)
         ),
         vote_p50=percentile(round_trips, 0.5),
         vote_p95=percentile(round_trips, 0.95),
-        event_p50=percentile(delays, 0.5),
-        event_p95=percentile(delays, 0.95),
-        received=received,
+        screens_p50=percentile(every, 0.5),
+        screens_p95=percentile(every, 0.95),
+        screen_p50=percentile(each, 0.5),
+        screen_p95=percentile(each, 0.95),
         reached=reached,
         expected=expected,
-        stream_errors=dict(tally.errors),
+        regions_events=tally.regions_events,
+        polled_regions=tally.polled_regions,
+        version_events=tally.version_events,
+        regions_kib=tally.regions_bytes / max(tally.regions_events, 1) / 1024,
+        errors=dict(tally.errors),
+        version_mismatches=0,
         reconnects=tally.reconnects,
         idle_cpu=idle,
         cpu=cpu / voting,
-        cpu_ms_per_vote=1000 * cpu / max(len(votes), 1),
+        cpu_ms_per_vote=1000 * cpu / max(len(ok), 1),
+        cpu_ms_per_vote_above_idle=1000 * max(0.0, cpu - idle * voting) / max(len(ok), 1),
         client_cpu=client_cpu / voting,
         machine_busy=machine[0],
         machine_stolen=machine[1],
@@ -390,7 +689,9 @@ def measure(bench: Bench, participants: int, args: argparse.Namespace) -> Figure
     """Make the groups, start the server as production does, drive it, stop it."""
     made = time.monotonic()
     teams = make_teams(bench, participants, math.ceil(args.seconds / args.interval) + 1)
-    read_versions(bench, teams)
+    versions = read_versions(bench, teams)
+    for team in teams:
+        team.version = team.reached = versions[team.group_id]
     print(f"N={participants}: {len(teams)} groups made in {time.monotonic() - made:.1f} s", flush=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -408,22 +709,36 @@ def measure(bench: Bench, participants: int, args: argparse.Namespace) -> Figure
         command, bench.environment, bench.workdir / f"server-{participants}.log", base + "/healthz"
     )
     try:
-        return asyncio.run(drive(base, server.pid, teams, args))
+        figures = asyncio.run(drive(base, server.pid, teams, args, bench.app.config["LIVE_STREAM_SECONDS"]))
     finally:
         stop(server)
+    figures.version_mismatches = count_mismatches(bench, teams)
+    return figures
+
+
+def count_mismatches(bench: Bench, teams: list[Team]) -> int:
+    """Groups whose version in the database is not the one this script counted: the versions it
+    waited for were then not those the votes made (a vote without an answer may have counted)."""
+    versions = read_versions(bench, teams)
+    return sum(1 for team in teams if versions[team.group_id] != team.reached)
 
 
 def report(database: str, f: Figures) -> None:
     """One N's figures in words."""
     print(
         f"N={f.participants} ({f.groups} groups of {GROUP_SIZE}, {database}): "
-        f"{f.connected}/{f.participants} streams open after {f.connect_s:.1f} s; "
+        f"{f.connected}/{f.participants} pages loaded and streaming after {f.connect_s:.1f} s; "
         f"votes {f.votes} ok, failed {f.vote_errors or 0}, round trip p50 {f.vote_p50:.0f} ms, "
-        f"p95 {f.vote_p95:.0f} ms; vote→event p50 {f.event_p50:.0f} ms, p95 {f.event_p95:.0f} ms; "
-        f"events {f.received}/{f.expected} (the change reached {f.reached}, some in a later version); "
-        f"stream errors {f.stream_errors or 0}, "
+        f"p95 {f.vote_p95:.0f} ms; vote→every screen of its group updated p50 {f.screens_p50:.0f} ms, "
+        f"p95 {f.screens_p95:.0f} ms (vote→one screen p50 {f.screen_p50:.0f} ms, p95 {f.screen_p95:.0f} ms); "
+        f"screens updated {f.reached}/{f.expected}; {f.regions_events} regions events of "
+        f"{f.regions_kib:.1f} KiB on average, {f.version_events} version events, regions polled "
+        f"{f.polled_regions} times; "
+        f"the room moved on {f.moves} times; errors {f.errors or 0}; "
+        f"groups whose version was not as counted {f.version_mismatches}; "
         f"reconnects {f.reconnects}; server CPU {f.idle_cpu:.0%} of a core while idle, "
-        f"{f.cpu:.0%} while voting ({f.cpu_ms_per_vote:.1f} ms per vote); "
+        f"{f.cpu:.0%} while voting, {f.cpu_ms_per_vote:.1f} ms per vote with its fan-out "
+        f"({f.cpu_ms_per_vote_above_idle:.1f} ms above idle); "
         f"server memory {f.memory:.0f} MiB; this script used {f.client_cpu:.0%} of a core; "
         f"the machine's cores were {f.machine_busy:.0%} busy while voting, and {f.machine_stolen:.0%} "
         "taken by the host (steal)",
@@ -445,8 +760,9 @@ def main() -> None:
         sys.exit(f"The open-file limit is {limit}; {needed} are needed (ulimit -n).")
     bench = Bench()
     print(
-        f"{bench.database}; {args.run} with {args.workers} gevent workers; groups of {GROUP_SIZE}, "
-        f"one vote per group every {args.interval:g} s for {args.seconds:g} s; open-file limit {limit}",
+        f"{bench.database}; {args.run} with {args.workers} gevent workers; groups of {GROUP_SIZE} in "
+        f"their rooms, one vote per group every {args.interval:g} s for {args.seconds:g} s; "
+        f"open-file limit {limit}",
         flush=True,
     )
     results = []
@@ -458,15 +774,15 @@ def main() -> None:
         bench.close()
     print()
     print(
-        "N     | vote p50/p95 ms | vote→event p50/p95 ms | events recv/expected | errors | server CPU"
-        " | machine busy (stolen)"
+        "N     | vote p50/p95 ms | vote→all screens p50/p95 ms | screens updated/expected | errors"
+        " | server CPU, per vote | machine busy (stolen)"
     )
     for f in results:
-        errors = sum(f.vote_errors.values()) + sum(f.stream_errors.values())
+        errors = sum(f.vote_errors.values()) + sum(f.errors.values()) + f.version_mismatches
         print(
             f"{f.participants:<6}| {f.vote_p50:6.0f} / {f.vote_p95:<6.0f} | "
-            f"{f.event_p50:8.0f} / {f.event_p95:<10.0f} | {f.received:>9}/{f.expected:<10} | "
-            f"{errors:>6} | {f.cpu:.0%} of a core ({f.idle_cpu:.0%} idle) | "
+            f"{f.screens_p50:10.0f} / {f.screens_p95:<14.0f} | {f.reached:>11}/{f.expected:<12} | "
+            f"{errors:>6} | {f.cpu:.0%} of a core ({f.idle_cpu:.0%} idle), {f.cpu_ms_per_vote:.1f} ms | "
             f"{f.machine_busy:.0%} ({f.machine_stolen:.0%})"
         )
 

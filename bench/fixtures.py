@@ -116,9 +116,10 @@ class Bench:
         db.session.commit()
         return users
 
-    def group(self, name: str, owner: User, members: list[User], issues: int) -> Group:
+    def group(self, name: str, owner: User, members: list[User], issues: int, in_room: bool = False) -> Group:
         """A group facilitated by owner with these members and issues (each with its open first
-        round), added to the session; the caller commits."""
+        round), added to the session; the caller commits. With `in_room` its first issue is in
+        the room, as if the facilitator had started it."""
         group = Group(name=name, deck="fibonacci", owner=owner)
         group.memberships.append(Membership(user=owner, role=Role.OWNER))
         group.memberships.extend(Membership(user=user, role=Role.MEMBER) for user in members)
@@ -126,6 +127,8 @@ class Bench:
             issue = Issue(key=f"B-{position}", description=f"Issue number {position}", position=position)
             issue.rounds.append(Round(number=1))
             group.issues.append(issue)
+        if in_room and group.issues:
+            group.current_issue = group.issues[0]
         db.session.add(group)
         return group
 
