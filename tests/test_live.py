@@ -1,7 +1,6 @@
 """Live updates at scale: the group's event stream, the 304 answered before Flask, JSON built once
 per version, and what a poll or a page costs in SQL."""
 
-import gc
 import re
 import socket
 import sys
@@ -13,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from estimator import GC_THRESHOLDS, settle_garbage_collector
 from estimator.extensions import db
 from estimator.groups import rules as group_rules
 from estimator.models import Group, Membership, Role, User
@@ -526,14 +524,3 @@ def test_a_quiet_stream_sends_heartbeats(server):
     listener.close()
     assert len(listener.events) == 1  # the current version, then nothing changed
     assert len(listener.comments) >= 2, listener.comments  # every second here (LIVE_HEARTBEAT_SECONDS=1)
-
-
-def test_a_worker_stops_collecting_what_lives_as_long_as_it_and_collects_young_objects_less_often():
-    thresholds = gc.get_threshold()
-    try:
-        settle_garbage_collector()
-        assert gc.get_freeze_count() > 10_000  # the app and its libraries, left out of every collection
-        assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > thresholds[0]
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
