@@ -7,14 +7,18 @@ poll, and one whose JSON this process built already, before Flask runs.
 Each view is described in the OpenAPI document (`GET /api/openapi.json`) by `documented`.
 """
 
+import logging
+import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, jsonify, request
 from flask_login import current_user, login_required
 
+from .. import cooperative
 from ..extensions import db
 from ..groups.state import group_state, load_group
 from ..live import (
@@ -33,6 +37,8 @@ from ..voting.state import issue_state, load_issue
 from . import bp
 from .openapi import documented, openapi_document
 from .schemas import GroupStatus, IssueStatus, OpenAPIDocument
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: A Last-Event-ID this app could have sent: a version (ASCII digits; str.isdigit takes "²" too).
@@ -96,9 +102,14 @@ def group(group_id: int) -> Response:
     "whenever the group changes; a comment line at least every 25 seconds. With Last-Event-ID "
     "older than the current version, the current version is sent at once.",
     conditional=False,
+    no_content="The server's workers cannot hold event streams open (gunicorn's sync or gthread "
+    "workers, or a WSGI server without gevent): answered at once, without a body, so that "
+    "EventSource closes instead of reconnecting. Poll the group's or issue's state with "
+    "If-None-Match instead.",
 )
 def events(group_id: int) -> Response:
-    """Server-sent events: the group's version whenever it changes, a comment when quiet."""
+    """Server-sent events: the group's version whenever it changes, a comment when quiet; 204
+    where this worker cannot hold a stream."""
     exists = db.session.scalar(
         sa.select(Membership.group_id).where(
             Membership.group_id == group_id, Membership.user_id == current_user.id
@@ -106,6 +117,13 @@ def events(group_id: int) -> Response:
     )
     if exists is None:
         abort(404)
+    if not cooperative():
+        # A sync or threaded worker would be held by the stream for as long as the page is open:
+        # a few pages would take every worker. The page polls instead.
+        say_pages_poll(request.environ)
+        response = current_app.response_class(status=204)
+        response.headers["Cache-Control"] = "no-store"
+        return response
     last_seen = request.headers.get("Last-Event-ID", "").strip()
     login = login_key()
     db.session.close()  # the stream holds no database connection while it waits
@@ -123,6 +141,33 @@ def events(group_id: int) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+#: The process that said its pages poll (a worker forked from one that said so says it too).
+_said_in_process: int | None = None
+_saying = threading.Lock()
+
+
+def say_pages_poll(environ: Mapping[str, Any]) -> None:
+    """Log once per process that its event streams answer 204, and why."""
+    global _said_in_process
+    with _saying:
+        if _said_in_process == os.getpid():
+            return
+        _said_in_process = os.getpid()
+    log.warning(
+        "Live updates: this worker cannot hold event streams (%s); pages poll instead. "
+        "Run gevent workers (gunicorn.conf.py does) to push changes.",
+        server_kind(environ),
+    )
+
+
+def server_kind(environ: Mapping[str, Any]) -> str:
+    """What serves this request, in a few words: gunicorn's worker kind, or the server's name."""
+    software = str(environ.get("SERVER_SOFTWARE") or "")
+    if software.startswith("gunicorn"):
+        return "gthread worker" if environ.get("wsgi.multithread") else "sync worker"
+    return f"{software or 'this WSGI server'}, without gevent"
 
 
 @bp.route("/openapi.json")
