@@ -18,7 +18,7 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 # The code belongs to root and is only readable by the app; only the instance folder is its own.
-COPY config.py run.py ./
+COPY config.py run.py gunicorn.conf.py ./
 COPY migrations/ migrations/
 COPY templates/ templates/
 COPY translations/ translations/
@@ -40,5 +40,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # gunicorn takes its number of worker processes from WEB_CONCURRENCY (default 4 above; about one
 # per CPU core the container gets); each is a gevent worker holding thousands of connections, so
 # a slow request or an open event stream does not hold up a whole process. The heartbeat files live in memory, not on the container's overlay file system.
+# gunicorn also reads /app/gunicorn.conf.py: it raises the open-file limit and settles each gevent
+# worker's garbage collector (the options here say the same as the file, and win over it).
 # Exec form: gunicorn is PID 1 and gets the stop signal itself, finishing requests in flight.
 CMD ["gunicorn", "--worker-class", "gevent", "--worker-connections", "10000", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", "estimator:create_app()"]

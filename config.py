@@ -67,8 +67,6 @@ class Config:
     # How often live pages ask whether anything changed when they cannot hold an event stream,
     # in milliseconds.
     LIVE_POLL_MS = 1000
-    # Serve event streams even where the worker is not a gevent one (each then holds a thread).
-    LIVE_STREAMS_ALWAYS = env_flag("LIVE_STREAMS_ALWAYS")
     # How long one event stream stays open before the browser reconnects (and its login and
     # membership are checked again), in seconds.
     LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
@@ -104,7 +102,5 @@ class TestConfig(Config):
     HTTPS = False
     LOG_FORMAT = "text"
     METRICS_ENABLED = False
-    # In-process requests read a stream to its end: keep test streams short. The test client holds
-    # a stream in a thread of its own, so streams are served without gevent too.
+    # In-process requests read a stream to its end: keep test streams short.
     LIVE_STREAM_SECONDS = 0.3
-    LIVE_STREAMS_ALWAYS = True

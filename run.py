@@ -1,42 +1,51 @@
-"""python run.py [--host H] [--port P]: upgrade the database schema, then serve with gunicorn.
+"""python run.py [--host H] [--port P] [--workers N]: upgrade the database schema, then serve with
+gunicorn configured by gunicorn.conf.py, as the `gunicorn` command run from this folder is.
 
-gevent's workers hold thousands of open event streams each; the standard library is made
-cooperative before anything else is imported, as gevent requires.
+This process loads nothing of the app: the schema is upgraded by `flask db upgrade` in a process
+of its own, and each gunicorn worker builds the app once gevent has patched it. (An app built here
+before the workers were forked left threads of its own half started in them.)
 """
 
-from gevent import monkey  # type: ignore[import-untyped]  # gevent ships no type hints
+from __future__ import annotations
 
-monkey.patch_all()
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-import argparse  # noqa: E402
-import resource  # noqa: E402
+from gunicorn.app.base import Application
+from gunicorn.util import import_app
 
-from flask import Flask  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from gunicorn.app.base import BaseApplication  # noqa: E402
-
-from estimator import create_app  # noqa: E402
-from estimator.extensions import db  # noqa: E402
-
-#: Open connections per worker: every open page holds one event stream.
-WORKER_CONNECTIONS = 10_000
+ROOT = Path(__file__).resolve().parent
+#: The server's settings, shared with the `gunicorn` command.
+SETTINGS = ROOT / "gunicorn.conf.py"
+APP = "estimator:create_app()"
 
 
-class Server(BaseApplication):
-    """gunicorn, configured from here instead of from its command line."""
+class Server(Application):
+    """gunicorn with gunicorn.conf.py's settings, and this script's address and workers."""
 
-    def __init__(self, app: Flask, options: dict[str, str | int]) -> None:
-        self.application, self.options = app, options
+    def __init__(self, options: dict[str, str | int]) -> None:
+        self.options = options
         super().__init__()
 
     def load_config(self) -> None:
-        """Hand our options to gunicorn in place of its command line."""
+        """gunicorn.conf.py, then our options in place of a command line."""
+        self.load_config_from_file(str(SETTINGS))
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:  # type: ignore[override]  # stubs: environ a MutableMapping, in Flask a dict
-        """The app gunicorn serves in each worker."""
-        return self.application
+    def load(self) -> Callable[..., Iterable[bytes]]:
+        """The app, built in each worker."""
+        return import_app(APP)
+
+
+def upgrade_schema() -> None:
+    """Create or upgrade the database schema, in a process of its own; stop if that fails."""
+    command = [sys.executable, "-m", "flask", "--app", "estimator", "db", "upgrade"]
+    if subprocess.run(command, cwd=ROOT, check=False).returncode:
+        sys.exit("The database schema could not be upgraded (see above); nothing is served.")
 
 
 def main() -> None:
@@ -46,31 +55,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    raise_open_file_limit()
-    app = create_app()
-    with app.app_context():
-        upgrade()
-        # The workers are forked from this process: none may inherit the migration's connection.
-        db.engine.dispose()
+    upgrade_schema()
     print(f"Estimator is running on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
-    Server(
-        app,
-        {
-            "bind": f"{args.host}:{args.port}",
-            "workers": args.workers,
-            "worker_class": "gevent",
-            "worker_connections": WORKER_CONNECTIONS,
-            "accesslog": "-",
-        },
-    ).run()
-
-
-def raise_open_file_limit() -> None:
-    """Allow as many open connections as the system lets this process have."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = WORKER_CONNECTIONS * 2 if hard == resource.RLIM_INFINITY else min(hard, WORKER_CONNECTIONS * 2)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    Server({"bind": f"{args.host}:{args.port}", "workers": args.workers}).run()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import secrets
 import tempfile
@@ -42,26 +41,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_live(app)
     register_flash_limit(app)
     register_body_limits(app)
-    if cooperative():
-        settle_garbage_collector()
     return app
-
-
-#: Allocations between two collections of the youngest generation (Python's default is 700), and
-#: how many of those before each older generation is collected (as by default).
-GC_THRESHOLDS = (7000, 10, 10)
-
-
-def settle_garbage_collector() -> None:
-    """In a gevent worker holding thousands of streams: the objects built so far (the app, its
-    libraries) live as long as the process, so the collector stops walking them (gc.freeze; where
-    the app is built before the workers fork, as run.py does, the workers also share those pages
-    instead of copying them), and every generation is collected ten times less often. A worker
-    spent 2.6 s collecting in a 75 s capacity run with PostgreSQL and 5,000 streams, in pauses of
-    up to 100 ms that every request of the worker waited out."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def instance_secret_key(instance_path: str) -> str:

@@ -191,6 +191,15 @@ def team(app, owner, new_client):
     return {"group": group_id, "issue": issue_id, "owner": owner, "bob": bob, "carol": carol}
 
 
+@pytest.fixture
+def streams_held(monkeypatch):
+    """Event streams served in-process as a gevent worker serves them, rather than the 204 of a
+    worker that cannot hold them (the test client reads each short test stream to its end)."""
+    import estimator.live
+
+    monkeypatch.setattr(estimator.live, "cooperative_worker", lambda: True)
+
+
 @pytest.fixture(scope="session")
 def server(schema, key_store_uri, tmp_path_factory):
     """The URL of the app served by gunicorn with several workers on the test database."""

@@ -29,37 +29,40 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
         "LIVE_HEARTBEAT_SECONDS": "1",  # so that a test sees quiet streams' heartbeats soon
         **env,
     }
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            str(WORKERS),
-            "--worker-class",
-            "gevent",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "estimator:create_app()",
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(WORKERS),
+        "--worker-class",
+        "gevent",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "estimator:create_app()",
+    ]
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    return serve(command, environment, log_path, url + "/login"), url
+
+
+def serve(
+    command: list[str], environment: dict[str, str], log_path: Path, ready: str, within: float = 30
+) -> subprocess.Popen[bytes]:
+    """Run a server command from the project folder, its output in log_path, until `ready` (a URL)
+    answers 200."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + within
     while True:
         try:
-            with urllib.request.urlopen(url + "/login", timeout=2) as response:
+            with urllib.request.urlopen(ready, timeout=2) as response:
                 if response.status == 200:
-                    return process, url
+                    return process
         except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("gunicorn did not start:\n" + log_path.read_text()) from error
+                process.wait()
+                raise RuntimeError(f"{command} did not start:\n" + log_path.read_text()) from error
             time.sleep(0.2)
 
 

@@ -210,7 +210,13 @@ def test_the_healthcheck_asks_healthz_with_urllib():
 
 def test_the_build_context_holds_the_app_and_none_of_the_local_state():
     rules = dockerignore_rules()
-    for kept in ("requirements.txt", "config.py", "estimator/__init__.py", "migrations/env.py"):
+    for kept in (
+        "requirements.txt",
+        "config.py",
+        "gunicorn.conf.py",
+        "estimator/__init__.py",
+        "migrations/env.py",
+    ):
         assert not ignored(kept, rules), kept
     for left_out in (
         ".venv/bin/python",

@@ -1,7 +1,7 @@
 """Live updates at scale: the group's event stream, the 304 answered before Flask, JSON built once
 per version, and what a poll or a page costs in SQL."""
 
-import gc
+import logging
 import re
 import socket
 import sys
@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from estimator import GC_THRESHOLDS, settle_garbage_collector
+import estimator.live
 from estimator.extensions import db
 from estimator.groups import rules as group_rules
 from estimator.models import Group, Membership, Role, User
@@ -67,7 +67,7 @@ class Statements:
 # --- the event stream, in-process ------------------------------------------------------------------
 
 
-def test_a_member_gets_the_current_version_at_once(app, team):
+def test_a_member_gets_the_current_version_at_once(app, team, streams_held):
     status, body, headers = read_stream(team["bob"], f"/api/groups/{team['group']}/events")
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     assert headers["Cache-Control"] == "no-store"
@@ -76,7 +76,7 @@ def test_a_member_gets_the_current_version_at_once(app, team):
     assert versions_in(body) == [group_version(app, team["group"])]
 
 
-def test_last_event_id_resumes_where_the_page_stopped(app, team):
+def test_last_event_id_resumes_where_the_page_stopped(app, team, streams_held):
     path = f"/api/groups/{team['group']}/events"
     current = group_version(app, team["group"])
     _, up_to_date, _ = read_stream(team["bob"], path, **{"Last-Event-ID": str(current)})
@@ -103,6 +103,40 @@ def test_a_removed_member_cannot_open_the_stream(app, team):
         bob_id = db.session.scalar(sa.select(User.id).where(User.nickname == "Bob"))
     assert owner.post(f"/groups/{group_id}/members/{bob_id}/remove").status_code == 302
     assert team["bob"].get(f"/api/groups/{group_id}/events").status_code == 404
+
+
+def test_a_worker_that_cannot_hold_streams_answers_204_at_once_and_says_so(app, team, caplog, monkeypatch):
+    """Outside gevent (gunicorn's sync or gthread workers, another WSGI server) a stream would hold
+    a worker while its page is open: 204 ends it at once (EventSource stops; the page polls)."""
+    monkeypatch.setattr(estimator.live, "_said_in_process", None)  # as in a process that has not said it yet
+    caplog.set_level(logging.INFO, logger="estimator")
+    path = f"/api/groups/{team['group']}/events"
+    for _ in range(3):
+        started = time.monotonic()
+        response = team["bob"].get(path, headers={"Accept": "text/event-stream"})
+        assert response.status_code == 204 and response.data == b"", response.data
+        assert time.monotonic() - started < 1
+        assert response.headers["Cache-Control"] == "no-store" and "Set-Cookie" not in response.headers
+    said = [record for record in caplog.records if "event streams" in record.getMessage()]
+    assert [(record.levelno, record.getMessage()) for record in said] == [
+        (
+            logging.WARNING,
+            "Live updates: this worker cannot hold event streams (this WSGI server, without gevent); "
+            "pages poll instead. Run gevent workers (gunicorn.conf.py does) to push changes.",
+        )
+    ]
+    # Who may not listen is still told so, before and after the process said it.
+    assert app.test_client().get(path).status_code == 401
+    assert team["bob"].get("/api/groups/999999/events").status_code == 404
+
+
+def test_the_line_names_what_serves_the_page():
+    gunicorn = {"SERVER_SOFTWARE": "gunicorn/27.0.1", "wsgi.multithread": False}
+    assert estimator.live.server_kind(gunicorn) == "sync worker"
+    assert estimator.live.server_kind({**gunicorn, "wsgi.multithread": True}) == "gthread worker"
+    assert (
+        estimator.live.server_kind({"SERVER_SOFTWARE": "Werkzeug/3.1.9"}) == "Werkzeug/3.1.9, without gevent"
+    )
 
 
 # --- the 304 before Flask, and JSON per version -----------------------------------------------------
@@ -348,14 +382,3 @@ def test_a_quiet_stream_sends_heartbeats(server):
     listener.close()
     assert len(listener.events) == 1  # the current version, then nothing changed
     assert len(listener.comments) >= 2, listener.comments  # every second here (LIVE_HEARTBEAT_SECONDS=1)
-
-
-def test_a_worker_stops_collecting_what_lives_as_long_as_it_and_collects_young_objects_less_often():
-    thresholds = gc.get_threshold()
-    try:
-        settle_garbage_collector()
-        assert gc.get_freeze_count() > 10_000  # the app and its libraries, left out of every collection
-        assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > thresholds[0]
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)

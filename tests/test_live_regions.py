@@ -34,6 +34,11 @@ def version_of(client, path: str) -> int:
     return int(re.search(r'data-live-version="(\d+)"', page)[1])  # type: ignore[index]
 
 
+@pytest.fixture(autouse=True)
+def _streams(streams_held):
+    """Streams are served in-process as a gevent worker serves them."""
+
+
 @pytest.fixture
 def renders(monkeypatch):
     """How many times each view's regions were rendered."""

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis.errors import FailureGroup
 
+import estimator.live
 from estimator.api import routes
 from estimator.live.cache import VersionCache
 from estimator.voting.state import issue_state
@@ -166,6 +167,11 @@ def test_document_is_public_json_and_says_what_clients_rely_on(client):
             assert error == {"$ref": "#/components/schemas/ErrorBody"}
         assert [p["name"] for p in operation["parameters"] if p["in"] == "header"] == ["If-None-Match"]
         assert schemas[shape]["additionalProperties"] is False
+    # The event stream, and the 204 of a worker that cannot hold one: the client polls instead.
+    events = document["paths"][EVENTS]["get"]["responses"]
+    assert set(events) == {"200", "204", "400", "401", "404"}  # 400: a view or version no page names
+    assert list(events["200"]["content"]) == ["text/event-stream"]
+    assert "content" not in events["204"] and "Poll" in events["204"]["description"]
     # the document lists exactly the fields the API sends (tests/test_api.py checks those)
     assert set(schemas["IssueStatus"]["required"]) == set(schemas["IssueStatus"]["properties"]) == ISSUE_KEYS
     nullable = {"type": "null"}
@@ -198,6 +204,11 @@ def test_every_state_and_answer_matches_the_document(app, estimating):
         again = check(GROUP, {"group_id": group_id}, member, {"If-None-Match": first.headers["etag"][0]})
         assert again.status_code == 304
     issue_id, group_id = estimating["issues"]["voting"], estimating["groups"]["range"]
+    # The event stream of a worker that cannot hold it (this in-process one), and of one that can.
+    assert check(EVENTS, {"group_id": group_id}, member).status_code == 204
+    with pytest.MonkeyPatch.context() as streams_held:
+        streams_held.setattr(estimator.live, "cooperative_worker", lambda: True)
+        assert check(EVENTS, {"group_id": group_id}, member).status_code == 200
     assert check(ISSUE, {"issue_id": issue_id}, None).status_code == 401
     assert check(GROUP, {"group_id": group_id}, None).status_code == 401
     assert check(ISSUE, {"issue_id": issue_id}, outsider).status_code == 404
@@ -265,7 +276,7 @@ def fuzz(schema, mode, cookies: dict[str, str] | None) -> Counter[tuple[str, int
     return seen
 
 
-def test_schemathesis_finds_nothing_as_a_member(app, estimating):
+def test_schemathesis_finds_nothing_as_a_member(app, estimating, streams_held):
     cookies = session_cookie(estimating["member"])
     aimed = load_schema(app)
     aim_at(aimed, estimating)

@@ -146,19 +146,23 @@ def documented(
     conditional: bool = True,
     public: bool = False,
     query: type[BaseModel] | None = None,
+    no_content: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a JSON view in the document: its 200 body, and 304/401/404 where they apply.
 
-    `ok` is the model of the 200 body, or the description of a server-sent event stream. A
-    conditional view takes If-None-Match and sends an ETag; a view that is not public answers
-    401 when nobody is logged in and 404 to non-members. Validation stays off at run time: the
-    document must never turn a real answer into a 500; the tests check real answers against it.
+    `ok` is the model of the 200 body, or the description of a server-sent event stream;
+    `no_content`, when the view may answer 204, says when. A conditional view takes If-None-Match
+    and sends an ETag; a view that is not public answers 401 when nobody is logged in and 404 to
+    non-members. Validation stays off at run time: the document must never turn a real answer into
+    a 500; the tests check real answers against it.
     """
     if isinstance(ok, str):
         EVENT_STREAMS.add(operation_id)
         responses: dict[str, Any] = {"HTTP_200": (None, ok)}
     else:
         responses = {"HTTP_200": (ok, ok.__doc__)}
+    if no_content is not None:
+        responses["HTTP_204"] = (None, no_content)
     if conditional:
         responses["HTTP_304"] = (None, "The state has not changed since the ETag in If-None-Match.")
     if query is not None:

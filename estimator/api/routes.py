@@ -51,12 +51,17 @@ def group(group_id: int) -> Response:
 
 
 def last_seen() -> int | None:
-    """The version the listener has seen: the browser's Last-Event-ID on a reconnection, else the
-    page's own `since`."""
-    for offered in (request.headers.get("Last-Event-ID", ""), request.args.get("since", "")):
-        if LAST_EVENT_ID.fullmatch(offered.strip()):
-            return int(offered.strip())
-    return None
+    """The version the listener has seen: the browser's Last-Event-ID on a reconnection (ignored
+    when it is no version of ours), else the page's own `since` (400 when it is no version)."""
+    offered = request.headers.get("Last-Event-ID", "").strip()
+    if LAST_EVENT_ID.fullmatch(offered):
+        return int(offered)
+    since = request.args.get("since")
+    if since is None:
+        return None
+    if not LAST_EVENT_ID.fullmatch(since):
+        abort(400, "`since` is the version a page shows: a whole number.")
+    return int(since)
 
 
 @bp.route("/groups/<id:group_id>/events")
@@ -72,6 +77,10 @@ def last_seen() -> int | None:
     "answers 204, and pages poll `/api/groups/<id>/regions` instead.",
     conditional=False,
     query=EventsQuery,
+    no_content="The server's workers cannot hold event streams open (gunicorn's sync or gthread "
+    "workers, or a WSGI server without gevent): answered at once, without a body, so that "
+    "EventSource closes instead of reconnecting. Poll the view's regions (or the group's or "
+    "issue's state) with If-None-Match instead.",
 )
 def events(group_id: int) -> Response:
     """Server-sent events: the group's version whenever it changes, a comment when quiet."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,9 +108,9 @@ def regions_response(group_id: int, name: str) -> Response:
 
 def events_response(group_id: int, name: str | None, last_seen: int | None) -> Response:
     """The group's event stream; with a view, each change also brings the view's changed regions."""
+    asked, seen = asked_view(group_id, name)
     if not cooperative_worker():
         return cannot_stream()
-    asked, seen = asked_view(group_id, name)
     login = str(session.get("_user_id") or "")
     on_change = None
     if asked is not None:
@@ -189,29 +190,44 @@ def json_state(kind: str, object_id: int, seen: Seen, build: Callable[[], dict[s
 
 # --- streams need a worker that can wait -----------------------------------------------------------
 
-_told_cannot_stream = threading.Event()
-
 
 def cooperative_worker() -> bool:
     """Whether this process can hold event streams: it runs under gevent (its workers patch the
     standard library), where a waiting stream costs a greenlet, not a whole worker."""
-    import sys
+    from .. import cooperative
 
-    monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey and monkey.is_module_patched("socket")) or current_app.config.get(
-        "LIVE_STREAMS_ALWAYS", False
-    )
+    return cooperative()
+
+
+#: The process that said its pages poll (a worker forked from one that said so says it too).
+_said_in_process: int | None = None
+_saying = threading.Lock()
 
 
 def cannot_stream() -> Response:
-    """204 No Content: the browser stops reconnecting and the page polls its regions instead."""
-    if not _told_cannot_stream.is_set():
-        _told_cannot_stream.set()
+    """204 No Content: the browser stops reconnecting and the page polls its regions instead. A
+    sync or threaded worker would be held by the stream for as long as the page is open: a few
+    pages would take every worker. Logged once per process, with why."""
+    global _said_in_process
+    with _saying:
+        said, _said_in_process = _said_in_process == os.getpid(), os.getpid()
+    if not said:
         log.warning(
-            "Live updates: this worker cannot hold event streams (not a gevent worker); pages poll "
-            "instead. Serve with gevent workers (gunicorn.conf.py does) to push changes."
+            "Live updates: this worker cannot hold event streams (%s); pages poll instead. "
+            "Run gevent workers (gunicorn.conf.py does) to push changes.",
+            server_kind(request.environ),
         )
-    return current_app.response_class(status=204)
+    response = current_app.response_class(status=204)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def server_kind(environ: Mapping[str, Any]) -> str:
+    """What serves this request, in a few words: gunicorn's worker kind, or the server's name."""
+    software = str(environ.get("SERVER_SOFTWARE") or "")
+    if software.startswith("gunicorn"):
+        return "gthread worker" if environ.get("wsgi.multithread") else "sync worker"
+    return f"{software or 'this WSGI server'}, without gevent"
 
 
 # --- wiring ---------------------------------------------------------------------------------------
