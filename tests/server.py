@@ -41,6 +41,9 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
             "gevent",
             "--bind",
             f"127.0.0.1:{port}",
+            # No control socket: every gunicorn would take the same $HOME/.gunicorn/gunicorn.ctl, and
+            # one stopping would remove the socket of another that runs meanwhile (a parallel test).
+            "--no-control-socket",
             "estimator:create_app()",
         ],
         cwd=ROOT,
