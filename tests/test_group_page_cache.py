@@ -5,7 +5,6 @@ a stored page costs the login and one query."""
 import itertools
 import re
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from estimator.models import Round, User
 from estimator.pages import PageCache, Stencil
 from estimator.permissions import require_member
 from tests.conftest import add_issue, create_group, invite_path, join, vote
-from tests.helpers import text, visible
+from tests.helpers import text, visible, wait_until
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
@@ -354,16 +353,24 @@ def test_the_cache_keeps_to_its_budget_and_forgets_outdated_versions():
     assert cache.get("huge") is None
 
 
+def waiting_for_a_turn(cache: PageCache) -> int:
+    """How many requests hold or wait for a key's turn to render (the one rendering included)."""
+    with cache._lock:
+        return sum(wanted for _, wanted in cache._turns.values())
+
+
 def test_members_asking_for_the_same_page_at_once_wait_for_one_render(app, team, monkeypatch):
     """Requests that miss the same page at the same time use the first one's render."""
     from estimator import pages
 
     renders: list[str] = []
     render = pages.render_stencil
+    cache = app.extensions["page_cache"]
 
     def slow_render(template: str, **context):
         renders.append(template)
-        time.sleep(0.3)  # the others arrive while it renders
+        # The render goes on once the three others missed the page too and wait for their turn.
+        wait_until(lambda: waiting_for_a_turn(cache) == len(asking), 10, "the others waiting for the render")
         return render(template, **context)
 
     monkeypatch.setattr(pages, "render_stencil", slow_render)
@@ -394,7 +401,8 @@ def test_when_the_first_render_fails_the_next_waiting_request_renders():
     def failing() -> tuple[str, Stencil]:
         calls.append(1)
         rendering.set()
-        time.sleep(0.2)  # the second request comes meanwhile
+        # It fails once the second request missed the page too and waits for its turn.
+        wait_until(lambda: waiting_for_a_turn(cache) == 2, 10, "the second request waiting")
         raise RuntimeError("the database went away")
 
     def working() -> tuple[str, Stencil]:

@@ -18,6 +18,7 @@ from estimator.extensions import db
 from estimator.groups import rules as group_rules
 from estimator.models import Group, Membership, Role, User
 from tests.conftest import vote
+from tests.helpers import wait_until
 from tests.http import Person
 
 
@@ -282,13 +283,15 @@ def test_polls_that_come_while_a_read_is_on_its_way_are_read_together_but_never_
         assert person.get(path).status_code == 200  # this version's JSON is built
     pairs: list[int] = []
     on_its_way = threading.Event()
+    reads = app.extensions["live_board"].seen_reads
 
     def read(_connection, _cursor, statement: str, parameters, *_args: object) -> None:
         if "unnest" in statement:
             pairs.append(len(parameters["user_ids"]))
             if len(pairs) == 1:
                 on_its_way.set()
-                time.sleep(1)  # the others come meanwhile
+                # It goes on once the others came and wait for the next read.
+                wait_until(lambda: reads._next is not None and len(reads._next.asks) == 2, 10, "two polls")
 
     answers: dict[str, int] = {}
 
@@ -500,7 +503,9 @@ def test_an_event_reaches_streams_on_every_worker_within_a_second(server):
     # Resuming with Last-Event-ID: an old version gets the current one at once, the current nothing.
     behind = Listener(open_stream(server, owner, group_id, str(first)))
     current = Listener(open_stream(server, owner, group_id, str(first + 3)))
-    time.sleep(1.0)
+    # A stream sends what it has to catch up on before its first heartbeat: once both have had a
+    # heartbeat, all they were sent at the start is there.
+    wait_until(lambda: behind.comments and current.comments, 10, "a heartbeat on both streams")
     assert [v for _, v in behind.events] == [first + 3]
     assert current.events == []
     for listener in [*listeners, behind, current]:
@@ -522,10 +527,10 @@ def test_the_json_read_right_after_a_change_shows_it_whichever_worker_serves_it(
 def test_a_quiet_stream_sends_heartbeats(server):
     owner, group_id = facilitator_of_a_new_group(server, "Quiet")
     listener = Listener(open_stream(server, owner, group_id))
-    time.sleep(3.5)
+    # Two heartbeats within 3.5 s: one every second here (LIVE_HEARTBEAT_SECONDS=1).
+    wait_until(lambda: len(listener.comments) >= 2, 3.5, f"two heartbeats: {listener.comments}")
     listener.close()
     assert len(listener.events) == 1  # the current version, then nothing changed
-    assert len(listener.comments) >= 2, listener.comments  # every second here (LIVE_HEARTBEAT_SECONDS=1)
 
 
 def test_a_worker_stops_collecting_what_lives_as_long_as_it_and_collects_young_objects_less_often():
