@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
-from tests.helpers import logged_in_page
+from tests.helpers import logged_in_page, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -320,19 +320,31 @@ def test_rooms_follow_by_the_event_stream_or_by_polling_when_it_is_blocked(room_
     team.bob.on("request", lambda request: asked["bob"].append(f"{request.method} {request.url}"))
     team.carol.route("**/events", lambda route: route.abort())
     team.carol.on("request", lambda request: asked["carol"].append(f"{request.method} {request.url}"))
-    team.carol.reload()
+
+    def polls() -> list[str]:
+        return [url for url in asked["carol"] if url.startswith("HEAD") and "/api/groups/" in url]
+
+    # Both pages settled: Bob's stream is open, Carol's page has fallen back to polling.
+    with team.bob.expect_response(lambda response: response.url.endswith("/events") and response.ok):
+        team.bob.reload()
+    with team.carol.expect_request(
+        lambda request: request.method == "HEAD" and "/api/groups/" in request.url
+    ):
+        team.carol.reload()
     for page in team.members:
         mark(page)
-    time.sleep(1.5)  # both pages settled: Bob streaming, Carol polling
     asked["bob"].clear()
     team.owner.click(".next-issue")
     for page in team.members:
         expect(heading(page)).to_have_text("ROOM-1", timeout=LIVE)
         assert not_reloaded(page)
-    time.sleep(1.5)
+    # Until Carol's page polls once more: had Bob's page polled, it would have by then too.
+    seen = len(polls())
+    wait_until(
+        lambda: len(polls()) > seen, 5, "another poll", pause=lambda s: team.carol.wait_for_timeout(s * 1000)
+    )
     assert not [url for url in asked["bob"] if "/api/groups/" in url and not url.endswith("/events")], asked[
         "bob"
     ]
     assert [url for url in asked["bob"] if url.startswith("GET") and url.endswith("/room")], asked["bob"]
-    polls = [url for url in asked["carol"] if url.startswith("HEAD") and "/api/groups/" in url]
-    assert len(polls) >= 2, asked["carol"]
+    assert len(polls()) >= 2, asked["carol"]
