@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
+STARTUP_SECONDS = 180  # at most, until the first answer
 
 
 def free_port() -> int:
@@ -53,15 +54,20 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # The first answer waits for the workers to load the app: seconds on an idle machine, a minute
+    # and more on one that parallel tests keep busy. A request is not given up before the deadline
+    # (a worker would answer it all the same, and then each retry); refused ones are tried again.
+    deadline = time.monotonic() + STARTUP_SECONDS
     while True:
         try:
-            with urllib.request.urlopen(url + "/login", timeout=2) as response:
+            left = max(1.0, deadline - time.monotonic())
+            with urllib.request.urlopen(url + "/login", timeout=left) as response:
                 if response.status == 200:
                     return process, url
         except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                process.wait()
                 raise RuntimeError("gunicorn did not start:\n" + log_path.read_text()) from error
             time.sleep(0.2)
 
