@@ -22,9 +22,7 @@ from estimator.extensions import db
 from tests.conftest import empty_tables, make_config
 from tests.helpers import logged_in_page
 
-# The pages are made once for the module (`site`) and no other test may empty the database in
-# between: under pytest-xdist (`--dist loadgroup`) the module's tests run on one worker, in a row.
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("accessibility")]
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
