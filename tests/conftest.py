@@ -5,6 +5,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -44,10 +45,40 @@ def key_store_uri() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_uri(tmp_path_factory) -> str:
-    """The test database: DATABASE_URL when set, else a SQLite file of this run."""
+def database_uri(tmp_path_factory) -> Iterator[str]:
+    """The test database: DATABASE_URL when set, else a SQLite file of this run.
+
+    Under pytest-xdist every worker has a database of its own, as every test empties the tables:
+    on PostgreSQL `<name>_<worker>` is made beside the given database and dropped at the end; the
+    SQLite file lies in the worker's own temporary folder."""
     url = database_url(os.environ.get("DATABASE_URL"))
-    return url or "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if url is None:
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite")
+    elif worker is None:
+        yield url
+    else:
+        with database_of_its_own(url, worker) as own:
+            yield own
+
+
+@contextmanager
+def database_of_its_own(url: str, suffix: str) -> Iterator[str]:
+    """A fresh database `<name>_<suffix>` on the server of url, dropped afterwards (one left by a
+    run that was killed is dropped first)."""
+    given = sa.engine.make_url(url)
+    name = f"{given.database}_{suffix}"
+    admin = sa.create_engine(given, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+        yield given.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        admin.dispose()
 
 
 def make_config(uri: str, **settings) -> type:

@@ -7,12 +7,37 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from estimator.extensions import db
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str = "",
+    interval: float = 0.02,
+    pause: Callable[[float], object] = time.sleep,
+) -> T:
+    """Ask predicate again and again until it returns something true, and return that; fail once
+    timeout seconds have passed without it. A test waits for what it needs this way instead of
+    sleeping a fixed time: as short as the machine allows, as long as a busy machine needs.
+    `pause` waits between two looks (a Playwright page's wait_for_timeout, to let it handle events)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"not within {timeout} s: {what or getattr(predicate, '__name__', predicate)}"
+            )
+        pause(interval)
 
 
 def at_once(actions: Sequence[Callable[..., int]]) -> list[int]:

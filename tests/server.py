@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
+STARTUP_SECONDS = 180  # at most, until the first answer
 
 
 def free_port() -> int:
@@ -39,6 +40,9 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
         "gevent",
         "--bind",
         f"127.0.0.1:{port}",
+        # No control socket: every gunicorn would take the same $HOME/.gunicorn/gunicorn.ctl, and
+        # one stopping would remove the socket of another that runs meanwhile (a parallel test).
+        "--no-control-socket",
         "estimator:create_app()",
     ]
     url = f"http://127.0.0.1:{port}"
@@ -46,16 +50,24 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
 
 
 def serve(
-    command: list[str], environment: dict[str, str], log_path: Path, ready: str, within: float = 30
+    command: list[str],
+    environment: dict[str, str],
+    log_path: Path,
+    ready: str,
+    within: float = STARTUP_SECONDS,
 ) -> subprocess.Popen[bytes]:
     """Run a server command from the project folder, its output in log_path, until `ready` (a URL)
-    answers 200."""
+    answers 200. The first answer waits for the workers to load the app: seconds on an idle
+    machine, a minute and more on one that parallel tests keep busy. A request is not given up
+    before the deadline (a worker would answer it all the same, and then each retry); refused ones
+    are tried again."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + within
     while True:
         try:
-            with urllib.request.urlopen(ready, timeout=2) as response:
+            left = max(1.0, deadline - time.monotonic())
+            with urllib.request.urlopen(ready, timeout=left) as response:
                 if response.status == 200:
                     return process
         except OSError as error:

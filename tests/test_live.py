@@ -18,6 +18,7 @@ from estimator.extensions import db
 from estimator.groups import rules as group_rules
 from estimator.models import Group, Membership, Role, User
 from tests.conftest import vote
+from tests.helpers import wait_until
 from tests.http import Person
 
 
@@ -356,7 +357,9 @@ def test_an_event_reaches_streams_on_every_worker_within_a_second(server):
     # Resuming with Last-Event-ID: an old version gets the current one at once, the current nothing.
     behind = Listener(open_stream(server, owner, group_id, str(first)))
     current = Listener(open_stream(server, owner, group_id, str(first + 3)))
-    time.sleep(1.0)
+    # A stream sends what it has to catch up on before its first heartbeat: once both have had a
+    # heartbeat, all they were sent at the start is there.
+    wait_until(lambda: behind.comments and current.comments, 10, "a heartbeat on both streams")
     assert [v for _, v in behind.events] == [first + 3]
     assert current.events == []
     for listener in [*listeners, behind, current]:
@@ -378,7 +381,7 @@ def test_the_json_read_right_after_a_change_shows_it_whichever_worker_serves_it(
 def test_a_quiet_stream_sends_heartbeats(server):
     owner, group_id = facilitator_of_a_new_group(server, "Quiet")
     listener = Listener(open_stream(server, owner, group_id))
-    time.sleep(3.5)
+    # Two heartbeats within 3.5 s: one every second here (LIVE_HEARTBEAT_SECONDS=1).
+    wait_until(lambda: len(listener.comments) >= 2, 3.5, f"two heartbeats: {listener.comments}")
     listener.close()
     assert len(listener.events) == 1  # the current version, then nothing changed
-    assert len(listener.comments) >= 2, listener.comments  # every second here (LIVE_HEARTBEAT_SECONDS=1)

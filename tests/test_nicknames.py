@@ -161,12 +161,12 @@ def migration_databases() -> list[str]:
 
 @pytest.fixture(params=migration_databases())
 def empty_database(request, tmp_path):
-    """The URL of an empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    """The URL of an empty database: a SQLite file, or a PostgreSQL schema of its own in the test
+    database (this worker's own under pytest-xdist)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.sqlite'}"
         return
-    base = database_url(os.environ["DATABASE_URL"])
-    assert base is not None
+    base = request.getfixturevalue("database_uri")
     schema = f"migration_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     with admin.begin() as connection:

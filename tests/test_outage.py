@@ -26,7 +26,7 @@ from estimator import create_app, errors
 from estimator.database import read_rows
 from estimator.extensions import db
 from tests.conftest import make_config, vote
-from tests.helpers import report
+from tests.helpers import report, wait_until
 from tests.http import Person
 from tests.server import WORKERS, free_port, start_gunicorn, stop
 
@@ -412,13 +412,17 @@ def test_stopping_the_database_under_load_gives_503s_loses_no_vote_and_recovers(
         ]
         for thread in threads:
             thread.start()
-        time.sleep(2)
+        wait_until(lambda: all(outcomes), 30, "every client answered once before the outage")
         went_down = time.monotonic()
         cluster.stop()
-        time.sleep(4)
+        time.sleep(4)  # the outage under test: the database is down for 4 s
         cluster.start()
         came_back = time.monotonic()
-        time.sleep(4)
+        wait_until(
+            lambda: all(any(o.started > came_back + 2 for o in person_log) for person_log in outcomes),
+            30,
+            "every client answered a request sent 2 s after the database came back",
+        )
         stop_at.set()
         for thread in threads:
             thread.join(timeout=60)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
 
-from tests.helpers import logged_in_page
+from tests.helpers import logged_in_page, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -320,16 +320,26 @@ def test_rooms_follow_by_the_event_stream_or_by_polling_when_it_is_blocked(room_
     team.bob.on("request", lambda request: asked["bob"].append(f"{request.method} {request.url}"))
     team.carol.route("**/events?*", lambda route: route.abort())
     team.carol.on("request", lambda request: asked["carol"].append(f"{request.method} {request.url}"))
-    team.carol.reload()
+
+    def polls() -> list[str]:
+        return [url for url in asked["carol"] if url.startswith("GET") and "/regions?view=room" in url]
+
+    # Both pages settled: Bob's stream is open, Carol's page has fallen back to polling.
+    with team.bob.expect_response(lambda response: "/events?" in response.url and response.ok):
+        team.bob.reload()
+    with team.carol.expect_request(lambda request: request.method == "GET" and "/regions?" in request.url):
+        team.carol.reload()
     for page in team.members:
         mark(page)
-    time.sleep(1.5)  # both pages settled: Bob streaming, Carol polling
     asked["bob"].clear()
     team.owner.click(".next-issue")
     for page in team.members:
         expect(heading(page)).to_have_text("ROOM-1", timeout=LIVE)
         assert not_reloaded(page)
-    time.sleep(1.5)
+    # Until Carol's page polls once more: had Bob's page asked for anything, it would have by then.
+    seen = len(polls())
+    wait_until(
+        lambda: len(polls()) > seen, 5, "another poll", pause=lambda s: team.carol.wait_for_timeout(s * 1000)
+    )
     assert asked["bob"] == [], asked["bob"]  # no request at all: the stream brought the regions
-    polls = [url for url in asked["carol"] if url.startswith("GET") and "/regions?view=room" in url]
-    assert len(polls) >= 2, asked["carol"]
+    assert len(polls()) >= 2, asked["carol"]

@@ -2,7 +2,8 @@
 
 import re
 import threading
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from estimator.extensions import db
 from estimator.models import Ballot, Group, Issue, IssueState, Round, Tally
 from estimator.sealing import ballot_keys, unseal
 from tests.conftest import add_issue, create_group, join, vote
-from tests.helpers import text, visible
+from tests.helpers import text, visible, wait_until
 from tests.test_outage import writes
 
 
@@ -300,6 +301,42 @@ def test_a_vote_reads_the_login_with_what_it_checks_and_writes_in_one_statement(
     assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["votes_cast"] == 1
 
 
+@contextmanager
+def waiting_for_a_lock(engine: sa.Engine, thread: threading.Thread) -> Iterator[Callable[[], bool]]:
+    """A question to ask while a test holds a lock: is thread waiting for a lock of the database?
+    PostgreSQL tells which of this database's connections wait for a lock; on SQLite the thread is
+    known to have started its BEGIN IMMEDIATE, which waits while the test holds the write lock."""
+    if engine.dialect.name == "postgresql":
+        onlooker = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        with onlooker.connect() as connection:
+            yield lambda: bool(connection.scalar(waiting))
+        onlooker.dispose()
+        return
+    begun = threading.Event()
+
+    def trace(statement: str) -> None:
+        if threading.current_thread() is thread and statement.startswith("BEGIN IMMEDIATE"):
+            begun.set()
+
+    def checkout(dbapi_connection, _record, _proxy) -> None:
+        dbapi_connection.set_trace_callback(trace)
+
+    def checkin(dbapi_connection, _record) -> None:
+        dbapi_connection.set_trace_callback(None)
+
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
+    try:
+        yield begun.is_set
+    finally:
+        sa.event.remove(engine, "checkout", checkout)
+        sa.event.remove(engine, "checkin", checkin)
+
+
 def test_a_vote_that_waits_for_the_group_s_lock_sees_what_was_done_meanwhile(app, team):
     """A change holds the group's lock (here: the round is revealed) when a vote comes in. The vote
     waits, then finds the round revealed: it is refused, and nothing of it is kept."""
@@ -315,14 +352,14 @@ def test_a_vote_that_waits_for_the_group_s_lock_sees_what_was_done_meanwhile(app
             )
         )
     )
-    with engine.connect() as other:
+    with waiting_for_a_lock(engine, voting) as waiting, engine.connect() as other:
         other.execute(sa.update(Group).where(Group.id == team["group"]).values(version=Group.version + 1))
         other.execute(sa.update(Issue).where(Issue.id == team["issue"]).values(state=IssueState.REVEALED))
         voting.start()
-        time.sleep(0.5)
-        assert voting.is_alive()  # waiting for the lock
+        wait_until(waiting, 10, "the vote waiting for the lock")
+        assert voting.is_alive()
         other.commit()
-    voting.join(timeout=30)
+        voting.join(timeout=30)
     assert answers[0].status_code == 409 and "already revealed" in answers[0].json["error"]
     assert ballots(app) == []
 
