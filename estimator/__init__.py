@@ -33,6 +33,7 @@ def create_app(config_class: type = Config) -> Flask:
     configure_defaults(app)
     register_observability(app)
     register_extensions(app)
+    register_request_intent(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
@@ -134,6 +135,30 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.session_protection = "basic"
+
+
+def register_request_intent(app: Flask) -> None:
+    """Tell the database layer what each request means to do (database.INTENT): reading requests
+    read without a transaction on PostgreSQL, writing ones take SQLite's write lock up front, or
+    when they lock if their view `locks_later`."""
+    from flask import request
+
+    from .database import INTENT, READ, WRITE, WRITE_LATER
+
+    @app.before_request
+    def set_intent() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            intent = READ
+        else:
+            view = app.view_functions.get(request.endpoint or "")
+            intent = WRITE_LATER if getattr(view, "locks_later", False) else WRITE
+        request.environ["estimator.intent"] = INTENT.set(intent)
+
+    @app.teardown_request
+    def reset_intent(_error: BaseException | None) -> None:
+        token = request.environ.pop("estimator.intent", None)
+        if token is not None:
+            INTENT.reset(token)
 
 
 class IdConverter(IntegerConverter):

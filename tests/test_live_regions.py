@@ -5,6 +5,7 @@ import json
 import re
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,7 @@ TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
 
 
-def events(
-    client, group_id: int, view: str, since: int | None = None, headers=None
-) -> list[tuple[str, dict]]:
+def events(client, group_id: int, view: str, since: int | None = None, headers=None) -> list[tuple[str, Any]]:
     """The (event, data) pairs a page's stream sends in its short test lifetime."""
     query = f"?view={view}" + (f"&since={since}" if since is not None else "")
     response = client.get(f"/api/groups/{group_id}/events{query}", headers=headers or {})
@@ -54,7 +53,7 @@ def test_a_vote_reaches_the_room_as_its_changed_regions_only(app, team, monkeypa
     room = f"/groups/{team['group']}/room"
     shown = version_of(team["carol"], room)
     monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 3.0)
-    sent: list = []
+    sent: list[tuple[str, Any]] = []
     listening = threading.Thread(
         target=lambda: sent.extend(events(team["carol"], team["group"], "room", shown))
     )

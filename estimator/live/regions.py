@@ -167,7 +167,7 @@ def imported(environment: Environment, template: str) -> dict[str, Any]:
     source = environment.loader.get_source(environment, template)[0]  # type: ignore[union-attr]
     found: dict[str, Any] = {}
     for node in environment.parse(source).find_all(nodes.FromImport):
-        module = environment.get_template(node.template.as_const()).module  # type: ignore[attr-defined]
+        module = environment.get_template(node.template.as_const()).module
         for item in node.names:
             name, alias = item if isinstance(item, tuple) else (item, item)
             found[alias] = getattr(module, name)

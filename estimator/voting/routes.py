@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 
 from ..auth.session import session_claim
 from ..changes import RuleError
+from ..database import locks_later
 from ..estimates import total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
@@ -200,6 +201,7 @@ def status(issue_id: int) -> ResponseReturnValue:
 
 
 @bp.route("/issues/<id:issue_id>/estimate", methods=["GET", "POST"])
+@locks_later
 def estimate(issue_id: int) -> ResponseReturnValue:
     """GET shows the deck; POST seals (or replaces) the voter's secret card.
 
