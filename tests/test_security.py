@@ -267,7 +267,7 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
     assert holder.execute("SELECT x FROM t").fetchall() == [(1,)]
 
     holder.execute("BEGIN IMMEDIATE")  # and this time it is never released
-    monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.05)
+    monkeypatch.setattr(database.engine, "BUSY_TIMEOUT", 0.05)
     monkeypatch.setattr("time.sleep", lambda seconds: sleeps.append(seconds))
     with pytest.raises(sa.exc.OperationalError, match="locked"):
         database.begin_immediate(waiter)

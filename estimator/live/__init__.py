@@ -226,10 +226,10 @@ def register_live(app: Flask) -> None:
     """Bind the board to the app's database, and give the templates `personal`."""
     with app.app_context():
         app.extensions["live_board"] = VersionBoard(db.engine)
-    app.extensions["live_regions"] = VersionCache[Any](app.config.get("LIVE_CACHE_BYTES", 32 * 1024 * 1024))
-    app.extensions["live_json"] = VersionCache[bytes](
-        app.config.get("LIVE_CACHE_BYTES", 32 * 1024 * 1024) // 4
-    )
+    budget = app.config["LIVE_CACHE_BYTES"]
+    app.extensions["live_regions"] = VersionCache[Any](budget * 3 // 4)
+    app.extensions["live_json"] = VersionCache[bytes](budget // 4)
+    app.extensions["live_roles"] = {}
     app.jinja_env.globals.update(personal=personal)
 
 

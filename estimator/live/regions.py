@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import get_locale
 from jinja2 import Environment, nodes
-from jinja2_fragments.flask import render_block
+from jinja2_fragments import render_block
 
 from ..extensions import db
 from ..models import Role, takes_part
@@ -67,7 +68,9 @@ VIEWS: dict[str, View] = {}
 
 
 def live_view(name: str, template: str, regions: tuple[str, ...]) -> Callable[[Build], Build]:
-    """Register a view's build under its name (used by the blueprints that serve its page)."""
+    """Register a view's build under its name (used by the blueprints that serve its page). The
+    context it builds has the group as `group` and the viewer's seat as `membership`: the only
+    thing in it that depends on the role (other roles' variants are rendered from the same load)."""
 
     def register(build: Build) -> Build:
         VIEWS[name] = View(name, template, regions, build)
@@ -116,49 +119,71 @@ class Built:
         return self.title.size + sum(stencil.size for stencil in self.regions.values())
 
 
+_ROLES_LOCK = threading.Lock()
+
+Variants = dict[str, Built]  # role → its variant
+
+
 def built(asked: Asked, seen: Seen) -> Built:
     """The view's regions as `seen` (a member's role at a version), rendered once per process for
-    everybody who sees the same; raises LookupError when what the view shows is gone."""
-    key = (
-        asked.name,
-        seen.group_id,
-        seen.created_at,
-        seen.version,
-        seen.fingerprint(),
-        seen.role,
-        str(get_locale()),
-    )
-    cache: VersionCache[Built] = current_app.extensions["live_regions"]
-    return cache.get_or_build(
-        key,
-        lambda: render(asked, seen),
-        subject=(seen.group_id, seen.created_at),
-        version=seen.version,
-        size=lambda value: value.size,
-    )
+    everybody who sees the same; raises LookupError when what the view shows is gone.
+
+    The group is loaded once per version for every role this process has shown it to, and each
+    role's variant rendered from that load: the facilitator's and the members' screens of a room
+    cost one load, not two."""
+    language = str(get_locale())
+    key = (asked.name, seen.group_id, seen.created_at, seen.version, seen.fingerprint(), language)
+    # The roles whose variant of a group's views this process has rendered, by group: the next
+    # version is rendered for each of them from one load of the group.
+    shown: dict[int, set[str]] = current_app.extensions["live_roles"]
+    with _ROLES_LOCK:
+        roles = shown.setdefault(seen.group_id, set())
+        roles.add(seen.role)
+        wanted = frozenset(roles)
+    cache: VersionCache[Variants] = current_app.extensions["live_regions"]
+
+    def build() -> Variants:
+        return render(asked, seen, wanted)
+
+    def size(variants: Variants) -> int:
+        return sum(variant.size for variant in variants.values())
+
+    subject = (seen.group_id, seen.created_at)
+    variants = cache.get_or_build(key, build, subject=subject, version=seen.version, size=size)
+    if seen.role not in variants:  # a role first seen after this version was rendered
+        variants = {**variants, **render(asked, seen, frozenset({seen.role}))}
+        cache.put(key, variants, size(variants), subject=subject, version=seen.version)
+    return variants[seen.role]
 
 
-def render(asked: Asked, seen: Seen) -> Built:
-    """Render the view's title and regions with holes for the viewer."""
+def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
+    """Load what the view shows once, and render its title and regions for each of these roles,
+    with holes for the viewer."""
     try:
         context = asked.view.build(seen.group_id, asked.arg, seen.role)
         if context is None:
             raise LookupError(asked.name)
-        with Holes() as holes:
-            title = holes.cut(block(asked.view.template, "title", context))
-            regions = {
-                name: holes.cut(block(asked.view.template, name, context)) for name in asked.view.regions
-            }
+        current_app.update_template_context(context)  # the context processors, once
+        context |= imported(current_app.jinja_env, asked.view.template)
+        variants = {}
+        for role in roles:
+            seat = Seat.of(role, context["group"].facilitator_votes)
+            variants[role] = render_variant(asked.view, seen.version, context | {"membership": seat})
     finally:
         db.session.close()  # a stream holds no database connection while it waits
-    return Built(seen.version, title, regions)
+    return variants
 
 
-def block(template: str, region: str, context: dict[str, Any]) -> str:
-    """A region's block of the template: named as its element id, with `_` for `-`. A block
-    rendered on its own does not run the template's imports: the macros it imports are given."""
-    macros = imported(current_app.jinja_env, template)
-    return render_block(template, region.replace("-", "_"), **macros, **context)
+def render_variant(view: View, version: int, context: dict[str, Any]) -> Built:
+    """The view's title and regions in this context, cut at their holes."""
+    environment = current_app.jinja_env
+    with Holes() as holes:
+        title = holes.cut(render_block(environment, view.template, "title", **context))
+        regions = {
+            name: holes.cut(render_block(environment, view.template, name.replace("-", "_"), **context))
+            for name in view.regions
+        }
+    return Built(version, title, regions)
 
 
 @functools.lru_cache(maxsize=64)
