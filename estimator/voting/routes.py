@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import sqlalchemy as sa
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -122,11 +123,14 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
         page = issue_page(issue, seat, own)
     else:
         page = {"group": group, "membership": seat, "own": rules.OwnBallot() if viewer_id else None}
-    estimated = sum(1 for i in group.issues if i.state == IssueState.ESTIMATED)
-    finals = [i.final_estimate for i in group.issues if i.final_estimate]
+    backlog = db.session.execute(
+        sa.select(Issue.state, Issue.final_estimate).where(Issue.group_id == group.id)
+    ).all()  # plain rows: the room needs only how many there are and what was recorded
+    estimated = sum(1 for state, _final in backlog if state == IssueState.ESTIMATED)
+    finals = [final for _state, final in backlog if final]
     return page | {
         "room_issue": issue,
-        "issue_count": len(group.issues),
+        "issue_count": len(backlog),
         "estimated_count": estimated,
         "total": total(group.deck_rules, finals),
     }

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from ..estimates import Result, aggregate
 from ..extensions import db
-from ..models import Ballot, Group, Issue, Membership, Round, utcnow
+from ..models import Group, Issue, Membership, Round, utcnow
 from .rules import counted_voters, key_alive
 
 
@@ -22,7 +22,8 @@ def load_issue(issue_id: int) -> Issue | None:
         .where(Issue.id == issue_id)
         .options(
             selectinload(Issue.group).selectinload(Group.memberships).selectinload(Membership.user),
-            selectinload(Issue.rounds).selectinload(Round.ballots).selectinload(Ballot.user),
+            # A ballot's user is loaded only when it is not a member's (voter_list): rarely.
+            selectinload(Issue.rounds).selectinload(Round.ballots),
             selectinload(Issue.rounds).selectinload(Round.tallies),
         )
     )
