@@ -183,48 +183,41 @@ def documented(
 _generating = threading.Lock()
 #: The operations that answer with server-sent events (text/event-stream) rather than JSON.
 EVENT_STREAMS: set[str] = set()
-#: One event of a group's stream, as its fields (comments carry none and are not events).
-VERSION_EVENT = {
-    "type": "object",
-    "required": ["id", "event", "data"],
-    "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The group's version."},
-        "event": {"type": "string", "const": "version"},
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "contentSchema": {
-                "type": "object",
-                "required": ["version"],
-                "properties": {"version": {"type": "integer", "minimum": 1}},
-            },
-        },
-    },
-}
 
+
+def sse_event(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One event of a group's stream, as its fields (comments carry none and are not events): its
+    id (the group's version), its name, and its data, a JSON text of this schema."""
+    return {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The group's version."},
+            "event": {"type": "string", "const": name},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+        },
+    }
+
+
+VERSION = {"type": "integer", "minimum": 1}
+#: Whenever the group changes.
+VERSION_EVENT = sse_event(
+    "version", {"type": "object", "required": ["version"], "properties": {"version": VERSION}}
+)
 #: The event a page's stream (one that names its view) sends before each version event.
-REGIONS_EVENT = {
-    "type": "object",
-    "required": ["id", "event", "data"],
-    "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The group's version."},
-        "event": {"type": "string", "const": "regions"},
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "contentSchema": {
-                "type": "object",
-                "required": ["version", "title", "regions"],
-                "additionalProperties": False,
-                "properties": {
-                    "version": {"type": "integer", "minimum": 1},
-                    "title": {"type": "string"},
-                    "regions": {"type": "object", "additionalProperties": {"type": "string"}},
-                },
-            },
+REGIONS_EVENT = sse_event(
+    "regions",
+    {
+        "type": "object",
+        "required": ["version", "title", "regions"],
+        "additionalProperties": False,
+        "properties": {
+            "version": VERSION,
+            "title": {"type": "string"},
+            "regions": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     },
-}
+)
 GROUP_EVENT = {"oneOf": [VERSION_EVENT, REGIONS_EVENT]}
 
 CONDITIONAL_HEADERS = {
