@@ -1,21 +1,30 @@
 """The production command as written, `gunicorn -w 4 'estimator:create_app()'`, run from the project
-folder: gunicorn.conf.py gives it gevent workers, run.py serves with the same settings, and a clean
-start prints no traceback."""
+folder: gunicorn.conf.py gives it gevent workers, run.py serves with the same settings, a clean
+start prints no traceback, and with any worker class a room of open pages loads at once and
+follows every change."""
 
+import re
 import runpy
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from run import Server
+from tests.helpers import logged_in_page
+from tests.http import Person
 from tests.server import ROOT, free_port, serve, stop
 
 BIN = Path(sys.executable).parent
 SETTINGS = ROOT / "gunicorn.conf.py"
+PAGES = 20
+LIVE = 2.0  # seconds: a page loads, and follows a change, within this (what the spec promises)
 STARTING = 90  # seconds a server may take to answer at first, on a busy machine
 
 
@@ -123,3 +132,136 @@ def test_a_clean_start_prints_no_traceback(environment, tmp_path, how):
     assert process.returncode == 0, text
     assert "Using worker: gevent" in text and "GET /healthz" in text, text
     assert "Traceback" not in text and "failed with" not in text, text
+
+
+# --- a room of twenty open pages ----------------------------------------------------------------
+
+
+@pytest.fixture
+def contexts() -> Iterator[list[BrowserContext]]:
+    made: list[BrowserContext] = []
+    yield made
+    for context in made:
+        context.close()
+
+
+def room_of_a_new_group(url: str) -> tuple[Person, int, str]:
+    """Olivia's new group with two issues, made over HTTP: her, the group id and its invite link."""
+    owner = Person(url)
+    assert owner.login("Olivia") == 302
+    status, _, headers = owner.request(
+        "/groups", {"name": "Workers", "deck": "fibonacci", "csrf_token": owner.token("/")}
+    )
+    assert status == 302, status
+    group_id = int(headers["Location"].rstrip("/").rsplit("/", 1)[-1])
+    for key in ("ROOM-1", "ROOM-2"):
+        token = owner.token(f"/groups/{group_id}")
+        assert (
+            owner.post(f"/groups/{group_id}/issues", {"key": key, "description": f"About {key}"}, token)
+            == 302
+        )
+    invite = re.search(r'id="invite-link"[^>]*value="([^"]+)"', owner.request(f"/groups/{group_id}")[1])
+    assert invite is not None
+    return owner, group_id, invite.group(1)
+
+
+#: Notes in the page when an element first shows a value (its text, or an attribute's value): a
+#: reload would lose the note, so a page that reloads to catch up never gets one.
+WATCH = """([selector, attribute, expected]) => {
+  window.__seenAt = null;
+  const check = () => {
+    const element = document.querySelector(selector);
+    const value = element && (attribute ? element.getAttribute(attribute) : element.textContent.trim());
+    if (value === expected && window.__seenAt === null) window.__seenAt = Date.now();
+  };
+  new MutationObserver(check).observe(document.body, {
+    subtree: true, childList: true, characterData: true, attributes: true,
+  });
+  check();
+}"""
+
+
+def delays(pages: list[Page], changed: float) -> list[float]:
+    """Seconds from the change (a time.time()) until each page showed it; inf where it never did."""
+    for page in pages:
+        try:
+            page.wait_for_function("() => window.__seenAt !== null", timeout=10_000)
+        except PlaywrightError:
+            pass  # reported below
+    seen = [page.evaluate("window.__seenAt") for page in pages]
+    return [round(at / 1000 - changed, 2) if at is not None else float("inf") for at in seen]
+
+
+def follow(pages: list[Page], selector: str, attribute: str | None, expected: str) -> None:
+    for page in pages:
+        page.evaluate(WATCH, [selector, attribute, expected])
+
+
+@pytest.mark.server
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("options", "worker"), [(("-k", "sync"), "sync"), ((), "gevent")], ids=["sync", "plain"]
+)
+def test_twenty_open_rooms_load_at_once_and_follow_every_change(
+    browser: Browser, contexts, environment, tmp_path, options, worker
+):
+    """Each open page's event stream held a whole sync worker: with two workers the third page
+    waited for one until it timed out. A sync worker now answers the stream with 204 at once and
+    the pages poll; the plain command gets gevent workers, which hold the streams."""
+    command, url = gunicorn(*options)
+    log = tmp_path / "gunicorn.log"
+    process = serve(command, environment, log, url + "/healthz", within=STARTING)
+    problems: list[str] = []
+    try:
+        owner, group_id, invite = room_of_a_new_group(url)
+        room = f"/groups/{group_id}/room"
+        pages, loads = [], []
+        for n in range(PAGES):
+            page = logged_in_page(browser, url, f"Member {n + 1}", contexts, problems)
+            page.goto(invite)
+            page.click("text=Join group")
+            expect(page.locator("#members")).to_contain_text(f"Member {n + 1}")
+            started = time.monotonic()
+            page.goto(room)
+            loads.append(round(time.monotonic() - started, 2))
+            expect(page.locator(".room-status")).to_contain_text("Waiting for the facilitator")
+            pages.append(page)
+        assert max(loads) < LIVE, loads
+
+        # The facilitator puts the first issue in the room: every page shows it.
+        follow(pages, "#room-heading h1", None, "ROOM-1")
+        token = owner.token(room)
+        assert owner.post(f"/groups/{group_id}/next", {}, token) == 302
+        changed = time.time()  # the change is made: its answer came back
+        to_the_issue = delays(pages, changed)
+        assert max(to_the_issue) < LIVE, to_the_issue
+
+        # Somebody votes: every page shows one vote cast.
+        voter = Person(url)
+        assert voter.login("Victor") == 302
+        join = invite.removeprefix(url)
+        assert voter.post(join, {"role": "member"}, voter.token(join)) == 302
+        issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
+        token = voter.token(f"/issues/{issue_id}/estimate")
+        follow(pages, "#voters .votes-progress", "value", "1")
+        assert voter.post(f"/issues/{issue_id}/estimate", {"value": "5"}, token) == 302
+        changed = time.time()
+        to_the_vote = delays(pages, changed)
+        assert max(to_the_vote) < LIVE, to_the_vote
+    finally:
+        for context in contexts:  # the pages go first: gevent workers finish open streams as they stop
+            context.close()
+        contexts.clear()
+        stop(process)
+    text = log.read_text()
+    assert f"Using worker: {worker}" in text, text
+    assert "Traceback" not in text and "WORKER TIMEOUT" not in text, text
+    said = text.count("Live updates: this worker cannot hold event streams (sync worker)")
+    streams = re.findall(rf'"GET /api/groups/{group_id}/events HTTP/1.1" (\d+)', text)
+    assert streams, "the pages asked for the group's event stream"
+    if worker == "sync":
+        assert 1 <= said <= 2, text  # once in each worker that was asked for a stream
+        assert set(streams) == {"204"}, streams
+    else:
+        assert said == 0, text
+    assert not problems, problems
