@@ -199,6 +199,7 @@ def follow(pages: list[Page], selector: str, attribute: str | None, expected: st
 
 @pytest.mark.server
 @pytest.mark.browser
+@pytest.mark.quiet
 @pytest.mark.parametrize(
     ("options", "worker"), [(("-k", "sync"), "sync"), ((), "gevent")], ids=["sync", "plain"]
 )

@@ -165,7 +165,7 @@ class EventsQuery(BaseModel):
         "With it, each change also brings the view's changed regions.",
         json_schema_extra=no_default,
     )
-    since: Annotated[int, Field(ge=0)] | SkipJsonSchema[None] = Field(
+    since: Annotated[int, Field(ge=0, le=10**18 - 1)] | SkipJsonSchema[None] = Field(
         default=None,
         description="The version the page shows (Last-Event-ID takes its place on reconnections).",
         json_schema_extra=no_default,
