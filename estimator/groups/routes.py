@@ -18,7 +18,6 @@ from ..changes import RuleError
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..live import Seat, live_context, live_view
-from ..live.stencils import render_compact
 from ..models import Group, Issue, Membership, Role
 from ..permissions import require_member, require_owner
 from . import bp, rules
@@ -64,7 +63,7 @@ def render_group(
         settings_form=settings_form,
         page=request.args.get("page", type=int),
     )
-    return render_compact("groups/group.html", **context), status
+    return render_template("groups/group.html", **context), status
 
 
 def group_page(

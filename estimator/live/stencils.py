@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, render_template, request
+from flask import g, request
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
@@ -73,11 +73,6 @@ def compact(html: str) -> str:
     """Each run of whitespace between two tags cut to one line break: the same page on screen (the
     templates hold no <pre>), a fifth fewer bytes to send."""
     return _BETWEEN_TAGS.sub(">\n<", html)
-
-
-def render_compact(template: str, **context: Any) -> str:
-    """A rendered template, compacted."""
-    return compact(render_template(template, **context))
 
 
 class Holes:
