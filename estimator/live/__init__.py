@@ -4,7 +4,7 @@ The blueprints call a small surface:
 - `live_view` registers a live page's regions and how to build them (regions.py);
 - `live_context` gives a live page the attributes its script needs (its stream, its regions);
 - `member_sees` is the one query of what a member sees of a group (seen.py);
-- `events`, `regions` and `json_state` answer the API's stream, regions and JSON.
+- `events_response`, `regions_response` and `json_state` answer the API's stream, regions and JSON.
 A change needs no call: every change bumps the group's version (database.bump_version), which the
 board (board.py) sees, whichever process or machine made it. docs/architecture.md tells the way of a
 vote from the click to every screen.
