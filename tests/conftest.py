@@ -252,6 +252,15 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.fixture
+def contexts() -> Iterator[list[Any]]:
+    """Browser contexts a test opens (playwright's BrowserContext), closed after it."""
+    made: list[Any] = []
+    yield made
+    for context in made:
+        context.close()
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium driven by Playwright, one for the whole run (Playwright's own download

@@ -33,14 +33,6 @@ def app_context(app: Flask) -> Iterator[None]:  # app: an emptied database
         db.session.remove()
 
 
-@pytest.fixture
-def contexts() -> Iterator[list[BrowserContext]]:
-    made: list[BrowserContext] = []
-    yield made
-    for context in made:
-        context.close()
-
-
 def read_group(group_id: int) -> Group:
     db.session.remove()
     group = db.session.get(Group, group_id)

@@ -8,12 +8,11 @@ import runpy
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from run import Server
@@ -139,14 +138,6 @@ def test_a_clean_start_prints_no_traceback(environment, tmp_path, how):
 
 
 # --- a room of twenty open pages ----------------------------------------------------------------
-
-
-@pytest.fixture
-def contexts() -> Iterator[list[BrowserContext]]:
-    made: list[BrowserContext] = []
-    yield made
-    for context in made:
-        context.close()
 
 
 def room_of_a_new_group(url: str) -> tuple[Person, int, str]:
