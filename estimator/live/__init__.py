@@ -37,7 +37,7 @@ from ..extensions import db
 from .board import VersionBoard, Watched
 from .cache import VersionCache
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
-from .seen import Seen, etag, member_sees, tag_matches
+from .seen import Seen, etag, key_fingerprint, member_sees, tag_matches
 from .stencils import Filler, personal
 
 __all__ = [
@@ -153,7 +153,9 @@ class Screen:
         """The regions event of a change: the view's regions as this screen's variant now reads."""
         issue_id = self.asked.arg if self.asked.view.name == "issue" else None
         key_ids = frozenset(entry.key_ids(issue_id))
-        seen = self.seen._replace(version=entry.version, role=role, key_ids=key_ids)
+        seen = self.seen._replace(
+            version=entry.version, role=role, key_ids=key_ids, fingerprint=key_fingerprint(key_ids)
+        )
         try:
             return sse("regions", entry.version, payload(built(self.asked, seen), self.filler, self.shown))
         except LookupError:
@@ -174,7 +176,7 @@ def json_state(kind: str, object_id: int, seen: Seen, build: Callable[[], dict[s
         response = current_app.response_class(status=304)
     else:
         cache: VersionCache[bytes] = current_app.extensions["live_json"]
-        key = (kind, object_id, seen.group_id, seen.created_at, seen.version, seen.fingerprint())
+        key = (kind, object_id, seen.group_id, seen.created_at, seen.version, seen.fingerprint)
         body = cache.get_or_build(
             key,
             lambda: json.dumps(build(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n",

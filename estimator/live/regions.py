@@ -132,7 +132,7 @@ def built(asked: Asked, seen: Seen) -> Built:
     role's variant rendered from that load: the facilitator's and the members' screens of a room
     cost one load, not two."""
     language = str(get_locale())
-    key = (asked.name, seen.group_id, seen.created_at, seen.version, seen.fingerprint(), language)
+    key = (asked.name, seen.group_id, seen.created_at, seen.version, seen.fingerprint, language)
     # The roles whose variant of a group's views this process has rendered, by group: the next
     # version is rendered for each of them from one load of the group.
     shown: dict[int, set[str]] = current_app.extensions["live_roles"]

@@ -27,11 +27,9 @@ class Seen(NamedTuple):
     version: int
     role: str
     key_ids: frozenset[str]
-
-    def fingerprint(self) -> str:
-        """Which of the open rounds' ballot keys the key store still holds, in a short name: losing
-        one changes what pages show without changing the version."""
-        return key_fingerprint(self.key_ids)
+    #: Which of those keys the key store still holds, in a short name (asked once per Seen): losing
+    #: one changes what pages show without changing the version.
+    fingerprint: str
 
 
 def key_fingerprint(key_ids: Collection[str]) -> str:
@@ -64,14 +62,15 @@ def member_sees(user_id: int, group_id: int | None = None, issue_id: int | None 
     if not rows:
         return None
     group, created_at, version, role, _key = rows[0]
-    return Seen(group, created_at, int(version), str(role), frozenset(row[4] for row in rows if row[4]))
+    key_ids = frozenset(row[4] for row in rows if row[4])
+    return Seen(group, created_at, int(version), str(role), key_ids, key_fingerprint(key_ids))
 
 
 def etag(name: str, seen: Seen) -> str:
     """The entity tag (quoted) of `name` (what is served: a JSON state, a view's regions) as this
     login sees it: it names the group's version and its keys' fingerprint, and is signed for the
     login (user id and session token), so that a tag from before a logout never matches."""
-    body = f"{name}-g{seen.group_id}-v{seen.version}-{seen.role}-k{seen.fingerprint()}"
+    body = f"{name}-g{seen.group_id}-v{seen.version}-{seen.role}-k{seen.fingerprint}"
     login = str(session.get("_user_id") or "")
     secret = str(current_app.config["SECRET_KEY"]).encode()
     mac = hmac.new(secret, f"{login}|{body}".encode(), hashlib.sha256).hexdigest()[:20]
