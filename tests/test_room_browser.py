@@ -233,6 +233,11 @@ def test_a_slip_after_voting_then_the_same_card_clears_the_error(room_team: Call
     number.fill("101")
     number.press("Enter")
     expect(feedback).to_contain_text("whole number from 1 to 100")
+    carol = team.carol.locator("#vote input[name=value]")  # an update reaches Bob's room meanwhile
+    carol.fill("8")
+    carol.press("Enter")
+    expect(bob.locator("#voters")).to_contain_text("2 of 3", timeout=LIVE)
+    expect(feedback).to_contain_text("whole number from 1 to 100")  # the reason is still there
     number.fill("5")  # the same card as before: nothing on the server's page changes
     number.press("Enter")
     expect(feedback).to_contain_text("Your card: 5")

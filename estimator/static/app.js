@@ -33,7 +33,11 @@
     if (slot && !slot.contains(ownBox)) slot.append(ownBox);
     const template = ownBox.querySelector(own.card ? "template.own-card-voted" : "template.own-card-none");
     const note = ownBox.querySelector(".vote-feedback");
-    if (template && note && (own.card || note.querySelector(".my-card"))) {
+    if (note && own.error) {
+      // A refused vote's reason stays until the next vote or round, whatever updates come meanwhile.
+      note.textContent = own.error;
+      note.classList.add("text-danger");
+    } else if (template && note && (own.card || note.querySelector(".my-card") || note.classList.contains("text-danger"))) {
       const fresh = template.content.firstElementChild.cloneNode(true);
       const card = fresh.querySelector("[data-my-card]");
       if (card) { card.textContent = own.card; card.classList.add("my-card"); }
@@ -242,7 +246,11 @@
 
   // Say why a vote was not saved, where the page normally confirms it.
   function voteError(message) {
-    const box = ownBox?.querySelector(".vote-feedback") || document.querySelector(".vote-feedback");
+    if (ownBox) {
+      own.error = message;
+      return void showOwnCard();
+    }
+    const box = document.querySelector(".vote-feedback");
     if (!box) return;
     box.textContent = message;
     box.classList.add("text-danger");
