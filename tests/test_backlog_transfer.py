@@ -136,14 +136,23 @@ def test_pasted_lines_key_white_space_description(app, owner, group):
 
 def test_keys_already_there_or_earlier_in_the_file_are_skipped_with_their_line(app, owner, group):
     data = csv_file(
-        [("NEW-1", "first"), ("proj-1", "clashes with PROJ-1"), ("NEW-2", "second"), ("new-1", "again")]
+        [
+            ("NEW-1", "first"),
+            ("proj-1", "clashes with PROJ-1"),
+            ("NEW-2", "second"),
+            ("new-1", "again"),
+            ("N\u0415W-2", "a Cyrillic Е: looks like NEW-2"),
+            ("ᴘʀᴏᴊ-1", "small capitals: looks like PROJ-1"),
+        ]
     )
     response = upload(owner, group, data)
     assert response.status_code == 200
     page = visible(response)
-    assert "Added 2, skipped 2." in page
+    assert "Added 2, skipped 4." in page
     assert "3 proj-1 The group already has this issue." in page  # line 3: the header is line 1
     assert "5 new-1 The same key is on line 2." in page
+    assert "6 N\u0415W-2 The same key is on line 4." in page
+    assert "7 ᴘʀᴏᴊ-1 The group already has this issue." in page
     assert backlog(app, group)[1:] == [("NEW-1", "first"), ("NEW-2", "second")]
 
 

@@ -2,6 +2,7 @@
 
 import html
 import threading
+import unicodedata
 
 import pytest
 import sqlalchemy as sa
@@ -237,6 +238,41 @@ def test_issue_keys_differing_only_in_case_clash_beyond_ascii(app, team):
     add_issue(app, team["owner"], team["group"], "ÄRGER-1")
     response = team["owner"].post(f"/groups/{team['group']}/issues", data={"key": "ärger-1"})
     assert response.status_code == 422 and "already has an issue" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("\u00c4-1", "A\u0308-1"),  # Ä as one character, then A with a combining diaeresis
+        ("K-1", "\u041a-1"),  # Cyrillic К
+        ("WEB-1", "ＷＥＢ-1"),  # full width
+        ("WEB-2", "ᴡᴇʙ-2"),  # small capitals
+        ("OPS-10", "0PS-10"),  # a zero for an O
+    ],
+)
+def test_issue_keys_that_look_alike_cannot_both_be_in_a_group(app, team, first, second):
+    owner, group = team["owner"], team["group"]
+    add_issue(app, owner, group, first)
+    response = owner.post(f"/groups/{group}/issues", data={"key": second})
+    assert response.status_code == 422 and "already has an issue" in response.get_data(as_text=True)
+    with app.app_context():
+        keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group)).all()
+    assert second not in keys and unicodedata.normalize("NFKC", first) in keys
+
+
+def test_an_issue_key_is_kept_in_one_normal_form(app, team):
+    owner, group = team["owner"], team["group"]
+    assert owner.post(f"/groups/{group}/issues", data={"key": "A\u0308RGER-2"}).status_code == 302
+    assert owner.post(f"/groups/{group}/issues", data={"key": "ＡＢＣ-3"}).status_code == 302
+    with app.app_context():
+        keys = db.session.scalars(sa.select(Issue.key).where(Issue.group_id == group)).all()
+    assert "\u00c4RGER-2" in keys and "ABC-3" in keys
+
+
+def test_a_key_that_grows_past_32_characters_when_normalised_is_refused(app, team):
+    owner, group = team["owner"], team["group"]
+    response = owner.post(f"/groups/{group}/issues", data={"key": "\u337f" * 10})  # ㍿ is four characters
+    assert response.status_code == 422 and "at most 32 characters" in response.get_data(as_text=True)
 
 
 def test_403_page_says_why(app, team):

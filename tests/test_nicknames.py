@@ -99,6 +99,15 @@ def test_bad_nicknames_are_refused_and_nothing_is_stored(app, client, typed, mes
         ("Anna", "ΑΝΝΑ"),  # all Greek
         ("Alice9", "Аlice9"),  # Cyrillic А among Latin letters: mixed, and above all a look-alike
         ("Alice9", "Αlice9"),  # Greek Alpha likewise
+        ("Pia", "ᴘia"),  # small capitals look like capitals
+        ("Bea", "ʙea"),
+        ("Nico", "ɴico"),
+        ("Alice", "ᴀlice"),
+        ("ᴀlice", "Alice"),  # and the other way round
+        ("Ida", "ɪda"),
+        ("Will", "VVill"),  # two v for a w
+        ("VVolf", "Wolf"),
+        ("Will", "ᴡill"),
     ],
 )
 def test_a_look_alike_of_a_taken_nickname_is_refused(app, client, taken, look_alike):
@@ -128,9 +137,10 @@ def test_any_case_or_width_is_the_same_user_shown_as_first_spelled(app, client):
 
 
 def test_different_nicknames_are_not_mistaken_for_look_alikes(app, client):
-    for nickname in ("Alice", "Alicia", "Al", "Member 1", "Member 11", "Member 2", "Bob Smith", "Bob-Smith"):
+    for nickname in ("Alice", "Alicia", "Al", "Member 1", "Member 11", "Member 2", "Bob Smith", "Bob-Smith",
+                     "Viv", "Vivi", "Uwe", "Vava"):  # fmt: skip
         assert login(app.test_client(), nickname).status_code == 302, nickname
-    assert len(nicknames(app)) == 8
+    assert len(nicknames(app)) == 12
 
 
 def test_skeletons_follow_tr39_and_ignore_case():
@@ -244,6 +254,29 @@ def test_after_the_migration_old_users_log_in_and_no_new_look_alike_can_be_made(
     assert response.status_code == 422 and SIMILAR in response.get_data(as_text=True)
     response = login(old_database.test_client(), "Аlice8")  # mixed scripts: never for a new one
     assert response.status_code == 422 and ONE_SCRIPT in response.get_data(as_text=True)
+
+
+def test_upgrade_recomputes_skeletons_so_small_capitals_from_before_keep_working(old_database, capsys):
+    with old_database.app_context():
+        upgrade(revision="e4a1c7b9d2f3")
+        with db.engine.begin() as connection:  # made before small capitals were told apart
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, nickname, nickname_key, nickname_skeleton, session_token, "
+                    "created_at) VALUES (6, 'ʙob', 'ʙob', 'ʙob', 'token6', '2026-01-01 00:00:00'), "
+                    "(7, 'Pia', 'pia', 'pia', 'token7', '2026-01-01 00:00:00')"
+                )
+            )
+        upgrade()
+        with db.engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT id, nickname_skeleton FROM users")).all()
+    skeletons: dict[int, str] = {user_id: skeleton for user_id, skeleton in rows}
+    assert skeletons[6] == f"{skeletons[4]}#6"  # Bob came first and keeps the plain form
+    assert skeletons[7] == nickname_skeleton("ᴘia")
+    assert "user 6 'ʙob' is a look-alike of user 4 'Bob'" in capsys.readouterr().out
+    assert login(old_database.test_client(), "ʙob").status_code == 302  # still theirs
+    response = login(old_database.test_client(), "ᴘia")
+    assert response.status_code == 422 and SIMILAR in response.get_data(as_text=True)
 
 
 def test_migration_downgrades_and_upgrades_again(old_database):

@@ -3,24 +3,20 @@
 A nickname is shaped by the PRECIS nickname profile of RFC 8266 (precis-i18n): white space
 trimmed and collapsed, NFKC.  It compares by its *key* (the same profile with case folded:
 "Alice" and "ALICE" are one person) and is told apart from other people's by its *skeleton*
-(Unicode TR39: "Аlice" with a Cyrillic А, "A1ice" and "AIice" all look like "Alice").
+(estimator.text.looks: "Аlice" with a Cyrillic А, "A1ice", "AIice" and "ᴀlice" all look like "Alice").
 """
 
 from __future__ import annotations
 
 import unicodedata
-from functools import cache
 
-from confusable_homoglyphs import (  # type: ignore[import-untyped]  # the package ships no type information
-    categories,
-    confusables,
-)
+from confusable_homoglyphs import categories  # type: ignore[import-untyped]  # the package ships no type information
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from precis_i18n import get_profile
 
 from ..changes import RuleError
-from ..text import has_forbidden_characters
+from ..text import has_forbidden_characters, looks
 
 NICKNAME_MAX = 32
 NICKNAME_PUNCTUATION = " ._-"
@@ -99,47 +95,5 @@ def nickname_key(shown: str) -> str:
 
 
 def nickname_skeleton(shown: str) -> str:
-    """The form look-alike nicknames share, ignoring case too ("Alice", "Аlice", "AIice", "A1ice").
-
-    TR39's skeleton keeps case, so it runs before case folding, where a capital still looks like
-    its twin (Greek Η is Latin H, while their small letters η and h differ), and again after it.
-    """
-    return skeleton(skeleton(shown).casefold())
-
-
-def skeleton(text: str) -> str:
-    """The Unicode TR39 skeleton: each character replaced by the prototype it is confusable with."""
-    prototypes = _prototypes()
-    decomposed = unicodedata.normalize("NFD", text)
-    return unicodedata.normalize("NFD", "".join(prototypes.get(c, c) for c in decomposed))
-
-
-@cache
-def _prototypes() -> dict[str, str]:
-    """Each confusable character's prototype, from Unicode's confusables.txt.
-
-    confusable-homoglyphs ships that file as a symmetric table: every source character lists
-    its prototype, and every prototype lists its sources.  A source is one code point mapped to
-    exactly one prototype, while prototypes stand for themselves; so an entry whose one partner
-    has several partners (or is a sequence) is a source.  The rare isolated pair of single code
-    points is mapped to its smaller member: the pair stays one class, as in TR39.
-    """
-    table = {
-        _unmarked(text): [_unmarked(partner["c"]) for partner in partners]
-        for text, partners in confusables.confusables_data.items()
-    }
-    prototypes = {}
-    for text, partners in table.items():
-        if len(text) != 1 or len(partners) != 1:
-            continue  # a prototype
-        partner = partners[0]
-        if len(partner) > 1 or len(table.get(partner, ())) > 1:
-            prototypes[text] = partner
-        else:
-            prototypes[text] = min(text, partner)
-    return prototypes
-
-
-def _unmarked(text: str) -> str:
-    """The text without the direction marks the data wraps right-to-left characters in."""
-    return text.replace("\u200e", "").replace("\u200f", "")
+    """The form look-alike nicknames share, ignoring case too ("Alice", "Аlice", "AIice", "ᴀlice")."""
+    return looks(shown)

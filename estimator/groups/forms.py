@@ -22,7 +22,7 @@ from wtforms.validators import AnyOf, InputRequired, NumberRange, StopValidation
 from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, Deck, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
-from .rules import MOVES
+from .rules import KEY_MAX, MOVES
 
 
 def deck_choice(deck: Deck) -> str:
@@ -71,8 +71,8 @@ class IssueForm(FlaskForm):
 
     key = StringField(
         _l("Key"),
-        validators=[CleanText(1, 32, what=_l("An issue key"))],
-        render_kw={"maxlength": 32, "placeholder": _l("e.g. PROJ-42")},
+        validators=[CleanText(1, KEY_MAX, what=_l("An issue key"))],
+        render_kw={"maxlength": KEY_MAX, "placeholder": _l("e.g. PROJ-42")},
     )
     description = TextAreaField(
         _l("Description (optional)"),

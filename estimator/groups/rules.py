@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -14,6 +15,7 @@ from ..estimates import CUSTOM
 from ..extensions import db
 from ..models import Ballot, Group, Issue, IssueState, Membership, Role, Round, User, new_token
 from ..sealing import ballot_keys
+from ..text import looks
 
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
@@ -73,10 +75,32 @@ def join_group(group: Group, user: User, role: str) -> None:
         )
 
 
+#: The longest issue key, as the form and the database allow.
+KEY_MAX = 32
+
+
+def issue_key(typed: str) -> str:
+    """An issue key as it is kept: NFKC, so that "Ä-1" typed as one character or as "A" with a
+    combining diaeresis, or "ＡＢＣ-1" in full width, is one key; RuleError when it grows too long."""
+    key = unicodedata.normalize("NFKC", typed)
+    if len(key) > KEY_MAX:
+        raise RuleError(_("An issue key has at most %(max)d characters.", max=KEY_MAX))
+    return key
+
+
 def taken_keys(group: Group, *, but: Issue | None = None) -> set[str]:
-    """The group's issue keys, case folded (SQLite's lower() folds ASCII only: "Ä-1" is "ä-1")."""
+    """What the group's issue keys look like (`looks`: "K-1", "k-1" and "К-1" with a Cyrillic К are
+    one key), in Python because SQLite's lower() folds ASCII only."""
     rows = db.session.execute(sa.select(Issue.id, Issue.key).where(Issue.group_id == group.id))
-    return {key.casefold() for issue_id, key in rows if but is None or issue_id != but.id}
+    return {looks(key) for issue_id, key in rows if but is None or issue_id != but.id}
+
+
+def unique_key(key: str, keys: set[str]) -> str:
+    """The key as kept, or RuleError when one of keys (`taken_keys`) looks like it."""
+    key = issue_key(key)
+    if looks(key) in keys:
+        raise RuleError(_("The group already has an issue %(key)s.", key=key))
+    return key
 
 
 def add_issue(group: Group, key: str, description: str) -> Issue:
@@ -100,10 +124,9 @@ def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
         )
     last = db.session.scalar(sa.select(sa.func.max(Issue.position)).where(Issue.group_id == group.id)) or 0
     issues = []
-    for offset, (key, description) in enumerate(rows, start=1):
-        if key.casefold() in taken:
-            raise RuleError(_("The group already has an issue %(key)s.", key=key))
-        taken.add(key.casefold())
+    for offset, (typed, description) in enumerate(rows, start=1):
+        key = unique_key(typed, taken)
+        taken.add(looks(key))
         issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
         issue.position = last + offset
         issue.rounds.append(Round(number=1))
@@ -116,9 +139,7 @@ def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
 def edit_issue(issue: Issue, key: str, description: str) -> None:
     """Change an issue's key and description; the key stays unique in the group."""
     change_group(issue.group_id)
-    if key.casefold() in taken_keys(issue.group, but=issue):
-        raise RuleError(_("The group already has an issue %(key)s.", key=key))
-    issue.key, issue.description = key, description
+    issue.key, issue.description = unique_key(key, taken_keys(issue.group, but=issue)), description
 
 
 MOVES = ("up", "down", "top", "bottom")

@@ -27,6 +27,7 @@ from ..estimates import Result, aggregate
 from ..extensions import db
 from ..models import Group, Issue, Membership, Round
 from ..permissions import require_member, require_owner
+from ..text import looks
 from . import bp, rules
 from .forms import IssueForm
 
@@ -105,13 +106,14 @@ def render_import(
 
 def sort_rows(rows: list[Row], taken: set[str]) -> tuple[list[tuple[str, str]], list[Skipped]]:
     """The rows to add (trimmed, in order) and those skipped: a key the group or an earlier row
-    already has (ignoring case, as the group does), or a row that breaks the add-issue form's rules."""
+    already has (by look, as the group tells keys apart: `looks`), or a row that breaks the
+    add-issue form's rules."""
     to_add: list[tuple[str, str]] = []
     skipped: list[Skipped] = []
-    lines: dict[str, int] = {}  # a key to add, case folded → its line
+    lines: dict[str, int] = {}  # what a key to add looks like → its line
     for row in rows:
         key = row.key.strip()
-        folded = key.casefold()
+        folded = looks(key)
         if key and folded in taken:
             skipped.append(Skipped(row.line, printable(key), _("The group already has this issue.")))
             continue
