@@ -1,6 +1,7 @@
 """Groups: creating, the group page, invite links, joining, issues and members."""
 
 import html
+import re
 import threading
 import unicodedata
 
@@ -109,6 +110,28 @@ def test_join_as_observer(app, team, new_client):
     assert "You are observing" in page
     assert dora.post(f"/issues/{team['issue']}/estimate", data={"value": "3"}).status_code == 403
     assert "0 of 3" in page  # observers are never waited for
+
+
+def test_joining_lands_on_the_group_page_or_in_the_room_when_a_meeting_is_on(app, team, new_client):
+    dora = new_client("Dora")
+    response = join(app, dora, team["group"])
+    assert response.headers["Location"] == f"/groups/{team['group']}"
+    assert team["owner"].post(f"/issues/{team['issue']}/start").status_code == 302
+    erin = new_client("Erin")
+    response = join(app, erin, team["group"])
+    assert response.headers["Location"] == f"/groups/{team['group']}/room"
+    room = erin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You joined" in room and "PROJ-1" in room
+
+
+def test_an_issue_nobody_voted_on_reads_not_started_until_the_first_vote(app, team):
+    def listed() -> str:
+        page = html.unescape(team["owner"].get(f"/groups/{team['group']}").get_data(as_text=True))
+        return " ".join(re.sub(r"<[^>]+>", " ", page[page.index('id="issue-') :].split("</li>")[0]).split())
+
+    assert "not started" in listed() and "voted" not in listed()
+    assert team["bob"].post(f"/issues/{team['issue']}/estimate", data={"value": "5"}).status_code in (200, 302)
+    assert "not started" not in listed() and "voting" in listed() and "1 of 3 voted" in listed()
 
 
 def test_join_with_an_invalid_role_changes_nothing(app, owner, new_client):

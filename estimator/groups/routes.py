@@ -245,7 +245,9 @@ def join(token: str) -> ResponseReturnValue:
         else:
             db.session.commit()
             flash(_("You joined “%(name)s”.", name=group.name), "success")
-            return redirect(url_for("groups.show", group_id=group.id))
+            # Joining mid-meeting: straight to where the team is estimating.
+            where = "voting.room" if group.current_issue_id is not None else "groups.show"
+            return redirect(url_for(where, group_id=group.id))
     return render_template("groups/join.html", group=group, form=form), 422 if form.errors else 200
 
 
