@@ -102,6 +102,8 @@ def page_messages() -> dict[str, str]:
         "copied": _("Copied"),
         "vote-failed": _("Your vote could not be saved. Please try again."),
         "offline": _("The server cannot be reached; your vote was not saved. Please try again."),
+        # {typed} is the card typed so far, which a second key may lengthen ("2", then "21").
+        "typed-waiting": _("“{typed}”: waiting a moment for another key"),
     }
 
 

@@ -175,8 +175,16 @@ def test_typing_a_cards_label_votes_and_focus_stays_on_the_deck(room_team: Calla
     expect(card(bob, "13")).to_be_focused()
     assert has_focus_ring(bob)
 
+    carol.evaluate(  # what the page showed while it waited for a second key
+        """window.cues = [];
+        new MutationObserver(() => document.querySelectorAll('.typed-cue').forEach((cue) => cues.push(
+          [cue.textContent, document.querySelector('.card-btn.typed-pending')?.value]))
+        ).observe(document.body, {childList: true, subtree: true});"""
+    )
     carol.keyboard.type("8")  # on the phone; 89 starts with 8 too
     expect(carol.locator(".vote-feedback")).to_contain_text("Your card: 8")
+    assert ["“8”: waiting a moment for another key", "8"] in carol.evaluate("cues")
+    expect(carol.locator(".typed-cue, .typed-pending")).to_have_count(0)  # gone once it voted
     expect(card(carol, "8")).to_have_attribute("aria-pressed", "true")
     expect(card(carol, "89")).to_have_attribute("aria-pressed", "false")
     expect(card(carol, "8")).to_be_focused()

@@ -161,11 +161,26 @@
     }
     clearTimeout(typedTimer);
     const exact = matching.find((button) => button.value.toLowerCase() === typed);
+    cueTyped(null);
     if (!exact) return;
     event.preventDefault();
-    const choose = () => { typed = ""; exact.focus(); exact.click(); };
-    if (matching.length === 1) choose();
-    else typedTimer = setTimeout(choose, 700);
+    const choose = () => { typed = ""; cueTyped(null); exact.focus(); exact.click(); };
+    if (matching.length === 1) return void choose();
+    cueTyped(exact); // "2" may become "21": show that the page is waiting for another key
+    typedTimer = setTimeout(choose, 700);
+  }
+
+  // The card a typed label will choose unless another key follows, marked, with a line saying so.
+  function cueTyped(button) {
+    document.querySelectorAll(".card-btn.typed-pending").forEach((each) => each.classList.remove("typed-pending"));
+    document.querySelectorAll(".typed-cue").forEach((each) => each.remove());
+    if (!button) return;
+    button.classList.add("typed-pending");
+    const line = document.createElement("p");
+    line.className = "typed-cue small mb-0 mt-1";
+    line.textContent = (messages.messageTypedWaiting || "“{typed}”: waiting a moment for another key")
+      .replace("{typed}", button.value);
+    button.closest(".deck")?.after(line);
   }
 
   // Without a stream, ask for the regions: an unchanged page costs the server a 304.
