@@ -177,3 +177,32 @@ def test_pages_work_without_javascript(browser, server, app):
     page.click("text=Reveal votes")
     expect(page.locator("#result")).to_contain_text("Suggestion")
     context.close()
+
+
+def test_messages_float_over_the_page_and_the_phone_header_keeps_to_one_line(people, browser, server):
+    person, problems = people
+    owner = person("Olivia", phone=True)
+    create_group_with_issue(owner)
+
+    def top_of_heading() -> float:  # in the document, wherever it is scrolled
+        return float(owner.locator("main h1").first.evaluate("h => h.getBoundingClientRect().top + scrollY"))
+
+    expect(owner.locator(".flash-stack")).to_contain_text("Issue LIVE-1 added")
+    with_message = top_of_heading()
+    owner.reload()  # the message was shown once: now the page has none
+    expect(owner.locator(".flash-stack")).to_have_count(0)
+    assert top_of_heading() == with_message  # the message did not push the page down
+
+    owner.locator("#issues button", has_text="Start").click()
+    expect(owner.locator(".flash-stack [role=status]")).to_contain_text("is in the room")
+    in_room = top_of_heading()
+    owner.reload()
+    assert top_of_heading() == in_room
+
+    for page in (owner, browser.new_page(base_url=server, viewport={"width": 390, "height": 844})):
+        page.goto("/")
+        for language in ("Deutsch", "English"):  # the active one is left out on a phone, by design
+            header = page.locator("header nav").bounding_box()
+            assert header is not None and header["height"] <= 60, (language, header)  # one line
+            page.get_by_role("button", name=language).click()
+    assert problems == []

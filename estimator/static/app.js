@@ -310,6 +310,16 @@
     }
   }
 
+  // A confirmation fades after a while unless the pointer or the focus is on it; a warning stays.
+  document.querySelectorAll(".flash-stack .alert[role=status]").forEach((message) => {
+    let hide = null;
+    const later = () => { hide = setTimeout(() => message.querySelector(".btn-close")?.click(), 8000); };
+    const hold = () => clearTimeout(hide);
+    ["mouseenter", "focusin"].forEach((name) => message.addEventListener(name, hold));
+    ["mouseleave", "focusout"].forEach((name) => message.addEventListener(name, later));
+    later();
+  });
+
   document.addEventListener("submit", vote);
   document.addEventListener("keydown", voteByKey);
   showOwnCard();
