@@ -103,7 +103,7 @@ def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iter
     owner.click("text=Reveal votes")
     expect(owner.locator("#result")).to_contain_text("Suggestion")
     owner.goto(group)
-    owner.click("#issues li:has(a:text-is('AXE-2')) >> button:text-is('Start')")  # not the 'not started' label
+    owner.click("#issues li:has(a:text-is('AXE-2')) >> button:text-is('Start')")  # not 'not started'
     expect(owner.locator("#room-heading h1")).to_have_text("AXE-2")
     bob = voters[1]
     bob.goto(group + "/room")

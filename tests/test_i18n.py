@@ -63,8 +63,10 @@ def test_the_switch_is_on_every_page_logged_in_or_not(app, owner):
         assert form, text(page)[:500]
         assert 'aria-label="Language"' in form[0]
         assert 'name="csrf_token"' in form[1]
-        assert re.search(r'<button[^>]*name="lang" value="de" lang="de"[^>]*>Deutsch</button>', form[1])
-        assert re.search(r'<button[^>]*name="lang" value="en" lang="en"[^>]*>English</button>', form[1])
+        # Named in itself: its code on a phone, its full name (also the button's name there) elsewhere.
+        for code, name in (("de", "Deutsch"), ("en", "English")):
+            label = rf'<span class="short-label">{code.upper()} </span><span class="long-label">{name}</span>'
+            assert re.search(rf'<button[^>]*name="lang" value="{code}" lang="{code}"[^>]*>{label}</button>', form[1])
 
 
 def test_the_switch_overrides_the_browser_and_is_remembered(app, owner):
@@ -199,6 +201,8 @@ SAME_IN_BOTH = {
     "Estimator",  # the product's name
     "English",  # each language is named in itself on the switch
     "Deutsch",
+    "DE",  # and by its code on a phone, where the header has room for no more
+    "EN",
     "Backlog",  # the same word in German software
     "Nickname",
     "Median",
