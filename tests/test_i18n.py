@@ -66,7 +66,8 @@ def test_the_switch_is_on_every_page_logged_in_or_not(app, owner):
         # Named in itself: its code on a phone, its full name (also the button's name there) elsewhere.
         for code, name in (("de", "Deutsch"), ("en", "English")):
             label = rf'<span class="short-label">{code.upper()} </span><span class="long-label">{name}</span>'
-            assert re.search(rf'<button[^>]*name="lang" value="{code}" lang="{code}"[^>]*>{label}</button>', form[1])
+            button = rf'<button[^>]*name="lang" value="{code}" lang="{code}"[^>]*>{label}</button>'
+            assert re.search(button, form[1])
 
 
 def test_the_switch_overrides_the_browser_and_is_remembered(app, owner):
