@@ -272,8 +272,6 @@ async def load(http: aiohttp.ClientSession, base: str, team: Team, login: Login,
     values = team.values()
     stream_url: str | None = None
     for request in page_model.load(PAGE):
-        if request.kind == "asset":
-            continue  # kept by the browser from an earlier visit
         if request.kind == "stream":
             wanted = request.path(values)
             if stream_url != wanted:

@@ -7,7 +7,7 @@ regions (`event: regions`) and then the version (`event: version`); the page swa
 and asks for nothing. When its own member votes, the page posts the card and marks it itself; the
 regions event that the vote causes brings the rest. So:
 
-- on load: the page, its static files, and the stream (`load`);
+- on load: the page and the stream, and the static files on a first visit only (`load`);
 - on an event (another member's change, or the page's own vote coming back): nothing (ON_EVENT);
 - on its own vote: the vote's POST, nothing else (ON_OWN_VOTE);
 - when its stream ends or fails: its regions at once, and the stream again (ON_STREAM_END).
@@ -16,8 +16,8 @@ The browser test checks the first three; the last is read from estimator/static/
 stream ends only after its lifetime (LIVE_STREAM_SECONDS) or with the server.
 
 A request is written as its method and its path with placeholders: {group} and {issue} for ids,
-{view} for the stream's view (`room`, `group`, `group-<page>`, `issue-<id>`) and {version} for the
-version the page shows.
+{view} for the stream's view (`room`, `group`, `group-<page>`, `issue-<id>`), {version} for the
+version the page shows and {v} for a static file's version (its digest: browsers keep it a year).
 """
 
 import re
@@ -31,6 +31,7 @@ PLACEHOLDERS = {
     "issue": r"\d+",
     "version": r"\d+",
     "view": r"room|group(?:-\d+)?|issue-\d+",
+    "v": r"[\w.-]+",
 }
 
 
@@ -74,15 +75,15 @@ PAGES = {
 }
 
 #: The static files every page loads (base.html, Bootstrap-Flask's served locally), in the order
-#: the page names them; the icon is asked for once the page has loaded.
+#: the page names them; the icon is asked for once the page has loaded. Each is named by its
+#: version and kept by the browser for a year (estimator/assets.py): only a first visit asks.
 ASSETS = (
-    Ask("GET", "/static/theme.js", "asset"),
-    Ask("GET", "/bootstrap/static/css/bootstrap.min.css", "asset"),
-    Ask("GET", "/static/app.css", "asset"),
-    Ask("GET", "/bootstrap/static/umd/popper.min.js", "asset"),
-    Ask("GET", "/bootstrap/static/js/bootstrap.min.js", "asset"),
-    Ask("GET", "/static/app.js", "asset"),
-    Ask("GET", "/static/favicon.svg", "asset"),
+    Ask("GET", "/static/theme.js?v={v}", "asset"),
+    Ask("GET", "/bootstrap/static/css/bootstrap.min.css?v={v}", "asset"),
+    Ask("GET", "/static/app.css?v={v}", "asset"),
+    Ask("GET", "/bootstrap/static/js/bootstrap.min.js?v={v}", "asset"),
+    Ask("GET", "/static/app.js?v={v}", "asset"),
+    Ask("GET", "/static/favicon.svg?v={v}", "asset"),
 )
 
 #: The page's event stream: `data-live-events` plus the version the page shows (`data-live-version`).
@@ -93,9 +94,11 @@ STREAM = Ask("GET", "/api/groups/{group}/events?view={view}&since={version}", "s
 REGIONS = Ask("GET", "/api/groups/{group}/regions?view={view}", "fetch")
 
 
-def load(page: str) -> tuple[Ask, ...]:
-    """What a live page asks for when it is opened: `page` is a key of PAGES."""
-    return (Ask("GET", PAGES[page], "page"), *ASSETS, STREAM)
+def load(page: str, first_visit: bool = False) -> tuple[Ask, ...]:
+    """What a live page asks for when it is opened: `page` is a key of PAGES. Its static files only
+    on a first visit: a member reaches a live page through others (logging in, the invite), which
+    loaded them, and the browser keeps them."""
+    return (Ask("GET", PAGES[page], "page"), *(ASSETS if first_visit else ()), STREAM)
 
 
 #: What a page asks for when an event arrives on its stream: nothing, the event carries the regions.
@@ -120,7 +123,8 @@ def view_of(page: str, issue: int | None = None) -> str:
 
 def describe(method: str, url: str, values: Mapping[str, object], origin: str) -> str:
     """A request a page made, as the model writes it: `METHOD pattern` when it is one of the model's
-    requests with these values (the page's group, issue, view and version), else as it was made
+    requests with these values (the page's group, issue, view and version; any value of a
+    placeholder not among them, such as a file's version), else as it was made
     (the path alone for the page's own origin), so that it stands out."""
     parts = urlsplit(url)
     same = f"{parts.scheme}://{parts.netloc}" == origin.rstrip("/")
@@ -130,7 +134,7 @@ def describe(method: str, url: str, values: Mapping[str, object], origin: str) -
     wanted = {name: str(value) for name, value in values.items()}
     for ask in (*ASSETS, STREAM, REGIONS, *ON_OWN_VOTE, *(Ask("GET", p, "page") for p in PAGES.values())):
         found = ask.read(method, path)
-        if found is not None and all(wanted.get(name) == value for name, value in found.items()):
+        if found is not None and all(wanted.get(name, value) == value for name, value in found.items()):
             return str(ask)
     return f"{method} {path}"
 

@@ -12,6 +12,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from config import Config
 
+from .assets import register_assets
 from .bodies import register_body_limits
 from .errors import register_error_handlers
 from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
@@ -41,6 +42,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_live(app)
     register_flash_limit(app)
     register_body_limits(app)
+    register_assets(app)
     return app
 
 

@@ -22,6 +22,7 @@ from flask_babel import Babel, format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from .assets import STATIC_ENDPOINTS
 from .auth.redirects import is_local_path, safe_next
 from .errors import error_response
 from .models import IssueState, Role
@@ -159,7 +160,11 @@ def register_i18n(app: Flask) -> None:
 
 
 def vary_on_language(response: Response) -> Response:
-    """Pages differ by language: no shared cache may hand one visitor's language to another."""
+    """Pages differ by language: no shared cache may hand one visitor's language to another.
+    Static files do not: varying on the cookie would make browsers ask for them again after a
+    login or a language change, when they may keep them a year (estimator/assets.py)."""
+    if request.endpoint in STATIC_ENDPOINTS:
+        return response
     response.vary.add("Accept-Language")
     response.vary.add("Cookie")
     return response
