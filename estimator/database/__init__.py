@@ -13,6 +13,7 @@ from .engine import (
     locks_later,
     read_in_autocommit,
     read_rows,
+    switched_on,
     write_in_transaction,
 )
 from .locks import hold_sqlite_write_lock, holding, lock_group
@@ -39,6 +40,7 @@ __all__ = [
     "locks_later",
     "read_in_autocommit",
     "read_rows",
+    "switched_on",
     "upsert",
     "write_in_transaction",
 ]
