@@ -39,6 +39,11 @@ def locks_later(view: V) -> V:
 
 #: How long a writer waits for SQLite's write lock before the request fails, in seconds.
 BUSY_TIMEOUT = 30
+#: Pages of SQLite's write-ahead log after which a commit copies them into the database (about
+#: 1 MiB; SQLite's own 1,000 pages, 4 MiB, are the whole of a small volume), and the size the log
+#: is cut back to once copied.
+WAL_PAGES = 250
+WAL_BYTES = 1024 * 1024
 
 
 def configure_sqlite(engine: sa.Engine, cooperative: bool = False) -> None:
@@ -54,6 +59,11 @@ def configure_sqlite(engine: sa.Engine, cooperative: bool = False) -> None:
     With `cooperative` (gevent workers), a writer waits for the lock held by another process in
     short sleeps that let the worker's other requests and event streams run (`begin_immediate`),
     not in SQLite's own busy wait, which would stall the whole worker.
+
+    The write-ahead log is copied into the database every WAL_PAGES pages and cut back to
+    WAL_BYTES, so that it never takes much more disk than the data: with SQLite's own 4 MiB, a
+    log that had filled a small disk grew back over the space freed and filled it again. A write
+    that finds the disk full leaves its connection for a fresh one.
     """
 
     @sa.event.listens_for(engine, "connect")
@@ -67,8 +77,16 @@ def configure_sqlite(engine: sa.Engine, cooperative: bool = False) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_BYTES}")
         cursor.close()
         owner_only(engine.url.database)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def on_error(context: sa.engine.ExceptionContext) -> None:
+        if disk_full(context.original_exception):
+            context.is_disconnect = True  # a fresh connection next, in no state the failure left
+            context.invalidate_pool_on_disconnect = False  # the others are fine
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
@@ -84,6 +102,18 @@ def configure_sqlite(engine: sa.Engine, cooperative: bool = False) -> None:
             begin_immediate(driver)
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: PostgreSQL's SQLSTATE for a full disk (disk_full).
+DISK_FULL_SQLSTATE = "53100"
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether the database said its disk is full: SQLite's SQLITE_FULL ("database or disk is
+    full"), PostgreSQL's disk_full."""
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return getattr(error, "sqlstate", None) == DISK_FULL_SQLSTATE
 
 
 LOCK_LATER = "estimator.lock_later"
@@ -136,6 +166,7 @@ def configure_postgresql(engine: sa.Engine, prepare: bool = True) -> None:
     def on_error(context: sa.engine.ExceptionContext) -> None:
         if context.engine is not None and lost_prepared_statement(context.engine, context.original_exception):
             context.is_disconnect = True  # a fresh connection, without the statements it had
+            context.invalidate_pool_on_disconnect = False
 
     @sa.event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
