@@ -4,16 +4,21 @@ is freed writes work again at once, without the write-ahead log growing back ove
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from tests.conftest import add_issue, vote
+from estimator.extensions import db
+from tests.conftest import add_issue, create_group, join, login, vote
 from tests.helpers import group_json, issue_json, wait_until
+from tests.test_outage import POSTGRES_BIN, ThrowawayPostgres
 
 FULL_MESSAGE = "Estimator cannot save anything right now."
 VOLUME = "4m"
@@ -113,3 +118,108 @@ def test_writes_answer_503_while_the_disk_is_full_and_work_again_once_it_is_free
         assert vote(bob, issue_id, str(n % 10 + 1)).status_code == 302
     assert used(small_volume) < 2 * 1024 * 1024, used(small_volume)
     assert issue_json(owner, issue_id)["votes_cast"] == 2
+
+
+class PostgresOnSmallVolume(ThrowawayPostgres):
+    """A throwaway cluster whose data folder (and write-ahead log) lies on a small tmpfs of its own,
+    with 1 MiB log segments so that the cluster fits."""
+
+    def __init__(self, root: Path, size: str) -> None:
+        super().__init__(root)
+        self.data.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(self.data)],
+            check=True,
+            capture_output=True,
+        )
+        if self.as_owner:
+            shutil.chown(self.data, "postgres", "postgres")
+
+    def init(self) -> None:
+        self.run(
+            str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+            "--wal-segsize=1", "--no-sync",
+        )  # fmt: skip
+
+    def running(self) -> bool:
+        """Whether the postmaster runs (after a PANIC it restarts by itself, or gives up)."""
+        status = subprocess.run(
+            [*self.as_owner, str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "status"]
+        )
+        return status.returncode == 0
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.data)], check=False)
+
+
+@pytest.fixture
+def postgres_on_small_volume() -> Iterator[PostgresOnSmallVolume]:
+    """A running cluster on a 96 MiB tmpfs, stopped, unmounted and removed afterwards."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL's initdb is not installed ({POSTGRES_BIN}); the test needs its own cluster")
+    root = Path(tempfile.mkdtemp(prefix="estimator-pgfull-"))
+    try:
+        cluster = PostgresOnSmallVolume(root, "96m")
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {error.stderr.decode().strip()}")
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        if (cluster.data / "postmaster.pid").exists():
+            subprocess.run([*cluster.as_owner, str(POSTGRES_BIN / "pg_ctl"), "-D", str(cluster.data),
+                            "-m", "immediate", "-w", "stop"], check=False, capture_output=True)  # fmt: skip
+        cluster.unmount()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.server
+def test_postgresql_with_a_full_disk_answers_503_and_writes_work_again_once_it_is_freed(
+    postgres_on_small_volume, make_app, caplog
+):
+    cluster = postgres_on_small_volume
+    admin = sa.create_engine(
+        cluster.uri("postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    with admin.connect() as connection:
+        connection.exec_driver_sql("CREATE DATABASE estimator")
+    admin.dispose()
+    app = make_app(SQLALCHEMY_DATABASE_URI=cluster.uri("estimator"))
+    with app.app_context():
+        upgrade()
+    owner, bob, carol = app.test_client(), app.test_client(), app.test_client()
+    for client, nickname in ((owner, "Olivia"), (bob, "Bob"), (carol, "Carol")):
+        assert login(client, nickname).status_code == 302
+    group_id = create_group(owner)
+    assert join(app, bob, group_id).status_code == 302 and join(app, carol, group_id).status_code == 302
+    issue_id = add_issue(app, owner, group_id)
+    assert vote(bob, issue_id, "3").status_code == 302
+    junk = fill(cluster.data)
+
+    statuses: Counter[int] = Counter()
+    with caplog.at_level(logging.INFO):
+        # New issues need new pages (refused: disk_full); changed cards only more write-ahead log,
+        # taken while its segments have room, after which PostgreSQL would stop (PANIC).
+        for n in range(100):
+            for answer in (
+                owner.post(f"/groups/{group_id}/issues", data={"key": f"FULL-{n}", "description": "y" * 480}),
+                vote(bob, issue_id, str(n % 10 + 1)),
+            ):
+                statuses[answer.status_code] += 1
+                if answer.status_code == 503:
+                    assert answer.headers["Retry-After"] == "5"
+    assert set(statuses) <= {302, 503} and statuses[503], statuses
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+    junk.unlink()
+    if not cluster.running():  # it gave up after the PANIC: the operator starts it again
+        cluster.start()
+    wait_until(lambda: vote(bob, issue_id, "5").status_code == 302, 15, "a vote is taken again")
+    assert vote(carol, issue_id, "5").status_code == 302 and vote(owner, issue_id, "8").status_code == 302
+    assert issue_json(owner, issue_id)["votes_cast"] == 3
+    assert owner.post(f"/issues/{issue_id}/reveal").status_code == 302
+    assert issue_json(owner, issue_id)["result"]["distribution"] == {"5": 2, "8": 1}
+    with app.app_context():
+        db.engine.dispose()
