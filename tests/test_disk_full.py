@@ -144,12 +144,30 @@ class PostgresOnSmallVolume(ThrowawayPostgres):
     def running(self) -> bool:
         """Whether the postmaster runs (after a PANIC it restarts by itself, or gives up)."""
         status = subprocess.run(
-            [*self.as_owner, str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "status"]
+            [*self.as_owner, str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "status"],
+            capture_output=True,
         )
         return status.returncode == 0
 
-    def unmount(self) -> None:
+    def remove(self) -> None:
+        """Stop the cluster if it runs (whatever state a full disk left it in), unmount its volume
+        and remove its folder."""
+        if self.running():
+            subprocess.run(
+                [
+                    *self.as_owner,
+                    str(POSTGRES_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                check=False,
+                capture_output=True,
+            )
         subprocess.run(["umount", "-l", str(self.data)], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -168,11 +186,7 @@ def postgres_on_small_volume() -> Iterator[PostgresOnSmallVolume]:
         cluster.start()
         yield cluster
     finally:
-        if (cluster.data / "postmaster.pid").exists():
-            subprocess.run([*cluster.as_owner, str(POSTGRES_BIN / "pg_ctl"), "-D", str(cluster.data),
-                            "-m", "immediate", "-w", "stop"], check=False, capture_output=True)  # fmt: skip
-        cluster.unmount()
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
 
 
 @pytest.mark.server

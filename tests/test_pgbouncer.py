@@ -68,6 +68,9 @@ def start_pgbouncer(folder: Path, server: sa.URL) -> tuple[subprocess.Popen[byte
 
     try:
         wait_until(answers, 30, "pgbouncer answers")
+    except BaseException:
+        stop(process)
+        raise
     finally:
         engine.dispose()
     return process, port
@@ -84,12 +87,7 @@ def pgbouncer(schema) -> Iterator[str]:
     try:
         yield server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 
