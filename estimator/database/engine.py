@@ -151,7 +151,7 @@ def configure_postgresql(engine: sa.Engine, prepare: bool = True) -> None:
     that runs each transaction on whichever server connection is free (PgBouncer in transaction
     mode) the next transaction lacks the statement or has another of that name, so
     DATABASE_PREPARED_STATEMENTS=0 turns preparing off; a process that meets the error turns it
-    off itself (`stop_preparing`). Nothing else here outlives a transaction: no session setting,
+    off itself (`lost_prepared_statement`). Nothing else here outlives a transaction: no session setting,
     advisory lock, temporary table or LISTEN.
     """
     if not prepare:
