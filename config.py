@@ -74,6 +74,9 @@ class Config:
     LIVE_HEARTBEAT_SECONDS = min(25.0, float(os.environ.get("LIVE_HEARTBEAT_SECONDS") or 15))
     #: PostgreSQL connections a gevent worker keeps open, and the most it opens: requests beyond wait.
     DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE") or 20)
+    #: Whether statements run often are prepared on the PostgreSQL server: 0 behind a pooler in
+    #: transaction mode (PgBouncer's pool_mode = transaction), which cannot keep them.
+    DATABASE_PREPARED_STATEMENTS = os.environ.get("DATABASE_PREPARED_STATEMENTS") or "1"
     # Memory each process may spend on live regions and JSON states shared by their viewers, in bytes.
     LIVE_CACHE_BYTES = 32 * 1024 * 1024
 

@@ -102,14 +102,15 @@ def cooperative() -> bool:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extensions created in extensions.py to this app."""
-    from .database import configure_postgresql, configure_sqlite
+    from .database import configure_postgresql, configure_sqlite, switched_on
 
+    prepare = switched_on("DATABASE_PREPARED_STATEMENTS", app.config["DATABASE_PREPARED_STATEMENTS"])
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine, cooperative())
         elif db.engine.dialect.name == "postgresql":
-            configure_postgresql(db.engine)
+            configure_postgresql(db.engine, prepare)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     ballot_keys.init_app(app)

@@ -13,6 +13,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .changes import N_
+from .database import disk_full
 from .extensions import db, login_manager
 from .sealing import KeyStoreError
 
@@ -35,6 +36,9 @@ MESSAGES = {
 CSRF_MESSAGE = N_("The form expired, please try again.")
 DATABASE_DOWN_MESSAGE = N_(
     "Estimator cannot reach its database right now. Nothing was saved; please try again in a moment."
+)
+DATABASE_FULL_MESSAGE = N_(
+    "Estimator cannot save anything right now. Nothing was saved; please try again in a moment."
 )
 DATABASE_BUSY_MESSAGE = N_(
     "Estimator is very busy right now. Nothing was saved; please try again in a moment."
@@ -152,6 +156,8 @@ def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
 
     Any other database error is a fault of ours: it goes on to the 500 handler, traceback and all.
     """
+    if disk_full(error.orig):
+        return handle_database_full(error)
     if not is_database_unreachable(error):
         raise error
     cause = outage_cause(error)
@@ -168,6 +174,17 @@ def handle_database_error(error: sa_exc.DBAPIError) -> ResponseReturnValue:
     # rendered as for a visitor, and nothing asks the database again.
     g._login_user = login_manager.anonymous_user()
     return unavailable(_(DATABASE_DOWN_MESSAGE))
+
+
+def handle_database_full(error: sa_exc.DBAPIError) -> ResponseReturnValue:
+    """The database's disk is full: nothing is saved, what was saved can still be read, and
+    writes work again as soon as space is freed. A line in the log says so; a traceback would
+    only fill the disk further."""
+    current_app.logger.warning(
+        "database full: %s %s answered 503 (%s)", request.method, request.path, outage_cause(error)
+    )
+    g._login_user = login_manager.anonymous_user()  # as for an outage: nothing asks the database again
+    return unavailable(_(DATABASE_FULL_MESSAGE))
 
 
 def handle_database_busy(error: sa_exc.TimeoutError) -> ResponseReturnValue:

@@ -10,9 +10,11 @@ from .engine import (
     begin_immediate,
     configure_postgresql,
     configure_sqlite,
+    disk_full,
     locks_later,
     read_in_autocommit,
     read_rows,
+    switched_on,
     write_in_transaction,
 )
 from .locks import hold_sqlite_write_lock, holding, lock_group
@@ -30,6 +32,7 @@ __all__ = [
     "change_group",
     "configure_postgresql",
     "configure_sqlite",
+    "disk_full",
     "group_unchanged",
     "hold_sqlite_write_lock",
     "holding",
@@ -39,6 +42,7 @@ __all__ = [
     "locks_later",
     "read_in_autocommit",
     "read_rows",
+    "switched_on",
     "upsert",
     "write_in_transaction",
 ]
