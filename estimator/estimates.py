@@ -112,7 +112,10 @@ DECKS: dict[str, Deck] = {
         _numeric_deck("powers", N_("Powers of two"), ("1", "2", "4", "8", "16", "32", "64")),
     )
 }
+#: The deck of a group created without one (an API client that names none), and the deck the
+#: create form offers first: most teams estimate in Fibonacci numbers.
 DEFAULT_DECK = "range"
+PRESELECTED_DECK = "fibonacci"
 CUSTOM = "custom"
 DECK_NAMES = (*DECKS, CUSTOM)
 CUSTOM_MIN, CUSTOM_MAX, CARD_MAX = 2, 20, 8

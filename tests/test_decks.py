@@ -437,3 +437,13 @@ def test_a_revote_takes_an_estimate_out_of_the_total(app, table, owner):
     assert owner.post(f"/issues/{issue}/revote").status_code == 302
     assert group_json(owner, group_id)["total"] == 5
     assert total_line(owner, group_id).startswith("5")
+
+
+def test_the_create_form_offers_fibonacci_first_while_a_post_naming_no_deck_means_range(app, owner):
+    form = owner.get("/").get_data(as_text=True)
+    assert re.search(r'<option selected value="fibonacci">|<option value="fibonacci" selected>', form)
+    assert owner.post("/groups", data={"name": "No deck named"}).status_code == 302
+    assert owner.post("/groups", data={"name": "Fibonacci", "deck": "fibonacci"}).status_code == 302
+    with app.app_context():
+        decks = dict(db.session.execute(sa.select(Group.name, Group.deck)).all())
+    assert decks == {"No deck named": "range", "Fibonacci": "fibonacci"}

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from flask import request
 from flask_babel import LazyString
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -19,7 +20,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
 from wtforms.validators import AnyOf, InputRequired, NumberRange, StopValidation, ValidationError
 
-from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, Deck, DeckError, parse_cards
+from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, PRESELECTED_DECK, Deck, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
 from .rules import KEY_MAX, MOVES
@@ -43,7 +44,7 @@ class GroupForm(FlaskForm):
         validators=[CleanText(1, 80, what=_l("A group name"))],
         render_kw={"maxlength": 80, "placeholder": _l("e.g. Team Rocket")},
     )
-    deck = SelectField(_l("Deck"), choices=DECK_CHOICES, default=DEFAULT_DECK, validate_choice=True)
+    deck = SelectField(_l("Deck"), choices=DECK_CHOICES, default=PRESELECTED_DECK, validate_choice=True)
     cards = StringField(
         _l("Own cards (for “Own cards” only)"),
         validators=[CleanText(0, 200, what=_l("The cards"))],
@@ -54,6 +55,12 @@ class GroupForm(FlaskForm):
         ),
     )
     submit = SubmitField(_l("Create group"))
+
+    def process(self, formdata: Any = None, obj: Any = None, data: Any = None, **kwargs: Any) -> None:
+        """The form offers Fibonacci first; a submitted form that names no deck means `range`."""
+        super().process(formdata, obj, data, **kwargs)
+        if self.is_submitted() and "deck" not in request.form:
+            self.deck.data = DEFAULT_DECK
 
     def validate_cards(self, field: Field) -> None:
         """The labels of a custom deck, required only for it."""
