@@ -134,6 +134,47 @@ def test_moving_reorders_the_page_the_json_and_the_room(app, team, backlog, key,
     assert group_json(team["bob"], group)["current_issue"] == backlog[order[1]]
 
 
+@pytest.mark.parametrize(
+    "key, place, order",
+    [
+        ("A-1", 3, ["A-2", "A-3", "A-1", "A-4"]),
+        ("A-4", 2, ["A-1", "A-4", "A-2", "A-3"]),
+        ("A-2", 1, ["A-2", "A-1", "A-3", "A-4"]),
+        ("A-2", 2, ["A-1", "A-2", "A-3", "A-4"]),  # where it is already
+        ("A-2", 999, ["A-1", "A-3", "A-4", "A-2"]),  # beyond the end: the bottom
+    ],
+)
+def test_dragging_moves_an_issue_to_a_place_and_says_where(app, team, backlog, key, place, order):
+    owner, group = team["owner"], team["group"]
+    response = owner.post(
+        f"/issues/{backlog[key]}/move",
+        data={"to": "place", "place": place},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "moved": f"{key} is now number {order.index(key) + 1} of the backlog.",
+        "place": order.index(key) + 1,
+    }
+    assert page_order(team["bob"], group) == order and json_order(owner, group) == order
+
+
+def test_a_move_by_button_says_where_the_issue_went(app, team, backlog):
+    page = followed(team["owner"], move(team["owner"], backlog["A-3"], "top"))
+    assert "A-3 is now number 1 of the backlog." in page
+
+
+@pytest.mark.parametrize("place", [None, "", "0", "-1", "two", "1001", "1.5"])
+def test_a_move_to_no_good_place_changes_nothing_and_says_why(app, team, backlog, place):
+    owner, group = team["owner"], team["group"]
+    data = {"to": "place"} | ({} if place is None else {"place": place})
+    response = owner.post(f"/issues/{backlog['A-3']}/move", data=data, headers={"Accept": "application/json"})
+    assert response.status_code == 422 and response.get_json()["error"]
+    page = followed(owner, owner.post(f"/issues/{backlog['A-3']}/move", data=data))
+    assert "place" in page.lower()
+    assert page_order(owner, group) == ["A-1", "A-2", "A-3", "A-4"]
+
+
 def test_moves_add_up(app, team, backlog):
     owner, group = team["owner"], team["group"]
     for key, to in (("A-4", "up"), ("A-4", "up"), ("A-1", "down"), ("A-2", "bottom"), ("A-3", "down")):

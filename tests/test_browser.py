@@ -206,3 +206,32 @@ def test_messages_float_over_the_page_and_the_phone_header_keeps_to_one_line(peo
             assert header is not None and header["height"] <= 60, (language, header)  # one line
             page.get_by_role("button", name=language).click()
     assert problems == []
+
+
+def test_the_facilitator_drags_an_issue_and_every_screen_shows_the_new_order(people):
+    person, problems = people
+    owner, bob = person("Olivia"), person("Bob")
+    _, invite = create_group_with_issue(owner)
+    for key in ("LIVE-2", "LIVE-3"):
+        owner.fill("#key", key)
+        owner.click("text=Add issue")
+        expect(owner.locator("#issues")).to_contain_text(key)
+    join_via(bob, invite)
+    mark(owner)
+    mark(bob)
+
+    def order(page) -> list[str]:
+        return page.locator("#issues li a.fw-semibold").all_inner_texts()
+
+    assert order(owner) == ["LIVE-1", "LIVE-2", "LIVE-3"]
+    owner.locator("#issues li", has_text="LIVE-3").drag_to(owner.locator("#issues li", has_text="LIVE-1"))
+    expect(owner.locator("#announcer")).to_have_text("LIVE-3 is now number 1 of the backlog.")
+    expect(bob.locator("#issues li").first).to_contain_text("LIVE-3", timeout=LIVE)
+    assert order(bob) == ["LIVE-3", "LIVE-1", "LIVE-2"] and order(owner) == ["LIVE-3", "LIVE-1", "LIVE-2"]
+    assert not_reloaded(owner) and not_reloaded(bob)
+
+    owner.get_by_role("button", name="Move LIVE-1 to the bottom").click()
+    expect(owner.locator(".flash-stack")).to_contain_text("LIVE-1 is now number 3 of the backlog.")
+    expect(bob.locator("#issues li").last).to_contain_text("LIVE-1", timeout=LIVE)
+    assert order(owner) == ["LIVE-3", "LIVE-2", "LIVE-1"]
+    assert problems == []

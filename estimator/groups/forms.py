@@ -18,12 +18,12 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
-from wtforms.validators import AnyOf, InputRequired, NumberRange, StopValidation, ValidationError
+from wtforms.validators import AnyOf, InputRequired, NumberRange, Optional, StopValidation, ValidationError
 
 from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, PRESELECTED_DECK, Deck, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
-from .rules import KEY_MAX, MOVES
+from .rules import KEY_MAX, MAX_ISSUES, MOVES
 
 
 def deck_choice(deck: Deck) -> str:
@@ -166,6 +166,16 @@ class MoveForm(FlaskForm):
         _l("Move"),
         validators=[AnyOf(MOVES, message=_l("Move an issue up, down, to the top or to the bottom."))],
     )
+    #: Where `to=place` puts the issue: 1 is the top.
+    place = IntegerField(
+        _l("Place"),
+        validators=[Optional(), NumberRange(1, MAX_ISSUES, _l("Choose a place from %(min)s to %(max)s."))],
+    )
+
+    def validate_to(self, field: Field) -> None:
+        """A move to a place names the place."""
+        if field.data == "place" and self.place.data is None:
+            raise ValidationError(_("Say which place the issue goes to: 1 is the top."))
 
 
 class OwnerForm(FlaskForm):

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import segno
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -15,6 +15,7 @@ from flask_login import current_user, login_required
 
 from .. import counters
 from ..changes import RuleError
+from ..errors import wants_json
 from ..extensions import configured, db, limiter
 from ..forms import EmptyForm
 from ..live import Seat, live_context, live_view
@@ -344,10 +345,17 @@ def move_issue(issue_id: int) -> ResponseReturnValue:
     issue = owned_issue(issue_id)[0]
     form = MoveForm()
     if form.validate_on_submit():
-        rules.move_issue(issue, form.to.data or "")
+        place = rules.move_issue(issue, form.to.data or "", form.place.data)
         db.session.commit()
+        moved = _("%(key)s is now number %(place)d of the backlog.", key=issue.key, place=place)
+        if wants_json():  # dragged on the page: the page announces it and the stream redraws it
+            return jsonify(moved=moved, place=place)
+        flash(moved, "success")
     elif form.is_submitted():
-        flash(" ".join(map(str, form.to.errors)) or _("Please try again."), "warning")
+        message = " ".join(map(str, [*form.to.errors, *form.place.errors])) or _("Please try again.")
+        if wants_json():
+            return jsonify(error=message), 422
+        flash(message, "warning")
     return redirect(url_for("groups.show", group_id=issue.group_id, _anchor=f"issue-{issue.id}"))
 
 

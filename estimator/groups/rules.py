@@ -142,11 +142,13 @@ def edit_issue(issue: Issue, key: str, description: str) -> None:
     issue.key, issue.description = unique_key(key, taken_keys(issue.group, but=issue)), description
 
 
-MOVES = ("up", "down", "top", "bottom")
+#: How an issue moves in the backlog; "place" goes to a place given apart (dragging an issue).
+MOVES = ("up", "down", "top", "bottom", "place")
 
 
-def move_issue(issue: Issue, to: str) -> None:
-    """Move an issue in the backlog: one place up or down, or to the top or bottom."""
+def move_issue(issue: Issue, to: str, place: int | None = None) -> int:
+    """Move an issue in the backlog: one place up or down, to the top or bottom, or to `place`
+    (1 is the top; beyond the end is the bottom). Returns the place it is in now."""
     change_group(issue.group_id)
     order = list(issue.group.issues)
     here = order.index(issue)
@@ -156,9 +158,11 @@ def move_issue(issue: Issue, to: str) -> None:
         "top": 0,
         "bottom": len(order) - 1,
     }
+    there["place"] = min(max(place or 1, 1), len(order)) - 1
     order.insert(there[to], order.pop(here))
     for position, each in enumerate(order, start=1):
         each.position = position
+    return there[to] + 1
 
 
 def delete_issue(issue: Issue) -> str:

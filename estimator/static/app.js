@@ -455,6 +455,63 @@
     }).observe(banner, { attributes: true, attributeFilter: ["class"] });
   }
 
+  // The facilitator drags an issue to another place in the backlog (the buttons beside each issue
+  // do the same from the keyboard). The page moves it at once and says where it went; the
+  // group's event brings every screen the new order.
+  let dragged = null;
+
+  function dropTarget(event) {
+    const item = event.target.closest?.("li[data-move]");
+    return dragged && item && item !== dragged ? item : null;
+  }
+
+  function endDrag() {
+    document.querySelectorAll(".dragging, .drop-target").forEach((item) => item.classList.remove("dragging", "drop-target"));
+    dragged = null;
+  }
+
+  async function drop(event) {
+    const target = dropTarget(event);
+    if (!target) return;
+    event.preventDefault();
+    const item = dragged;
+    const place = target.dataset.place;
+    target[Number(item.dataset.place) < Number(place) ? "after" : "before"](item);
+    endDrag();
+    const form = item.closest("form");
+    const body = new FormData();
+    body.set("to", "place");
+    body.set("place", place);
+    body.set("csrf_token", form?.querySelector("input[name=csrf_token]")?.value || "");
+    try {
+      const response = await fetch(item.dataset.move, {
+        method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+      });
+      const answer = await response.json().catch(() => ({}));
+      announce([answer.moved || answer.error]);
+    } catch (error) {
+      window.location.reload(); // the server cannot be reached: show the order it has
+    }
+  }
+
+  document.addEventListener("dragstart", (event) => {
+    const item = event.target.closest?.("li[data-move]");
+    if (!item) return;
+    dragged = item;
+    item.classList.add("dragging");
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", item.dataset.key);
+  });
+  document.addEventListener("dragover", (event) => {
+    const target = dropTarget(event);
+    if (!target) return;
+    event.preventDefault();
+    document.querySelectorAll(".drop-target").forEach((item) => item.classList.remove("drop-target"));
+    target.classList.add("drop-target");
+  });
+  document.addEventListener("drop", drop);
+  document.addEventListener("dragend", endDrag);
+
   document.addEventListener("keydown", moveInDeck);
   rove();
 })();
