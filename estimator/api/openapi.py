@@ -152,10 +152,10 @@ def documented(
     """Describe a JSON view in the document: its 200 body, and 304/401/404 where they apply.
 
     `ok` is the model of the 200 body, or the description of a server-sent event stream;
-    `no_content`, when the view may answer 204, says when; `too_many`, when it may answer 429. A conditional view takes If-None-Match
-    and sends an ETag; a view that is not public answers 401 when nobody is logged in and 404 to
-    non-members. Validation stays off at run time: the document must never turn a real answer into
-    a 500; the tests check real answers against it.
+    `no_content`, when the view may answer 204, says when; `too_many`, when it may answer 429. A
+    conditional view takes If-None-Match and sends an ETag; a view that is not public answers 401
+    when nobody is logged in and 404 to non-members. Validation stays off at run time: the document
+    must never turn a real answer into a 500; the tests check real answers against it.
     """
     if isinstance(ok, str):
         EVENT_STREAMS.add(operation_id)
