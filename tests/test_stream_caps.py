@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import join
+from tests.helpers import wait_until
 from tests.http import started_meeting
 from tests.server import WORKERS, start_gunicorn, stop
 
@@ -169,9 +170,11 @@ class Flood(threading.Thread):
             writer,
         )
 
-    def close(self) -> None:
+    def close(self) -> list[int]:
+        """Close the streams that opened; the statuses they all had."""
         self.closing.set()
         self.join(30)
+        return self.statuses
 
 
 @pytest.mark.server
@@ -202,6 +205,16 @@ def test_one_login_opening_hundreds_of_streams_gets_429s_and_starves_nobody(sche
             assert bob.post(f"/issues/{issue_id}/estimate", {"value": card}, token) == 302
             assert time.monotonic() - began < 5, "a page and a vote took too long beside the flood"
         assert bob.api(f"/api/issues/{issue_id}")["votes_cast"] == 1
+
+        # Closed pages give their places back (each worker notices at its next heartbeat, 1 s here).
+        flood.close()
+        flood = None
+        wait_until(
+            lambda: set(Flood(url, f"/api/groups/{group_id}/events", cookie, PER_LOGIN).close()) == {200},
+            30,
+            "a full set of streams again once the flood's were closed",
+            interval=3,  # a try's own streams are given back, too, before the next
+        )
     finally:
         if flood is not None:
             flood.close()
