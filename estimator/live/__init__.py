@@ -208,8 +208,6 @@ class Screen:
         except sa.exc.SQLAlchemyError as error:
             log.warning("Live updates: cannot build the %s view: %s", self.asked.name, error)
             return None
-        finally:
-            db.session.close()  # the stream holds no database connection while it waits
 
 
 # --- JSON states, built once per version ----------------------------------------------------------
