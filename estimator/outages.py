@@ -2,9 +2,9 @@
 
 A Redis that is frozen (its process stopped, its socket still open) or cut off by a dropped route
 answers nothing, and every call to it waits for its whole socket timeout. Once one call has timed
-out, a `Breaker` fails the calls of the next `PAUSE` seconds at once, and then lets a single call
-through to see whether the store answers again. Each process has one breaker per store, shared by
-its threads or greenlets and by every connection of the store's client.
+out, a `Breaker` fails every call at once, and a background check asks the store every `PAUSE`
+seconds whether it answers again: no request waits on it meanwhile. Each process has one breaker
+per store, shared by its threads or greenlets and by every connection of the store's client.
 
 redis-py asks its `Retry` policy around every command, pipeline and connection handshake:
 `BreakerRetry` is that policy with a breaker in it, so the clients need nothing else.
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: How long a store that timed out is given up before one call tries it again, in seconds.
-PAUSE = 1.0
+#: How often a store that was given up is asked whether it answers again, in seconds.
+PAUSE = 0.5
 #: How long a call to Redis may wait for a connection or an answer, in seconds.
 REDIS_TIMEOUT = 0.5
 #: What a store that does not answer in time raises: redis-py's timeouts, and the socket's own.
@@ -40,81 +40,72 @@ class StoreUnanswered(redis.ConnectionError):
 
 
 class Breaker:
-    """Gives a store up for `pause` seconds after a call to it timed out; then one call tries it."""
+    """Gives a store up once a call to it timed out, until `check` (run in the background every
+    `pause` seconds) finds that it answers again; calls meanwhile fail at once."""
 
-    def __init__(self, name: str, pause: float = PAUSE) -> None:
+    def __init__(self, name: str, check: Callable[[], object], pause: float = PAUSE) -> None:
         self.name = name
+        self.check = check
         self.pause = pause
         self._lock = threading.Lock()
-        self._given_up_until: float | None = None
-        self._trying = False
-
-    @property
-    def given_up(self) -> bool:
-        """Whether calls fail at once now."""
-        return self._given_up_until is not None
+        self._given_up = False
 
     def call(self, action: Callable[[], T]) -> T:
         """Run action, unless the store is given up for now: then StoreUnanswered at once."""
-        trying = self._admit()
+        if self._given_up:
+            raise StoreUnanswered(f"{self.name} did not answer in time; not asked again yet")
         try:
-            result = action()
+            return action()
         except TIMEOUTS:
             self._give_up()
             raise
-        except BaseException:
-            if trying:  # another kind of failure (refused, reset): the next call tries again
-                with self._lock:
-                    self._trying = False
-            raise
-        self._answered()
-        return result
-
-    def _admit(self) -> bool:
-        """Whether this call is the one that tries a given-up store again; raise if none may."""
-        with self._lock:
-            if self._given_up_until is None:
-                return False
-            if self._trying or time.monotonic() < self._given_up_until:
-                raise StoreUnanswered(f"{self.name} did not answer in time; not asked again yet")
-            self._trying = True
-            return True
 
     def _give_up(self) -> None:
         with self._lock:
-            first = self._given_up_until is None
-            self._given_up_until = time.monotonic() + self.pause
-            self._trying = False
-        if first:
-            log.warning(
-                "%s did not answer within its timeout: calls fail at once, and it is tried again every %g s",
-                self.name,
-                self.pause,
-            )
+            if self._given_up:
+                return
+            self._given_up = True
+        log.warning(
+            "%s did not answer within its timeout: calls fail at once until it answers again "
+            "(asked every %g s)",
+            self.name,
+            self.pause,
+        )
+        threading.Thread(target=self._watch, name="outage-check", daemon=True).start()
 
-    def _answered(self) -> None:
+    def _watch(self) -> None:
+        """Ask the store every pause until it answers (a refusal is an answer: calls then fail
+        fast on their own), then let calls through again."""
+        while True:
+            time.sleep(self.pause)
+            try:
+                self.check()
+            except TIMEOUTS:
+                continue
+            except Exception:  # refused, reset, an error reply: not a store that keeps calls waiting
+                pass
+            break
         with self._lock:
-            back = self._given_up_until is not None
-            self._given_up_until = None
-            self._trying = False
-        if back:
-            log.info("%s answers again", self.name)
+            self._given_up = False
+        log.info("%s answers again", self.name)
 
 
 _breakers: dict[str, Breaker] = {}
 _breakers_lock = threading.Lock()
 
 
-def breaker(name: str) -> Breaker:
-    """This process's breaker for the store called name."""
+def breaker(name: str, check: Callable[[], object]) -> Breaker:
+    """This process's breaker for the store called name (check: a call that asks it cheaply)."""
     with _breakers_lock:
-        return _breakers.setdefault(name, Breaker(name))
+        if name not in _breakers:
+            _breakers[name] = Breaker(name, check)
+        return _breakers[name]
 
 
 class BreakerRetry(Retry):
     """redis-py's retry policy with a breaker around each attempt. A connection the server closed
     (Redis restarted) is retried once at once, on a fresh connection; a timeout is never retried,
-    and gives the store up for a moment."""
+    and gives the store up until it answers again."""
 
     def __init__(self, store_breaker: Breaker, retries: int = 1) -> None:
         super().__init__(NoBackoff(), retries, supported_errors=(redis.ConnectionError,))
@@ -152,8 +143,14 @@ def store_name(purpose: str, url: str) -> str:
 
 def redis_options(purpose: str, url: str, timeout: float = REDIS_TIMEOUT) -> dict[str, Any]:
     """Options for a redis-py client of url: short timeouts, and this process's breaker for it."""
-    return {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": BreakerRetry(breaker(store_name(purpose, url))),
-    }
+    bounds = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+
+    def ping() -> object:
+        # A client of its own, never retried, so the check waits one timeout at the most.
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **bounds)
+        try:
+            return client.ping()
+        finally:
+            client.close()
+
+    return {**bounds, "retry": BreakerRetry(breaker(store_name(purpose, url), ping))}

@@ -127,7 +127,7 @@ class RedisKeyStore:
         self.ttl_seconds = ttl_seconds
         # Short timeouts, a single immediate retry for a connection the server closed, and none
         # for a Redis that does not answer: a vote fails fast with 503 rather than hang while
-        # Redis is frozen, and the calls after it fail at once for a moment (outages.py).
+        # Redis is frozen, and the calls after it fail at once until it answers again (outages.py).
         self._redis = redis.Redis.from_url(
             url, **outages.redis_options("Ballot key store", url, timeout_seconds)
         )

@@ -176,8 +176,6 @@ def ended_quietly(stream: Iterator[bytes], group_id: int) -> Iterator[bytes]:
         log.warning(
             "Live updates: a stream of group %s ended early: %s", group_id, f"{error}".partition("\n")[0]
         )
-    finally:
-        db.session.close()
 
 
 class Screen:
