@@ -19,6 +19,16 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 
 
+def env_count(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment variable, or default when it is unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 class Config:
     """Settings for running the app; values come from the environment."""
 
@@ -72,6 +82,10 @@ class Config:
     LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS") or 300)
     # How often a quiet event stream sends a comment, so that proxies keep it open, in seconds.
     LIVE_HEARTBEAT_SECONDS = min(25.0, float(os.environ.get("LIVE_HEARTBEAT_SECONDS") or 15))
+    # Event streams one login, and one client address, may hold open in each worker process: past
+    # either, a stream is answered 429 and the page polls. An address may be a whole office.
+    LIVE_STREAMS_PER_LOGIN = env_count("LIVE_STREAMS_PER_LOGIN", 20)
+    LIVE_STREAMS_PER_ADDRESS = env_count("LIVE_STREAMS_PER_ADDRESS", 500)
     #: PostgreSQL connections a gevent worker keeps open, and the most it opens: requests beyond wait.
     DATABASE_POOL_SIZE = int(os.environ.get("DATABASE_POOL_SIZE") or 20)
     #: Whether statements run often are prepared on the PostgreSQL server: 0 behind a pooler in

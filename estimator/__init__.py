@@ -6,12 +6,14 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
 from config import Config
 
+from . import outages
 from .assets import register_assets
 from .bodies import register_body_limits
 from .errors import register_error_handlers
@@ -67,7 +69,7 @@ def instance_secret_key(instance_path: str) -> str:
 
 
 def configure_defaults(app: Flask) -> None:
-    """Fill in what the environment left open: database file and secret key."""
+    """Fill in what the environment left open: database file, secret key, Redis timeouts."""
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(
             Path(app.instance_path) / "estimator.sqlite"
@@ -90,6 +92,13 @@ def configure_defaults(app: Flask) -> None:
         )
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    storage = str(app.config.get("RATELIMIT_STORAGE_URI") or "")
+    if urlsplit(storage).scheme in {"redis", "rediss", "redis+unix"}:
+        # Short timeouts and a breaker (outages.py): while Redis does not answer, limits count in
+        # memory at once (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) rather than keep a login waiting.
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = outages.redis_options("Rate limit storage", storage) | dict(
+            app.config.get("RATELIMIT_STORAGE_OPTIONS") or {}
+        )
 
 
 def cooperative() -> bool:

@@ -9,6 +9,7 @@ import sqlalchemy.exc as sa_exc
 from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -76,9 +77,17 @@ def handle_http_error(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
     # A description given to abort() is meant for the user; werkzeug's defaults and
     # Flask-Limiter's ("30 per 1 minute") are not.
-    described = error.description and error.description != type(error).description and status != 429
+    described = (
+        error.description
+        and error.description != type(error).description
+        and not isinstance(error, RateLimitExceeded)
+    )
     message = str(error.description) if described else _(MESSAGES.get(status, error.name))
-    return error_response(status, message)
+    response = make_response(error_response(status, message))
+    for name, value in error.get_headers():
+        if name == "Retry-After":  # given to a 429 or a 503 that knows when to come back
+            response.headers[name] = value
+    return response
 
 
 def handle_csrf_error(_error: CSRFError) -> ResponseReturnValue:

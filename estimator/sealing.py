@@ -21,8 +21,8 @@ import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, current_app
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from . import outages
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -121,17 +121,15 @@ class RedisKeyStore:
         prefix: str = "estimator:ballot-key:",
         ttl_seconds: int = 30 * 24 * 3600,
         *,
-        timeout_seconds: float = 2.0,
+        timeout_seconds: float = outages.REDIS_TIMEOUT,
     ) -> None:
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
-        # Short timeouts and a single immediate retry (for a connection the server closed): a vote
-        # should fail fast with 503 rather than hang while Redis is down.
+        # Short timeouts, a single immediate retry for a connection the server closed, and none
+        # for a Redis that does not answer: a vote fails fast with 503 rather than hang while
+        # Redis is frozen, and the calls after it fail at once until it answers again (outages.py).
         self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
+            url, **outages.redis_options("Ballot key store", url, timeout_seconds)
         )
 
     def _name(self, key_id: str) -> str:

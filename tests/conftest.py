@@ -123,7 +123,7 @@ def make_app(schema, key_store_uri, tmp_path):
 
     def make(**settings):
         nonlocal emptied
-        app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri, **settings))
+        app = create_app(make_config(schema, **({"BALLOT_KEY_STORE_URI": key_store_uri} | settings)))
         app.instance_path = str(tmp_path)
         if not emptied and "SQLALCHEMY_DATABASE_URI" not in settings:
             with app.app_context():

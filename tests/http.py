@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,3 +60,26 @@ class Person:
         state = json.loads(body)
         assert isinstance(state, dict), (path, body)
         return state
+
+
+def started_meeting(base_url: str, names: list[str]) -> tuple[Person, int, int, list[Person]]:
+    """Over HTTP only: a facilitator whose new group has one issue the room is on, and the people
+    named, logged in (under names of their own in this run) and joined; (facilitator, group id,
+    issue id, people)."""
+    run = time.time_ns() % 10**9
+    owner = Person(base_url)
+    assert owner.login(f"Olivia {run}") == 302
+    assert owner.post("/groups", {"name": "Meeting", "deck": "fibonacci"}, owner.token("/")) == 302
+    group_id = max(int(x) for x in re.findall(r'href="/groups/(\d+)"', owner.request("/")[1]))
+    assert owner.post(f"/groups/{group_id}/issues", {"key": "M-1"}, owner.token(f"/groups/{group_id}")) == 302
+    issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
+    assert owner.post(f"/issues/{issue_id}/start", {}, owner.token(f"/groups/{group_id}")) == 302
+    invite = re.search(r"/join/[A-Za-z0-9_-]+", owner.request(f"/groups/{group_id}")[1])
+    assert invite is not None, "the facilitator sees the invite link"
+    people = []
+    for name in names:
+        person = Person(base_url)
+        assert person.login(f"{name} {run}") == 302
+        assert person.post(invite.group(0), {"role": "member"}, person.token(invite.group(0))) == 302
+        people.append(person)
+    return owner, group_id, issue_id, people

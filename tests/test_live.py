@@ -17,7 +17,7 @@ import estimator.live
 from estimator.extensions import db
 from estimator.groups import rules as group_rules
 from estimator.models import Group, Membership, Role, User
-from tests.conftest import vote
+from tests.conftest import login, vote
 from tests.helpers import wait_until
 from tests.http import Person
 
@@ -163,6 +163,22 @@ def test_a_logged_out_cookie_gets_no_state(app, team):
     assert thief.get(f"/api/groups/{team['group']}/events").status_code == 401
     vote(team["carol"], team["issue"], "5")  # something changes: the old tag is no longer current
     assert thief.get(path, headers={"If-None-Match": tag}).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/groups/{group}", "/api/groups/{group}/regions?view=room"])
+def test_a_tag_from_before_a_logout_everywhere_never_matches(app, team, path):
+    bob, path = team["bob"], path.format(group=team["group"])
+    tag = bob.get(path).headers["ETag"]
+    assert bob.get(path, headers={"If-None-Match": tag}).status_code == 304
+    old_cookie = bob.get_cookie("session").value
+    assert bob.post("/logout").status_code == 302  # nothing else changes in the group
+    copy = app.test_client()
+    copy.set_cookie("session", old_cookie)
+    stale = copy.get(path, headers={"If-None-Match": tag})
+    assert stale.status_code == 401 and stale.json == {"error": "Please log in first."}
+    assert login(bob, "Bob").status_code == 302
+    again = bob.get(path, headers={"If-None-Match": tag})
+    assert again.status_code == 200 and again.headers["ETag"] != tag
 
 
 def test_a_removed_member_cannot_use_an_old_tag(app, team):

@@ -169,7 +169,11 @@ def test_document_is_public_json_and_says_what_clients_rely_on(client):
         assert schemas[shape]["additionalProperties"] is False
     # The event stream, and the 204 of a worker that cannot hold one: the client polls instead.
     events = document["paths"][EVENTS]["get"]["responses"]
-    assert set(events) == {"200", "204", "400", "401", "404"}  # 400: a view or version no page names
+    # 400: a view or version no page names; 429: a person or address holds as many as it may
+    assert set(events) == {"200", "204", "400", "401", "404", "429"}
+    assert events["429"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
     assert list(events["200"]["content"]) == ["text/event-stream"]
     assert "content" not in events["204"] and "Poll" in events["204"]["description"]
     # the document lists exactly the fields the API sends (tests/test_api.py checks those)

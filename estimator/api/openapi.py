@@ -147,14 +147,15 @@ def documented(
     public: bool = False,
     query: type[BaseModel] | None = None,
     no_content: str | None = None,
+    too_many: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Describe a JSON view in the document: its 200 body, and 304/401/404 where they apply.
 
     `ok` is the model of the 200 body, or the description of a server-sent event stream;
-    `no_content`, when the view may answer 204, says when. A conditional view takes If-None-Match
-    and sends an ETag; a view that is not public answers 401 when nobody is logged in and 404 to
-    non-members. Validation stays off at run time: the document must never turn a real answer into
-    a 500; the tests check real answers against it.
+    `no_content`, when the view may answer 204, says when; `too_many`, when it may answer 429. A
+    conditional view takes If-None-Match and sends an ETag; a view that is not public answers 401
+    when nobody is logged in and 404 to non-members. Validation stays off at run time: the document
+    must never turn a real answer into a 500; the tests check real answers against it.
     """
     if isinstance(ok, str):
         EVENT_STREAMS.add(operation_id)
@@ -167,6 +168,8 @@ def documented(
         responses["HTTP_304"] = (None, "The state has not changed since the ETag in If-None-Match.")
     if query is not None:
         responses["HTTP_400"] = (ErrorBody, "The query names no view a page shows.")
+    if too_many is not None:
+        responses["HTTP_429"] = (ErrorBody, too_many)
     if not public:
         responses["HTTP_401"] = (ErrorBody, "Not logged in.")
         responses["HTTP_404"] = (ErrorBody, "No such object, or the current user is not a member.")

@@ -81,6 +81,9 @@ def last_seen() -> int | None:
     "workers, or a WSGI server without gevent): answered at once, without a body, so that "
     "EventSource closes instead of reconnecting. Poll the view's regions (or the group's or "
     "issue's state) with If-None-Match instead.",
+    too_many="This person (LIVE_STREAMS_PER_LOGIN, 20 by default) or this client address "
+    "(LIVE_STREAMS_PER_ADDRESS, 500) holds as many streams in this server process as it may; "
+    "answered at once, with Retry-After. Poll the view's regions meanwhile.",
 )
 def events(group_id: int) -> Response:
     """Server-sent events: the group's version whenever it changes, a comment when quiet."""

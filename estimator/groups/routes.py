@@ -2,7 +2,7 @@
 
 import hashlib
 import io
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import segno
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
+from werkzeug.exceptions import TooManyRequests
 
 from .. import counters
 from ..changes import RuleError
@@ -222,15 +223,9 @@ def settings(group_id: int) -> ResponseReturnValue:
 @limiter.limit(configured("JOIN_RATE_LIMIT"), methods=["POST"])
 def join(token: str) -> ResponseReturnValue:
     """GET asks "Join <group>?"; POST joins."""
-    # Unknown tokens are counted per address and per token; past the limit every join from there
-    # waits, so that guessing learns nothing, while a team on one valid link is never counted.
-    guessers = (f"address:{get_remote_address()}", f"token:{hashlib.sha256(token.encode()).hexdigest()}")
-    if not counters.within("INVITE_GUESS_LIMIT", "invite-guesses", *guessers):
-        abort(429)
     group = rules.group_by_invite(token)
     if group is None:
-        counters.count("INVITE_GUESS_LIMIT", "invite-guesses", *guessers)
-        abort(404, _("This invite link is unknown or has been replaced by a new one."))
+        refuse_guess(token)
     if any(m.user_id == current_user.id for m in group.memberships):
         return render_template("groups/already_member.html", group=group), 409
     form = JoinForm()
@@ -250,6 +245,24 @@ def join(token: str) -> ResponseReturnValue:
             where = "voting.room" if group.current_issue_id is not None else "groups.show"
             return redirect(url_for(where, group_id=group.id))
     return render_template("groups/join.html", group=group, form=form), 422 if form.errors else 200
+
+
+def refuse_guess(token: str) -> NoReturn:
+    """404 for an unknown invite token, counted per client address and per token; 429 past the
+    limit. Only unknown tokens are counted and refused: a valid link always works, for a whole team
+    behind the address of somebody who guessed (a hit past the limit is worth nothing to a guesser,
+    as a token carries 256 random bits)."""
+    guessers = (f"address:{get_remote_address()}", f"token:{hashlib.sha256(token.encode()).hexdigest()}")
+    if not counters.within("INVITE_GUESS_LIMIT", "invite-guesses", *guessers):
+        raise TooManyRequests(
+            _(
+                "Too many unknown invite links were tried from here. Please wait a few minutes, "
+                "and check the link with whoever sent it."
+            ),
+            retry_after=int(counters.limit("INVITE_GUESS_LIMIT").get_expiry()),
+        )
+    counters.count("INVITE_GUESS_LIMIT", "invite-guesses", *guessers)
+    abort(404, _("This invite link is unknown or has been replaced by a new one."))
 
 
 @bp.route("/groups/<id:group_id>/invite", methods=["GET", "POST"])

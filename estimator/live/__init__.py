@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,14 +31,19 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user
+from werkzeug.exceptions import TooManyRequests
 
+from ..errors import RETRY_AFTER
 from ..extensions import db
 from .board import VersionBoard, Watched
 from .cache import VersionCache
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
 from .seen import Seen, etag, key_fingerprint, member_sees, tag_matches
 from .stencils import Filler, personal
+from .streams import Holding, StreamSlots
 
 __all__ = [
     "Seat",
@@ -108,15 +113,17 @@ def regions_response(group_id: int, name: str) -> Response:
 
 def events_response(group_id: int, name: str | None, last_seen: int | None) -> Response:
     """The group's event stream; with a view, each change also brings the view's changed regions."""
-    asked, seen = asked_view(group_id, name)
     if not cooperative_worker():
+        asked_view(group_id, name)  # 400 and 404 as for a stream
         return cannot_stream()
-    login = str(session.get("_user_id") or "")
-    on_change = None
-    if asked is not None:
-        on_change = Screen(asked, seen, current_user._get_current_object(), last_seen).on_change
-    db.session.close()  # the stream holds no database connection while it waits
+    give_back = take_stream_slots()
     try:
+        asked, seen = asked_view(group_id, name)
+        login = str(session.get("_user_id") or "")
+        on_change = None
+        if asked is not None:
+            on_change = Screen(asked, seen, current_user._get_current_object(), last_seen).on_change
+        db.session.close()  # the stream holds no database connection while it waits
         stream = board().listen(
             group_id,
             login,
@@ -126,13 +133,49 @@ def events_response(group_id: int, name: str | None, last_seen: int | None) -> R
             on_change,
         )
     except LookupError:
+        give_back()
         abort(404)
-    response = current_app.response_class(
-        stream_with_context(stream), mimetype="text/event-stream", direct_passthrough=True
-    )
+    except BaseException:
+        give_back()
+        raise
+    body = Holding(stream_with_context(ended_quietly(stream, group_id)), give_back)
+    response = current_app.response_class(body, mimetype="text/event-stream", direct_passthrough=True)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+def take_stream_slots() -> Callable[[], None]:
+    """This login's and this address's slots for one more stream in this process, and the function
+    that gives them back; 429 when either holds as many as it may (LIVE_STREAMS_PER_LOGIN,
+    LIVE_STREAMS_PER_ADDRESS)."""
+    slots: StreamSlots = current_app.extensions["live_streams"]
+    give_back = slots.take(
+        {
+            f"login:{current_user.id}": current_app.config["LIVE_STREAMS_PER_LOGIN"],
+            f"address:{get_remote_address()}": current_app.config["LIVE_STREAMS_PER_ADDRESS"],
+        }
+    )
+    if give_back is None:
+        raise TooManyRequests(
+            _(
+                "Too many live pages are open from here. This page checks for changes every few "
+                "seconds instead; close some tabs to get live updates again."
+            ),
+            retry_after=RETRY_AFTER,
+        )
+    return give_back
+
+
+def ended_quietly(stream: Iterator[bytes], group_id: int) -> Iterator[bytes]:
+    """The stream, ended (the browser reconnects) rather than broken with a traceback when the
+    database fails it: its status is sent already, so a 503 can no longer be."""
+    try:
+        yield from stream
+    except sa.exc.SQLAlchemyError as error:
+        log.warning(
+            "Live updates: a stream of group %s ended early: %s", group_id, f"{error}".partition("\n")[0]
+        )
 
 
 class Screen:
@@ -248,6 +291,7 @@ def register_live(app: Flask) -> None:
     app.extensions["live_regions"] = VersionCache[Any](budget * 3 // 4)
     app.extensions["live_json"] = VersionCache[bytes](budget // 4)
     app.extensions["live_roles"] = {}
+    app.extensions["live_streams"] = StreamSlots()
     app.jinja_env.globals.update(personal=personal)
 
 
