@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from playwright.sync_api import BrowserContext, ViewportSize, expect
+from playwright.sync_api import BrowserContext, Page, ViewportSize, expect
 
 from tests.helpers import logged_in_page
 
@@ -220,7 +220,7 @@ def test_the_facilitator_drags_an_issue_and_every_screen_shows_the_new_order(peo
     mark(owner)
     mark(bob)
 
-    def order(page) -> list[str]:
+    def order(page: Page) -> list[str]:
         return page.locator("#issues li a.fw-semibold").all_inner_texts()
 
     assert order(owner) == ["LIVE-1", "LIVE-2", "LIVE-3"]
