@@ -176,9 +176,15 @@ def register_blueprints(app: Flask) -> None:
 
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
-    from .estimates import DECKS
+    from .estimates import DECKS, middle_cards
     from .filters import card_padding
     from .models import MIN_VOTES_SAFE, IssueState, Role
 
     app.jinja_env.filters.update(card_padding=card_padding)
-    app.jinja_env.globals.update(DECKS=DECKS, Role=Role, IssueState=IssueState, MIN_VOTES_SAFE=MIN_VOTES_SAFE)
+    app.jinja_env.globals.update(
+        DECKS=DECKS,
+        Role=Role,
+        IssueState=IssueState,
+        MIN_VOTES_SAFE=MIN_VOTES_SAFE,
+        middle_cards=middle_cards,
+    )

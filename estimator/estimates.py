@@ -231,6 +231,14 @@ class Result:
         }
 
 
+def middle_cards(distribution: Mapping[str, int]) -> tuple[str, str]:
+    """The two middle cards of a distribution in deck order, "?" left out: the same card twice
+    for an odd count or when they agree. Pages show the median so, as a card or "between 8 and
+    13", never as a number no card has."""
+    ordered = [card for card, count in distribution.items() if card != UNSURE for _ in range(count)]
+    return ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+
+
 def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
     """Aggregate a round from its tally (card → how many), which is all that is kept of it."""
     distribution = {card: tally[card] for card in sorted(tally, key=deck.sort_key) if tally[card] > 0}
@@ -250,13 +258,11 @@ def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
         nearest_integer = round_half_up(mean)
         fibonacci = nearest_fibonacci(mean)
         suggestion = str(fibonacci) if deck.is_range else deck.card_near(mean)
-    ordered = [card for card in cards for _ in range(numeric[card])]
-    middle = ordered[len(ordered) // 2]
+    lower, middle = middle_cards(numeric)
     if deck.sized:
         median: float | str = middle
     else:
-        below = deck.value(ordered[(len(ordered) - 1) // 2])
-        median = two_decimals((below + deck.value(middle)) / 2)
+        median = two_decimals((deck.value(lower) + deck.value(middle)) / 2)
     return Result(
         median=median,
         votes=votes,

@@ -359,18 +359,26 @@ def test_every_result_in_the_api_has_its_median(app, table, deck, cards, votes, 
 
 
 @pytest.mark.parametrize(
-    "deck, cards, votes, shown",
+    "deck, cards, votes, suggestion, shown",
     [
-        ("range", None, ["3", "7", "8", "8"], "7.5"),
-        ("tshirt", None, ["XS", "M", "M", "XXL"], "M"),
-        ("custom", "tiny small big huge", ["tiny", "big", "big", "huge"], "big"),
+        ("range", None, ["3", "7", "8", "8"], "8", "between 7 and 8"),  # 7.5 is no card
+        ("fibonacci", None, ["1", "13", "13", "13"], "8", "13"),  # average 10: the nearest card is 8
+        ("custom", "tiny small big huge", ["tiny", "tiny", "big", "huge"], "small", "between tiny and big"),
+        ("tshirt", None, ["XS", "M", "M", "XXL"], "M", None),  # the suggestion already says M
+        ("fibonacci", None, ["5", "8", "8"], "8", None),
     ],
 )
-def test_the_status_page_shows_the_median(app, table, deck, cards, votes, shown):
+def test_the_status_page_shows_the_median_as_cards_unless_the_suggestion_says_it(
+    app, table, deck, cards, votes, suggestion, shown
+):
     _, issue, voters = table(deck, cards)
     play(issue, voters, votes)
     page = visible(voters[1].get(f"/issues/{issue}"))
-    assert re.search(rf"Median:? {re.escape(shown)}\b", page), "the result on the page has no median"
+    assert f"Suggestion {suggestion} " in page
+    if shown is None:
+        assert "Median" not in page
+    else:
+        assert re.search(rf"Median {re.escape(shown)}\b", page), "the result on the page has no median"
 
 
 # --- the total of the final estimates ------------------------------------------------------------
