@@ -268,4 +268,9 @@ def register_instances(app: Flask) -> None:
     with app.app_context():
         app.extensions["instances"] = registry_ = Registry(app, app.extensions["ballot_keys"])
         if serving(app):
-            registry_.start(bool(app.config.get("BALLOT_KEY_STORE_ALLOW_PERSISTENCE")))
+            try:
+                registry_.start(bool(app.config.get("BALLOT_KEY_STORE_ALLOW_PERSISTENCE")))
+            except InstanceRefused:
+                db.session.remove()
+                db.engine.dispose()  # the process ends: its connections go now, not when collected
+                raise

@@ -23,8 +23,10 @@ from estimator import create_app
 from estimator.extensions import db
 from estimator.instances import ALIVE_SECONDS, InstanceRefused
 from estimator.models import Instance, Issue, Round, utcnow
+from estimator.sealing import filesystem_of
 from tests.conftest import add_issue, create_group, database_of_its_own, invite_path, login, make_config
-from tests.server import ROOT, start_gunicorn, stop
+from tests.helpers import start_redis, stop_redis
+from tests.server import ROOT, free_port, start_gunicorn, stop
 
 JSON = {"Accept": "application/json"}
 
@@ -153,6 +155,68 @@ def test_gunicorn_refuses_to_serve_beside_machines_with_other_settings(
             assert ("SECRET_KEY differs" if name == "secret" else "set BALLOT_KEY_STORE_URI to one") in log
     finally:
         stop(first)
+
+
+# --- 3. a key store that writes to disk is refused unless the operator accepts it ------------------
+
+
+@pytest.fixture
+def redis_with(tmp_path) -> Iterator[Callable[..., str]]:
+    """A factory of throwaway Redis servers started with some options; stopped at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    started = []
+
+    def start(*options: str) -> str:
+        port = free_port()
+        started.append(start_redis(binary, port, tmp_path, *options))
+        return f"redis://127.0.0.1:{port}/0"
+
+    yield start
+    for process in started:
+        stop_redis(process)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (("--save", "3600 1"), "save is '3600 1'"),
+        (("--appendonly", "yes"), "appendonly is yes"),
+    ],
+)
+def test_a_redis_that_writes_keys_to_disk_is_refused_unless_accepted(machine, redis_with, options, named):
+    uri = redis_with(*options)
+    with pytest.raises(InstanceRefused) as refused:
+        machine(BALLOT_KEY_STORE_URI=uri)
+    message = str(refused.value)
+    assert named in message and "BALLOT_KEY_STORE_ALLOW_PERSISTENCE=1" in message
+    assert 'save ""' in message and "appendonly no" in message
+    machine(BALLOT_KEY_STORE_URI=uri, BALLOT_KEY_STORE_ALLOW_PERSISTENCE=True)
+
+
+def test_a_redis_that_hides_its_configuration_cannot_be_verified_and_is_refused(machine, redis_with):
+    uri = redis_with("--rename-command", "CONFIG", "")
+    with pytest.raises(InstanceRefused) as refused:
+        machine(BALLOT_KEY_STORE_URI=uri)
+    message = str(refused.value)
+    assert "cannot be verified" in message and "BALLOT_KEY_STORE_ALLOW_PERSISTENCE=1" in message
+    machine(BALLOT_KEY_STORE_URI=uri, BALLOT_KEY_STORE_ALLOW_PERSISTENCE=True)
+
+
+def test_a_memory_only_redis_and_the_default_folder_are_accepted(machine, redis_with):
+    machine(BALLOT_KEY_STORE_URI=redis_with()).extensions["instances"].stop()
+    default = machine(BALLOT_KEY_STORE_URI=None)
+    assert default.extensions["ballot_keys"].directory.startswith("/dev/shm/estimator-keys-")
+
+
+def test_a_key_folder_on_a_disk_is_refused_unless_accepted(machine, tmp_path):
+    if filesystem_of(str(tmp_path)) in (None, "tmpfs", "ramfs"):
+        pytest.skip("the temporary folder is not on a disk here")
+    folder = tmp_path / "keys"
+    with pytest.raises(InstanceRefused, match="lies on a .* file system, not in memory"):
+        machine(BALLOT_KEY_STORE_URI=f"shm://{folder}")
+    machine(BALLOT_KEY_STORE_URI=f"shm://{folder}", BALLOT_KEY_STORE_ALLOW_PERSISTENCE=True)
 
 
 # --- 2. a round keyed by another machine's store is never touched ----------------------------------
