@@ -444,12 +444,15 @@ def test_a_folder_another_local_user_made_first_never_stops_the_votes(tmp_path):
     planted = the_old_predictable_folder(instance, database)
     os.mkdir(planted, 0o777)
     owned_by_another_user(planted)
+    store = None
     try:
         store = default_store(Path(instance), database)
         assert len(store.create(new_key_id())) == 32  # votes are sealed, not answered 503
         assert store.directory != planted
     finally:
         shutil.rmtree(planted, ignore_errors=True)
+        if store is not None:
+            shutil.rmtree(store.directory, ignore_errors=True)
 
 
 def test_the_default_folder_is_unguessable_private_and_the_same_for_every_worker(tmp_path):
