@@ -116,7 +116,10 @@ class Registry:
         return found
 
     def problem(self) -> str | None:
-        """Why this instance should not serve now, or None; asked by /readyz."""
+        """Why this instance should not serve now, or None; asked by /readyz. Only a serving
+        instance has a say: a command or a test's app serves nothing."""
+        if self._stopped is None:
+            return None
         self._known_identity()
         try:
             with self.engine.connect() as connection:

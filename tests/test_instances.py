@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -128,14 +129,32 @@ def test_commands_are_not_refused(machine, own_database):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def started_together(machine, first: dict[str, Any], second: dict[str, Any]) -> tuple[Flask, Flask]:
+    """Two machines started at the same moment, so that neither saw the other at start: the second
+    had not recorded itself yet when the first looked, and does so at its next heartbeat."""
+    late = machine(**second)
+    registry = late.extensions["instances"]
+    with late.app_context():
+        db.session.execute(sa.delete(Instance).where(Instance.id == registry.id))
+        db.session.commit()
+    early = machine(**first)
+    registry.beat()
+    return early, late
+
+
 def test_readiness_says_when_another_running_machine_has_other_settings(machine, other_store):
-    machine(SECRET_KEY="the-one-secret")
-    # Started at the same moment as the first, so neither saw the other at start.
-    late = machine(SECRET_KEY="another-secret", BALLOT_KEY_STORE_URI=other_store, SERVING=False)
-    answer = late.test_client().get("/readyz")
-    assert answer.status_code == 503
-    error = answer.get_json()["error"]
-    assert "SECRET_KEY differs" in error and "BALLOT_KEY_STORE_URI" in error
+    early, late = started_together(
+        machine,
+        {"SECRET_KEY": "the-one-secret"},
+        {"SECRET_KEY": "another-secret", "BALLOT_KEY_STORE_URI": other_store},
+    )
+    for app in (early, late):
+        answer = app.test_client().get("/readyz")
+        assert answer.status_code == 503
+        error = answer.get_json()["error"]
+        assert "SECRET_KEY differs" in error and "BALLOT_KEY_STORE_URI" in error
+    late.extensions["instances"].stop()
+    assert early.test_client().get("/readyz").status_code == 200  # as soon as the other stopped
 
 
 @pytest.mark.server
@@ -252,10 +271,9 @@ def votes_cast(client, issue_id: int) -> int:
 
 
 def test_a_machine_that_cannot_open_a_round_keyed_elsewhere_changes_nothing(machine, other_store, caplog):
-    served = machine()
+    # A machine that started with its own store at the same moment: it cannot read the round's key.
+    served, stray = started_together(machine, {}, {"BALLOT_KEY_STORE_URI": other_store})
     owner, issue_id, members = voting_round(served)
-    # A machine that started with its own store (at the same moment, say): it cannot read the key.
-    stray = machine(BALLOT_KEY_STORE_URI=other_store, SERVING=False)
     erin = stray.test_client()
     login(erin, "Erin")
     with served.app_context():
