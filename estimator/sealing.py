@@ -221,6 +221,8 @@ class RedisKeyStore:
             _, stored = pipe.execute()
         except (redis.RedisError, OSError) as error:
             raise KeyStoreError(f"Redis key store unavailable: {error}") from error
+        if stored is None:
+            raise KeyStoreError(f"{name} was evicted as soon as it was set: check maxmemory-policy")
         return "redis:" + bytes(stored).decode(errors="replace")
 
     def persistence(self) -> str | None:
