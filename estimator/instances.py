@@ -79,6 +79,30 @@ class Registry:
             self._identity = self.store.identity()
         return self._identity
 
+    def refresh_identity(self, connection: sa.Connection) -> str | None:
+        """Ask the store its identity again. When it changed (the store restarted and lost every
+        key), the instances that reported the old one were using this same store: their rows are
+        renamed with it, so that a restart of a shared Redis is never taken for two stores. None
+        when the store cannot be asked now."""
+        before = self._identity
+        try:
+            self._identity = self.store.identity()
+        except KeyStoreError:
+            return None  # keep the last one known: the store is down, votes answer 503 meanwhile
+        if before is not None and before != self._identity:
+            log.warning("Ballot key store %s lost its keys (it restarted): its identity changed", self.uri)
+            connection.execute(
+                sa.update(Instance).where(Instance.key_store == before).values(key_store=self._identity)
+            )
+        return self._identity
+
+    def _known_identity_again(self) -> None:
+        """Ask the store its identity again, keeping the last one known when it cannot be asked."""
+        try:
+            self._identity = self.store.identity()
+        except KeyStoreError:
+            pass
+
     def _known_identity(self) -> str | None:
         """The key store's identity, or None when the store cannot be asked now."""
         try:
@@ -104,8 +128,15 @@ class Registry:
                 "SECRET_KEY differs from the one the other running instances of this database use "
                 f"(on {_hosts(secrets_differ)}): set the same SECRET_KEY on every machine"
             )
-        mine = self._identity
-        stores_differ = [(host, uri) for host, _, store, uri in others if mine and store and store != mine]
+
+        def differ() -> list[tuple[str, str]]:
+            mine = self._identity
+            return [(host, uri) for host, _, store, uri in others if mine and store and store != mine]
+
+        stores_differ = differ()
+        if stores_differ:  # this instance's own knowledge may be the older: the store restarted
+            self._known_identity_again()
+            stores_differ = differ()
         if stores_differ:
             host, uri = stores_differ[0]
             found.append(
@@ -204,11 +235,8 @@ class Registry:
         """Ask the store its identity again (it changes when the store lost everything) and refresh
         this instance's row; warn when another running instance differs."""
         try:
-            self._identity = self.store.identity()
-        except KeyStoreError:
-            pass  # keep the last one known: the store is down, votes answer 503 meanwhile
-        try:
             with self.engine.begin() as connection:
+                self.refresh_identity(connection)
                 self._record(connection)
                 found = self.conflicts(connection)
         except sa.exc.SQLAlchemyError as error:
@@ -253,9 +281,11 @@ def registry() -> Registry:
 def refuse_foreign_round(key_store: str | None) -> None:
     """The round's key is not in this server's store: raise ForeignKeyStore when another store,
     one that runs now, made it (the key is not lost: this server cannot see it)."""
+    own = registry()
+    # A missing key may come with a restart of this server's own store, which gave it a new identity.
+    own.refresh_identity(db.session.connection())
     if key_store is None:
         return
-    own = registry()
     if key_store != own.identity() and own.store_alive(key_store):
         log.error(
             "A vote met a round whose ballot key is held by another ballot key store than this "

@@ -308,3 +308,26 @@ def test_a_key_lost_with_a_store_that_no_longer_runs_still_starts_the_round_afre
     with moved.app_context():
         store = db.session.scalar(sa.select(Round.key_store).where(Round.issue_id == issue_id))
         assert store == moved.extensions["instances"].identity()
+
+
+def test_a_restart_of_the_shared_redis_is_a_lost_key_not_a_second_store(machine, tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    shared = f"redis://127.0.0.1:{port}/0"
+    server = start_redis(binary, port, tmp_path)
+    try:
+        first = machine(BALLOT_KEY_STORE_URI=shared)
+        second = machine(BALLOT_KEY_STORE_URI=shared)
+        owner, issue_id, members = voting_round(first)
+        stop_redis(server)
+        server = start_redis(binary, port, tmp_path)  # empty: every key is lost, and its identity
+        second.extensions["instances"].beat()  # the second machine has had a heartbeat since, not the first
+        for app in (first, second):
+            assert app.test_client().get("/readyz").status_code == 200
+        bob = on_machine(second, members["Bob"])
+        assert bob.post(f"/issues/{issue_id}/estimate", data={"value": "13"}).status_code == 302
+        assert votes_cast(owner, issue_id) == 1  # the others are asked to vote again
+    finally:
+        stop_redis(server)
