@@ -71,6 +71,10 @@ class Registry:
         self.store = store
         self.engine = db.engine
         self._identity: str | None = None
+        #: Whether the key store could not be asked at start whether it writes to disk, and what
+        #: the heartbeat found when it could: /readyz reports it.
+        self._persistence_unverified = False
+        self._persisting: str | None = None
         self._stopped: threading.Event | None = None  # set by stop(); None until start()
 
     def identity(self) -> str:
@@ -151,6 +155,8 @@ class Registry:
         instance has a say: a command or a test's app serves nothing."""
         if self._stopped is None:
             return None
+        if self._persisting:
+            return self._persisting
         self._known_identity()
         try:
             with self.engine.connect() as connection:
@@ -176,7 +182,9 @@ class Registry:
         """Refuse to start on a key store that writes to disk or beside instances that differ;
         then say this instance serves, and keep saying it."""
         if not allow_persistence:
-            self._refuse_persistence()
+            refused = self._check_persistence()
+            if refused:
+                raise InstanceRefused(f"Estimator does not start: {refused}")
         self._known_identity()
         try:
             with self.engine.begin() as connection:
@@ -199,24 +207,29 @@ class Registry:
         atexit.register(self.stop)
         threading.Thread(target=self._beat_forever, name="instance-heartbeat", daemon=True).start()
 
-    def _refuse_persistence(self) -> None:
-        """InstanceRefused when the key store writes its keys to disk or will not say."""
+    def _check_persistence(self) -> str | None:
+        """Why the key store may not be used, when it writes its keys to disk or will not say; None
+        when it keeps them in memory, or cannot be asked now (asked again at each heartbeat)."""
         accept = "set BALLOT_KEY_STORE_ALLOW_PERSISTENCE=1 to accept it, knowing its cost (docs/anonymity.md)"
         try:
             persists = self.store.persistence()
         except KeyStoreRefused as error:
-            raise InstanceRefused(f"Estimator does not start: {error}; {accept}.") from error
+            self._persistence_unverified = False
+            return f"{error}; {accept}."
         except KeyStoreError as error:
             log.warning(
                 "Ballot key store %s cannot be asked now whether it writes keys to disk: %s", self.uri, error
             )
-            return
+            self._persistence_unverified = True
+            return None
+        self._persistence_unverified = False
         if persists:
-            raise InstanceRefused(
-                f"Estimator does not start: the ballot key store ({self.uri}) writes keys to disk: "
-                f"{persists}. A key that reaches a disk outlives the reveal and, with a copy of the "
-                f"database, links voters to their cards. Keep the store in memory only, or {accept}."
+            return (
+                f"The ballot key store ({self.uri}) writes keys to disk: {persists}. A key that reaches "
+                "a disk outlives the reveal and, with a copy of the database, links voters to their "
+                f"cards. Keep the store in memory only, or {accept}."
             )
+        return None
 
     def _record(self, connection: sa.Connection) -> None:
         """Insert or refresh this instance's row."""
@@ -244,6 +257,10 @@ class Registry:
             return
         if found:
             log.error("This instance should not serve: %s", _sentence(found))
+        if self._persistence_unverified:
+            self._persisting = self._check_persistence()
+            if self._persisting:
+                log.error("This instance should not serve: %s", self._persisting)
 
     def _beat_forever(self) -> None:
         assert self._stopped is not None

@@ -331,3 +331,20 @@ def test_a_restart_of_the_shared_redis_is_a_lost_key_not_a_second_store(machine,
         assert votes_cast(owner, issue_id) == 1  # the others are asked to vote again
     finally:
         stop_redis(server)
+
+
+def test_a_redis_that_could_not_be_asked_at_start_is_checked_at_the_heartbeat(machine, tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    app = machine(BALLOT_KEY_STORE_URI=f"redis://127.0.0.1:{port}/0")  # down: it starts, unverified
+    server = start_redis(binary, port, tmp_path, "--save", "3600 1")
+    try:
+        app.extensions["instances"].beat()
+        answer = app.test_client().get("/readyz")
+        assert answer.status_code == 503
+        assert "writes keys to disk" in answer.get_json()["error"]
+        assert "BALLOT_KEY_STORE_ALLOW_PERSISTENCE=1" in answer.get_json()["error"]
+    finally:
+        stop_redis(server)
