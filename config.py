@@ -69,6 +69,9 @@ class Config:
     # Whether this app serves requests, and so checks at start that every instance on its database
     # has the same SECRET_KEY and key store (instances.py): None means "when gunicorn runs it".
     SERVING: bool | None = None
+    # How often each serving process refreshes its row in the database's `instances` table, in
+    # seconds; one that missed 8 of them no longer counts as running (2 minutes by default).
+    INSTANCE_HEARTBEAT_SECONDS = float(os.environ.get("INSTANCE_HEARTBEAT_SECONDS") or 15)
 
     # How often live pages ask whether anything changed when they cannot hold an event stream,
     # in milliseconds.

@@ -2,8 +2,9 @@
 
 Each serving process (a gunicorn worker) records what it serves with in the `instances` table: a
 fingerprint of its SECRET_KEY and the identity of its ballot key store (a random id the store itself
-holds, see sealing.KeyStore.identity), and refreshes it every HEARTBEAT_SECONDS. A process that
-starts while another one, seen within ALIVE_SECONDS, serves with another secret or another store
+holds, see sealing.KeyStore.identity), and refreshes it every INSTANCE_HEARTBEAT_SECONDS. A process
+that starts while another one, seen within ALIVE_HEARTBEATS of those, serves with another secret or
+another store
 refuses to start and says what to set: with two secrets, forms posted to the other machine expire;
 with two stores, a vote served by one machine cannot open the round keyed by the other. `/readyz`
 reports the same while it holds, and a vote that meets a round keyed by a store that is alive
@@ -32,10 +33,8 @@ from .sealing import KeyStore, KeyStoreError, KeyStoreRefused
 
 log = logging.getLogger(__name__)
 
-#: How often a serving process says it still serves, in seconds.
-HEARTBEAT_SECONDS = 15.0
-#: How long after its last heartbeat an instance still counts as running, in seconds.
-ALIVE_SECONDS = 120.0
+#: How many heartbeats an instance may miss before it no longer counts as running.
+ALIVE_HEARTBEATS = 8
 
 
 class InstanceRefused(RuntimeError):
@@ -70,6 +69,9 @@ class Registry:
         self.uri: str = app.extensions["ballot_key_store_uri"]
         self.store = store
         self.engine = db.engine
+        self.heartbeat_seconds = float(app.config["INSTANCE_HEARTBEAT_SECONDS"])
+        #: How long after its last heartbeat an instance still counts as running, in seconds.
+        self.alive_seconds = ALIVE_HEARTBEATS * self.heartbeat_seconds
         self._identity: str | None = None
         #: Whether the key store could not be asked at start whether it writes to disk, and what
         #: the heartbeat found when it could: /readyz reports it.
@@ -119,7 +121,7 @@ class Registry:
 
     def conflicts(self, connection: sa.Connection) -> list[str]:
         """What differs between this instance and the others seen running: one sentence each."""
-        since = utcnow() - timedelta(seconds=ALIVE_SECONDS)
+        since = utcnow() - timedelta(seconds=self.alive_seconds)
         others = connection.execute(
             sa.select(Instance.host, Instance.secret_fingerprint, Instance.key_store, Instance.key_store_uri)
             .where(Instance.seen_at > since, Instance.id != self.id)
@@ -167,7 +169,7 @@ class Registry:
 
     def store_alive(self, key_store: str) -> bool:
         """Whether an instance running now serves with this key store."""
-        since = utcnow() - timedelta(seconds=ALIVE_SECONDS)
+        since = utcnow() - timedelta(seconds=self.alive_seconds)
         return bool(
             db.session.scalar(
                 sa.select(sa.literal(1))
@@ -193,9 +195,9 @@ class Registry:
                     raise InstanceRefused(
                         "Estimator does not start: "
                         + _sentence(found)
-                        + f" An instance counts as running until {ALIVE_SECONDS:.0f} s after it stopped: "
-                        "once every machine has the new setting and none with the old one has run for "
-                        "that long, the change is accepted."
+                        + f" An instance counts as running until {self.alive_seconds:.0f} s after it "
+                        "stopped: once every machine has the new setting and none with the old one has "
+                        "run for that long, the change is accepted."
                     )
                 self._record(connection)
         except (sa.exc.ProgrammingError, sa.exc.OperationalError) as error:
@@ -264,7 +266,7 @@ class Registry:
 
     def _beat_forever(self) -> None:
         assert self._stopped is not None
-        while not self._stopped.wait(HEARTBEAT_SECONDS):
+        while not self._stopped.wait(self.heartbeat_seconds):
             self.beat()
 
     def stop(self) -> None:
@@ -276,7 +278,7 @@ class Registry:
             with self.engine.begin() as connection:
                 connection.execute(sa.delete(Instance).where(Instance.id == self.id))
         except sa.exc.SQLAlchemyError:
-            pass  # the row ages out after ALIVE_SECONDS
+            pass  # the row ages out after alive_seconds
 
 
 def _hosts(hosts: Iterable[str]) -> str:

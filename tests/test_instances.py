@@ -22,7 +22,7 @@ from flask_migrate import upgrade
 
 from estimator import create_app
 from estimator.extensions import db
-from estimator.instances import ALIVE_SECONDS, InstanceRefused
+from estimator.instances import InstanceRefused
 from estimator.models import Instance, Issue, Round, utcnow
 from estimator.sealing import filesystem_of
 from tests.conftest import add_issue, create_group, database_of_its_own, invite_path, login, make_config
@@ -112,11 +112,11 @@ def test_a_changed_setting_is_accepted_once_no_machine_with_the_old_one_runs(mac
     second = machine(SECRET_KEY="new-secret", BALLOT_KEY_STORE_URI=other_store)
     with pytest.raises(InstanceRefused):
         machine(SECRET_KEY="newer-secret")
-    # The second machine was killed: its row stays, and counts until it is ALIVE_SECONDS old.
+    # The second machine was killed: its row stays, and counts until 8 heartbeats old (2 minutes).
+    alive = second.extensions["instances"].alive_seconds
+    assert alive == 120
     with second.app_context():
-        db.session.execute(
-            sa.update(Instance).values(seen_at=utcnow() - timedelta(seconds=ALIVE_SECONDS + 1))
-        )
+        db.session.execute(sa.update(Instance).values(seen_at=utcnow() - timedelta(seconds=alive + 1)))
         db.session.commit()
     machine(SECRET_KEY="newer-secret")
 
