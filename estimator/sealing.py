@@ -167,19 +167,25 @@ class RedisKeyStore:
         """The Redis key that holds key_id's key."""
         return self.prefix + _check_key_id(key_id)
 
-    def create(self, key_id: str) -> bytes:
-        """SET NX EX then GET in one transaction, so every racer reads the one key that won."""
-        name = self._name(key_id)
+    def _set_unless_present(self, name: str, value: bytes | str, ttl: int | None = None) -> bytes:
+        """SET NX (EX ttl) then GET in one transaction, so every racer reads the one value that won."""
         try:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.set(name, os.urandom(KEY_SIZE), nx=True, ex=self.ttl_seconds)
+            pipe.set(name, value, nx=True, ex=ttl)
             pipe.get(name)
             _, stored = pipe.execute()
         except (redis.RedisError, OSError) as error:
             raise KeyStoreError(f"Redis key store unavailable: {error}") from error
         if stored is None:
-            raise KeyStoreError(f"{name} expired as soon as it was created: check ttl_seconds")
-        return _check_key(bytes(stored), name)
+            raise KeyStoreError(
+                f"{name} expired as soon as it was set: check ttl_seconds and maxmemory-policy"
+            )
+        return bytes(stored)
+
+    def create(self, key_id: str) -> bytes:
+        """Create the key unless it exists; return the stored one."""
+        name = self._name(key_id)
+        return _check_key(self._set_unless_present(name, os.urandom(KEY_SIZE), self.ttl_seconds), name)
 
     def get(self, key_id: str) -> bytes | None:
         """The key, or None when Redis does not have it."""
@@ -212,18 +218,9 @@ class RedisKeyStore:
         return {key_id for key_id, exists in zip(ids, found, strict=True) if exists}
 
     def identity(self) -> str:
-        """SET NX a random id under the prefix, then GET it, in one transaction."""
-        name = self.prefix + IDENTITY_NAME
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.set(name, secrets.token_urlsafe(16), nx=True)
-            pipe.get(name)
-            _, stored = pipe.execute()
-        except (redis.RedisError, OSError) as error:
-            raise KeyStoreError(f"Redis key store unavailable: {error}") from error
-        if stored is None:
-            raise KeyStoreError(f"{name} was evicted as soon as it was set: check maxmemory-policy")
-        return "redis:" + bytes(stored).decode(errors="replace")
+        """A random id under the prefix, set by the first to ask and never expiring."""
+        stored = self._set_unless_present(self.prefix + IDENTITY_NAME, secrets.token_urlsafe(16))
+        return "redis:" + stored.decode(errors="replace")
 
     def persistence(self) -> str | None:
         """Redis's `save` and `appendonly` settings, when either writes to disk."""
