@@ -73,6 +73,15 @@ class Config:
     # Where the open rounds' ballot keys live: redis://… when several machines serve; unset, a
     # memory-backed folder (/dev/shm) shared by this machine's workers. Never the database.
     BALLOT_KEY_STORE_URI = os.environ.get("BALLOT_KEY_STORE_URI") or None
+    # A key store that writes to disk (Redis `save`/`appendonly`, a folder not in tmpfs) keeps keys
+    # past the reveal: refused at start unless this is set to 1 (docs/anonymity.md says what it costs).
+    BALLOT_KEY_STORE_ALLOW_PERSISTENCE = env_flag("BALLOT_KEY_STORE_ALLOW_PERSISTENCE")
+    # Whether this app serves requests, and so checks at start that every instance on its database
+    # has the same SECRET_KEY and key store (instances.py): None means "when gunicorn runs it".
+    SERVING: bool | None = None
+    # How often each serving process refreshes its row in the database's `instances` table, in
+    # seconds; one that missed 8 of them no longer counts as running (2 minutes by default).
+    INSTANCE_HEARTBEAT_SECONDS = float(os.environ.get("INSTANCE_HEARTBEAT_SECONDS") or 15)
 
     # How often live pages ask whether anything changed when they cannot hold an event stream,
     # in milliseconds.
@@ -121,3 +130,5 @@ class TestConfig(Config):
     METRICS_ENABLED = False
     # In-process requests read a stream to its end: keep test streams short.
     LIVE_STREAM_SECONDS = 0.3
+    # Apps built by the tests share one database and serve nothing: they record no instance.
+    SERVING = False

@@ -20,6 +20,7 @@ from .errors import register_error_handlers
 from .extensions import ballot_keys, bootstrap, csrf, db, limiter, login_manager, migrate
 from .flashes import register_flash_limit
 from .i18n import register_i18n
+from .instances import register_instances
 from .live import register_live
 from .observability import register_observability
 from .security import register_security
@@ -45,6 +46,7 @@ def create_app(config_class: type = Config) -> Flask:
     register_flash_limit(app)
     register_body_limits(app)
     register_assets(app)
+    register_instances(app)
     return app
 
 

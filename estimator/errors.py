@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from .changes import N_
 from .database import disk_full
 from .extensions import db, login_manager
+from .instances import ForeignKeyStore
 from .sealing import KeyStoreError
 
 # In English here; translated when shown, into the language of the request that meets them.
@@ -115,6 +116,17 @@ def unavailable(message: str) -> ResponseReturnValue:
 def handle_key_store_down(_error: KeyStoreError) -> ResponseReturnValue:
     """The ballot key store is unreachable: nothing can be sealed or revealed, so nothing is saved."""
     return unavailable(_(MESSAGES[503]))
+
+
+def handle_foreign_key_store(_error: ForeignKeyStore) -> ResponseReturnValue:
+    """The round's key is held by another server's key store: this server changes nothing (the
+    operator was told in the log, and /readyz says so)."""
+    return unavailable(
+        _(
+            "This server cannot open this round's sealed votes: it does not share the ballot key "
+            "store of the other servers. Nothing was changed; please try again in a moment."
+        )
+    )
 
 
 class TracebackThrottle:
@@ -232,6 +244,7 @@ def register_error_handlers(app: Flask) -> None:
     """Install the handlers on the app."""
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(KeyStoreError, handle_key_store_down)
+    app.register_error_handler(ForeignKeyStore, handle_foreign_key_store)
     app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
     app.register_error_handler(sa_exc.TimeoutError, handle_database_busy)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from .errors import RETRY_AFTER, outage_cause
 from .extensions import db, limiter
+from .instances import registry
 
 bp = Blueprint("health", __name__)
 
@@ -23,7 +24,8 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/readyz")
 @limiter.exempt
 def readyz() -> ResponseReturnValue:
-    """Readiness: the database answers a `SELECT 1`; if not, 503 until it does."""
+    """Readiness: the database answers a `SELECT 1`, and no other running instance of the database
+    serves with another secret key or ballot key store; if not, 503 until it holds."""
     try:
         with db.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
@@ -31,8 +33,17 @@ def readyz() -> ResponseReturnValue:
         current_app.logger.warning(
             "database unavailable: readiness check answered 503 (%s)", outage_cause(error)
         )
-        response = jsonify(status="unavailable", error="The database cannot be reached.")
-        response.status_code = 503
-        response.headers["Retry-After"] = str(RETRY_AFTER)
-        return response
+        return not_ready("The database cannot be reached.")
+    problem = registry().problem()
+    if problem is not None:
+        current_app.logger.warning("misconfigured: readiness check answered 503 (%s)", problem)
+        return not_ready(problem)
     return jsonify(status="ok")
+
+
+def not_ready(reason: str) -> ResponseReturnValue:
+    """503 with the reason, in the status JSON."""
+    response = jsonify(status="unavailable", error=reason)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response

@@ -234,6 +234,9 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     timer_ends_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: Names this round's ballot key in the key store (not the key: that never reaches the database).
     key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The identity of the key store that made the key (KeyStore.identity): a server that finds the
+    #: key missing in its own store can tell a lost key from one held by a store it does not share.
+    key_store: Mapped[str | None] = mapped_column(sa.String(100))
     #: The group's threshold when the first ballot was cast: lowering it later cannot expose a card
     #: that was cast under the promise of a higher one (settings apply from the next round).
     min_votes: Mapped[int | None] = mapped_column()
@@ -290,3 +293,23 @@ class Tally(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     count: Mapped[int]
 
     round: Mapped[Round] = relationship(back_populates="tallies")
+
+
+class Instance(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """A serving process and what it serves with, refreshed while it runs (see instances.py): the
+    processes of one database must share one secret key and one ballot key store."""
+
+    __tablename__ = "instances"
+
+    #: Random, one per process.
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    #: HMAC-SHA256 of a fixed text under SECRET_KEY: equal secrets give equal fingerprints, and the
+    #: fingerprint tells nothing of the secret.
+    secret_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    #: The ballot key store's identity (KeyStore.identity), None while it could not be asked.
+    key_store: Mapped[str | None] = mapped_column(sa.String(100))
+    #: BALLOT_KEY_STORE_URI as this process read it, without a password: what a message names.
+    key_store_uri: Mapped[str] = mapped_column(sa.Text)
+    #: The heartbeat: the last time the process said it is serving.
+    seen_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)

@@ -6,6 +6,7 @@ are destroyed at the reveal, so nothing in the database, its logs or its backups
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -14,8 +15,9 @@ import stat
 import tempfile
 import threading
 from collections.abc import Collection
+from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from cryptography.exceptions import InvalidTag
@@ -36,12 +38,20 @@ SEALED_SIZE = NONCE_SIZE + PLAINTEXT_SIZE + TAG_SIZE
 FORMAT_TAG = "estimator-ballot/v1"
 
 SHM_ROOT = "/dev/shm"
+#: File systems that hold their files in memory only: a key written there is gone at power-off.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+#: Where a store keeps the random id that names it (see KeyStore.identity); key ids never hold a dot.
+IDENTITY_NAME = ".store-id"
 # Key ids become file names and Redis keys: nothing that could climb out of a directory.
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class KeyStoreError(Exception):
     """The key store cannot be reached; the request should fail with 503, nothing saved."""
+
+
+class KeyStoreRefused(Exception):
+    """The key store is set up in a way that would break the anonymity promise: the app does not start."""
 
 
 @runtime_checkable
@@ -62,6 +72,16 @@ class KeyStore(Protocol):
 
     def present(self, key_ids: Collection[str]) -> set[str]:
         """Which of these keys the store still holds, in one look."""
+        ...
+
+    def identity(self) -> str:
+        """A random id the store itself holds (made on first ask): instances that get the same one
+        share the store. It changes when the store loses everything (a restart without persistence)."""
+        ...
+
+    def persistence(self) -> str | None:
+        """What would write this store's keys to disk, in words, or None when they live in memory only.
+        Raises KeyStoreRefused when the store will not say."""
         ...
 
 
@@ -90,6 +110,7 @@ class MemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._identity = "memory:" + secrets.token_urlsafe(16)
 
     def create(self, key_id: str) -> bytes:
         """Create the key unless it exists; return the stored one."""
@@ -110,6 +131,14 @@ class MemoryKeyStore:
         """The ids among key_ids that have a key."""
         with self._lock:
             return {key_id for key_id in key_ids if _check_key_id(key_id) in self._keys}
+
+    def identity(self) -> str:
+        """One per store object: no other process shares it."""
+        return self._identity
+
+    def persistence(self) -> str | None:
+        """Never on disk."""
+        return None
 
 
 class RedisKeyStore:
@@ -136,19 +165,25 @@ class RedisKeyStore:
         """The Redis key that holds key_id's key."""
         return self.prefix + _check_key_id(key_id)
 
-    def create(self, key_id: str) -> bytes:
-        """SET NX EX then GET in one transaction, so every racer reads the one key that won."""
-        name = self._name(key_id)
+    def _set_unless_present(self, name: str, value: bytes | str, ttl: int | None = None) -> bytes:
+        """SET NX (EX ttl) then GET in one transaction, so every racer reads the one value that won."""
         try:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.set(name, os.urandom(KEY_SIZE), nx=True, ex=self.ttl_seconds)
+            pipe.set(name, value, nx=True, ex=ttl)
             pipe.get(name)
             _, stored = pipe.execute()
         except (redis.RedisError, OSError) as error:
             raise KeyStoreError(f"Redis key store unavailable: {error}") from error
         if stored is None:
-            raise KeyStoreError(f"{name} expired as soon as it was created: check ttl_seconds")
-        return _check_key(bytes(stored), name)
+            raise KeyStoreError(
+                f"{name} expired as soon as it was set: check ttl_seconds and maxmemory-policy"
+            )
+        return bytes(stored)
+
+    def create(self, key_id: str) -> bytes:
+        """Create the key unless it exists; return the stored one."""
+        name = self._name(key_id)
+        return _check_key(self._set_unless_present(name, os.urandom(KEY_SIZE), self.ttl_seconds), name)
 
     def get(self, key_id: str) -> bytes | None:
         """The key, or None when Redis does not have it."""
@@ -179,6 +214,30 @@ class RedisKeyStore:
         except (redis.RedisError, OSError) as error:
             raise KeyStoreError(f"Redis key store unavailable: {error}") from error
         return {key_id for key_id, exists in zip(ids, found, strict=True) if exists}
+
+    def identity(self) -> str:
+        """A random id under the prefix, set by the first to ask and never expiring."""
+        stored = self._set_unless_present(self.prefix + IDENTITY_NAME, secrets.token_urlsafe(16))
+        return "redis:" + stored.decode(errors="replace")
+
+    def persistence(self) -> str | None:
+        """Redis's `save` and `appendonly` settings, when either writes to disk."""
+        try:
+            save = self._redis.config_get("save").get("save", "")
+            appendonly = self._redis.config_get("appendonly").get("appendonly", "no")
+        except redis.ResponseError as error:
+            raise KeyStoreRefused(
+                f"Redis refuses CONFIG GET ({error}), so it cannot be verified that it keeps the ballot "
+                'keys in memory only (`save ""` and `appendonly no`)'
+            ) from error
+        except (redis.RedisError, OSError) as error:
+            raise KeyStoreError(f"Redis key store unavailable: {error}") from error
+        found = []
+        if save:
+            found.append(f"save is {save!r}")
+        if appendonly == "yes":
+            found.append("appendonly is yes")
+        return " and ".join(found) + ' (set `save ""` and `appendonly no`)' if found else None
 
     def close(self) -> None:
         """Close the connections to Redis."""
@@ -266,6 +325,71 @@ class SharedMemoryKeyStore:
         """The ids whose key file exists."""
         return {key_id for key_id in key_ids if os.path.lexists(self._path(key_id))}
 
+    def identity(self) -> str:
+        """A random id in a file of the folder, written whole before its name appears."""
+        path = os.path.join(self.directory, IDENTITY_NAME)
+        try:
+            self._ensure_directory()
+            while True:
+                try:
+                    with open(path, "rb") as file:  # noqa: PTH123  # as the keys are read
+                        return "shm:" + file.read(64).decode(errors="replace")
+                except FileNotFoundError:
+                    pass
+                fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".new-")
+                try:
+                    with os.fdopen(fd, "wb") as file:
+                        file.write(secrets.token_urlsafe(16).encode())
+                    os.link(temporary, path)
+                except FileExistsError:
+                    continue  # another worker named the folder first: read its id
+                finally:
+                    os.unlink(temporary)
+        except OSError as error:
+            raise KeyStoreError(f"Key store {self.directory} unavailable: {error}") from error
+
+    def persistence(self) -> str | None:
+        """The file system the folder lies on, when it is not one held in memory (tmpfs, ramfs)."""
+        kind = filesystem_of(self.directory)
+        if kind is None or kind in MEMORY_FILESYSTEMS:
+            return None
+        return f"{self.directory} lies on a {kind} file system, not in memory (tmpfs)"
+
+    def check_folder(self) -> None:
+        """Refuse a folder that exists but is not this user's own private one: someone else made it,
+        or others may read its keys or plant theirs."""
+        try:
+            info = os.lstat(self.directory)
+        except FileNotFoundError:
+            return  # made 0700 with the first key
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            raise KeyStoreRefused(
+                f"The ballot key folder {self.directory} is not a private folder of this user (it must be "
+                f"a directory owned by uid {os.getuid()} with mode 0700, found uid {info.st_uid}, mode "
+                f"{stat.S_IMODE(info.st_mode):04o}): set BALLOT_KEY_STORE_URI to a folder of this user's "
+                "own, or leave it unset"
+            )
+
+
+def filesystem_of(path: str) -> str | None:
+    """The type of the file system path lies on (the longest mount point above it in /proc/mounts);
+    None when that cannot be told."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
 
 def key_store_from_uri(uri: str) -> KeyStore:
     """Build the store a URI names: redis://, rediss://, unix://, shm:///abs/dir or memory://."""
@@ -290,12 +414,50 @@ def key_store_from_uri(uri: str) -> KeyStore:
     )
 
 
-def default_key_store_uri(instance_path: str, database_uri: str) -> str:
-    """The one-machine store under /dev/shm, or the temp dir (on disk: use Redis) without one."""
-    # One directory per app and database: all workers of one app share keys, two apps never do.
-    digest = hashlib.sha256(f"{instance_path}\0{database_uri}".encode()).hexdigest()[:16]
-    root = SHM_ROOT if os.path.isdir(SHM_ROOT) else tempfile.gettempdir()
-    return "shm://" + os.path.join(root, f"estimator-{digest}")
+def default_key_folder(instance_path: str) -> str:
+    """The one-machine store's folder: made once with an unguessable name under /dev/shm (the temp
+    dir without one, which is on disk: use Redis), and recorded in the instance folder.
+
+    A folder someone else could have made first is never used: a recorded folder that is gone (a
+    reboot empties /dev/shm) or is not this user's private one is replaced by a new one. Workers
+    starting together take a lock, so they all agree on one folder.
+    """
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    record = Path(instance_path) / "ballot_key_folder"
+    with open(Path(instance_path) / ".ballot_key_folder.lock", "a") as lock:  # noqa: PTH123  # flock needs the file
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            folder = record.read_text().strip()
+        except FileNotFoundError:
+            folder = ""
+        if folder and _private_folder(folder):
+            return folder
+        root = SHM_ROOT if os.path.isdir(SHM_ROOT) else tempfile.gettempdir()
+        folder = tempfile.mkdtemp(prefix="estimator-keys-", dir=root)
+        with tempfile.NamedTemporaryFile("w", dir=instance_path, delete=False) as handle:
+            handle.write(folder + "\n")
+        os.replace(handle.name, record)
+        return folder
+
+
+def _private_folder(path: str) -> bool:
+    """Whether path is a directory of this user that nobody else may enter (mode 0700)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    private = not stat.S_IMODE(info.st_mode) & 0o077
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and private
+
+
+def printable_uri(uri: str) -> str:
+    """The store's URI as a log line or a message may show it: without a password."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _associated_data(round_id: int, user_id: int, key_id: str) -> bytes:
@@ -340,11 +502,16 @@ class BallotKeys:
     """Holds the app's key store, as an extension: `ballot_keys.init_app(app)`, then `.store`."""
 
     def init_app(self, app: Flask) -> None:
-        """Build the store from BALLOT_KEY_STORE_URI, or the one-machine default when it is unset."""
-        uri = app.config.get("BALLOT_KEY_STORE_URI") or default_key_store_uri(
-            app.instance_path, str(app.config.get("SQLALCHEMY_DATABASE_URI") or "")
-        )
-        app.extensions["ballot_keys"] = key_store_from_uri(uri)
+        """Build the store from BALLOT_KEY_STORE_URI, or the one-machine default when it is unset;
+        refuse a named folder that is not this user's private one."""
+        uri = app.config.get("BALLOT_KEY_STORE_URI")
+        if not uri:
+            uri = "shm://" + default_key_folder(app.instance_path)
+        store = key_store_from_uri(uri)
+        if isinstance(store, SharedMemoryKeyStore):
+            store.check_folder()
+        app.extensions["ballot_keys"] = store
+        app.extensions["ballot_key_store_uri"] = printable_uri(uri)
 
     @property
     def store(self) -> KeyStore:

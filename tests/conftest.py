@@ -134,6 +134,7 @@ def make_app(schema, key_store_uri, tmp_path):
 
     yield make
     for app in made:
+        app.extensions["instances"].stop()  # a serving app's heartbeat ends with its test
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

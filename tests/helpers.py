@@ -123,10 +123,11 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def start_redis(binary: str, port: int, directory: Path) -> subprocess.Popen[bytes]:
-    """A throwaway Redis server on port that keeps nothing on disk, answering before this returns."""
+def start_redis(binary: str, port: int, directory: Path, *options: str) -> subprocess.Popen[bytes]:
+    """A throwaway Redis server on port that keeps nothing on disk (unless `options` say otherwise),
+    answering before this returns."""
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *options],
         cwd=directory,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -28,6 +28,10 @@ def start_gunicorn(database_uri: str, log_path: Path, **env: str) -> tuple[subpr
         "SECRET_KEY": "served-test-secret",
         "LOGIN_RATE_LIMIT": "100000 per minute",
         "LIVE_HEARTBEAT_SECONDS": "1",  # so that a test sees quiet streams' heartbeats soon
+        # The served app's row in `instances` is written at start and not every 15 s: a write from
+        # another process in between would fail a test's own SQLite transaction that read first
+        # ("database is locked"), and the other servers of the test database have its settings.
+        "INSTANCE_HEARTBEAT_SECONDS": "3600",
         **env,
     }
     command = [

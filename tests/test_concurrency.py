@@ -176,11 +176,14 @@ def shared_redis():
     store.close()
 
 
-def test_login_rate_limit_is_shared_by_all_workers_through_redis(schema, shared_redis, tmp_path, capsys):
+def test_login_rate_limit_is_shared_by_all_workers_through_redis(
+    schema, key_store_uri, shared_redis, tmp_path, capsys
+):
     prefix = f"estimator-test-{uuid.uuid4().hex}"
     process, url = start_gunicorn(
         schema,
         tmp_path / "limited.log",
+        BALLOT_KEY_STORE_URI=key_store_uri,  # the one the other servers of the test database use
         RATELIMIT_STORAGE_URI=REDIS_URL,
         RATELIMIT_KEY_PREFIX=prefix,
         LOGIN_RATE_LIMIT="5 per minute",

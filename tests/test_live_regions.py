@@ -8,8 +8,12 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from estimator.extensions import db
 from estimator.live import regions as live_regions
+from estimator.models import Round
+from estimator.sealing import ballot_keys
 from tests.conftest import join, vote
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -157,3 +161,42 @@ def test_an_unchanged_page_polls_for_a_304_and_a_logout_everywhere_changes_the_t
     assert team["bob"].get(url, headers={"If-None-Match": tag}).status_code == 304
     assert vote(team["bob"], team["issue"], "3").status_code in (200, 302)
     assert team["bob"].get(url, headers={"If-None-Match": tag}).status_code == 200
+
+
+def test_a_lost_key_reaches_the_open_pages_within_two_seconds_without_anyone_voting(app, team, monkeypatch):
+    """The key store loses the open round's key (it restarted, the key expired or was deleted):
+    nothing changes in the database, yet the streams already open tell their pages within 2 s,
+    with the voters as they now read: the lost votes no longer count."""
+    group_id, issue_id = team["group"], team["issue"]
+    team["owner"].post(f"/issues/{issue_id}/start")
+    for name in ("bob", "carol"):
+        assert vote(team[name], issue_id, "8").status_code in (200, 302)
+    shown = version_of(team["owner"], f"/groups/{group_id}/room")
+    monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 10.0)
+    monkeypatch.setitem(app.config, "LIVE_HEARTBEAT_SECONDS", 0.1)  # a chunk at least every 0.1 s
+    response = team["owner"].get(f"/api/groups/{group_id}/events?view=room&since={shown}", buffered=False)
+    received: list[tuple[float, str, Any]] = []
+    opened, lost_at = time.monotonic(), 0.0
+    try:
+        for chunk in response.response:
+            now = time.monotonic()
+            for message in chunk.decode().split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+                if "event" in fields:
+                    received.append((now, fields["event"], json.loads(fields["data"])))
+            if not lost_at and now - opened > 1.5:  # the page is open, the watcher has looked
+                assert received == []  # nothing changed: nothing sent
+                with app.app_context():
+                    key_id = db.session.scalar(sa.select(Round.key_id).where(Round.issue_id == issue_id))
+                    assert key_id is not None
+                    ballot_keys.store.destroy(key_id)
+                lost_at = time.monotonic()
+            if lost_at and (any(name == "version" for _, name, _ in received) or now - lost_at > 5):
+                break
+    finally:
+        response.close()
+    assert lost_at, "the stream ended before the key was lost"
+    assert [name for _, name, _ in received] == ["regions", "version"]
+    assert received[-1][0] - lost_at < 2.0, "the pages learnt it too late"
+    assert "0 of 3" in received[0][2]["regions"]["voters"]
+    assert team["owner"].get(f"/api/issues/{issue_id}").get_json()["votes_cast"] == 0

@@ -1,5 +1,6 @@
 """Sealed ballots: the cipher, the key stores and the choice of store."""
 
+import hashlib
 import multiprocessing
 import os
 import shutil
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypedDict
 
@@ -17,17 +19,16 @@ import pytest
 import redis
 from flask import Flask
 
-from estimator import sealing
 from estimator.estimates import DECKS, RANGE_MAX, RANGE_MIN, UNSURE
 from estimator.sealing import (
     SEALED_SIZE,
     BallotKeys,
     KeyStore,
     KeyStoreError,
+    KeyStoreRefused,
     MemoryKeyStore,
     RedisKeyStore,
     SharedMemoryKeyStore,
-    default_key_store_uri,
     key_store_from_uri,
     new_key_id,
     seal,
@@ -414,20 +415,89 @@ def test_a_key_store_uri_that_is_not_understood_is_refused_clearly(uri):
         key_store_from_uri(uri)
 
 
-def test_the_default_store_is_one_per_app_and_database():
-    first = default_key_store_uri("/srv/estimator/instance", "postgresql+psycopg://db/estimator")
-    assert first == default_key_store_uri("/srv/estimator/instance", "postgresql+psycopg://db/estimator")
-    assert first != default_key_store_uri("/srv/estimator/instance", "postgresql+psycopg://db/other")
-    assert first != default_key_store_uri("/srv/other/instance", "postgresql+psycopg://db/estimator")
-    assert first.startswith("shm:///dev/shm/estimator-")
-    assert len(first.rsplit("-", 1)[1]) == 16
-    assert isinstance(key_store_from_uri(first), SharedMemoryKeyStore)
+def the_old_predictable_folder(instance_path: str, database_uri: str) -> str:
+    """The name the default folder once had: any local user could work it out."""
+    digest = hashlib.sha256(f"{instance_path}\0{database_uri}".encode()).hexdigest()[:16]
+    return os.path.join("/dev/shm", f"estimator-{digest}")
 
 
-def test_the_default_store_falls_back_to_the_temp_dir_without_dev_shm(monkeypatch, tmp_path):
-    monkeypatch.setattr(sealing, "SHM_ROOT", str(tmp_path / "no-shm-here"))
-    uri = default_key_store_uri("/srv/estimator/instance", "sqlite:///app.db")
-    assert uri.startswith("shm://" + os.path.join(tempfile.gettempdir(), "estimator-"))
+def default_store(instance_path: Path, database_uri: str = "sqlite:///app.db") -> SharedMemoryKeyStore:
+    """The store an app with this instance folder and no BALLOT_KEY_STORE_URI uses."""
+    app = Flask(__name__, instance_path=str(instance_path))
+    app.config.update(BALLOT_KEY_STORE_URI=None, SQLALCHEMY_DATABASE_URI=database_uri)
+    BallotKeys().init_app(app)
+    store = app.extensions["ballot_keys"]
+    assert isinstance(store, SharedMemoryKeyStore)
+    return store
+
+
+def owned_by_another_user(path: str) -> None:
+    """Make path look made by another local user (root may hand it to `nobody`)."""
+    if os.getuid() != 0:
+        pytest.skip("only root can make a folder that belongs to another user")
+    os.chown(path, 65534, 65534)
+
+
+def test_a_folder_another_local_user_made_first_never_stops_the_votes(tmp_path):
+    instance, database = str(tmp_path / "instance"), "sqlite:///app.db"
+    os.mkdir(instance)
+    planted = the_old_predictable_folder(instance, database)
+    os.mkdir(planted, 0o777)
+    owned_by_another_user(planted)
+    store = None
+    try:
+        store = default_store(Path(instance), database)
+        assert len(store.create(new_key_id())) == 32  # votes are sealed, not answered 503
+        assert store.directory != planted
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+        if store is not None:
+            shutil.rmtree(store.directory, ignore_errors=True)
+
+
+def test_the_default_folder_is_unguessable_private_and_the_same_for_every_worker(tmp_path):
+    with ThreadPoolExecutor(4) as pool:  # workers starting together agree on one folder
+        stores = list(pool.map(lambda _: default_store(tmp_path), range(8)))
+    folders = {store.directory for store in stores}
+    assert len(folders) == 1
+    folder = folders.pop()
+    assert os.path.dirname(folder) == "/dev/shm" and os.path.basename(folder).startswith("estimator-keys-")
+    info = os.lstat(folder)
+    assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
+    other = default_store(tmp_path / "another-app")  # another app: another folder
+    assert other.directory != folder
+    for store in (stores[0], other):
+        shutil.rmtree(store.directory)
+
+
+def test_a_recorded_folder_that_vanished_or_was_replaced_is_made_afresh(tmp_path):
+    first = default_store(tmp_path).directory
+    os.rmdir(first)  # a reboot empties /dev/shm
+    second = default_store(tmp_path).directory
+    assert second != first and os.path.isdir(second)
+    os.rmdir(second)
+    os.mkdir(second, 0o755)  # somebody made a folder of that name meanwhile
+    third = default_store(tmp_path).directory
+    assert third not in (first, second)
+    for folder in (second, third):
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("who", ["group-readable", "another user's"])
+def test_a_named_folder_that_is_not_private_is_refused_when_the_app_is_built(tmp_path, who):
+    folder = tempfile.mkdtemp(prefix="estimator-test-planted-", dir="/dev/shm")
+    try:
+        if who == "group-readable":
+            os.chmod(folder, 0o750)
+        else:
+            owned_by_another_user(folder)
+        app = Flask(__name__, instance_path=str(tmp_path))
+        app.config.update(BALLOT_KEY_STORE_URI=f"shm://{folder}", SQLALCHEMY_DATABASE_URI="sqlite://")
+        with pytest.raises(KeyStoreRefused, match="BALLOT_KEY_STORE_URI") as refused:
+            BallotKeys().init_app(app)
+        assert folder in str(refused.value) and "0700" in str(refused.value)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- the app's holder -------------------------------------------------------------------------
@@ -441,20 +511,6 @@ def test_ballot_keys_uses_the_configured_store():
     with app.app_context():
         assert isinstance(holder.store, MemoryKeyStore)
         assert holder.store is app.extensions["ballot_keys"]
-
-
-def test_ballot_keys_defaults_to_a_store_of_this_app_and_database(tmp_path):
-    apps = []
-    for database in ("sqlite:///one.db", "sqlite:///one.db", "sqlite:///two.db"):
-        app = Flask(__name__, instance_path=str(tmp_path))
-        app.config.update(BALLOT_KEY_STORE_URI=None, SQLALCHEMY_DATABASE_URI=database)
-        BallotKeys().init_app(app)
-        apps.append(app.extensions["ballot_keys"])
-    assert all(isinstance(store, SharedMemoryKeyStore) for store in apps)
-    directories = [store.directory for store in apps]
-    expected = default_key_store_uri(str(tmp_path), "sqlite:///one.db").removeprefix("shm://")
-    assert directories[0] == directories[1] == expected
-    assert directories[2] != directories[0]
 
 
 def test_ballot_keys_refuses_a_bad_uri_when_the_app_is_built():

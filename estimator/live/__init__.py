@@ -286,7 +286,7 @@ def board() -> VersionBoard:
 def register_live(app: Flask) -> None:
     """Bind the board to the app's database, and give the templates `personal`."""
     with app.app_context():
-        app.extensions["live_board"] = VersionBoard(db.engine)
+        app.extensions["live_board"] = VersionBoard(db.engine, app.extensions["ballot_keys"])
     budget = app.config["LIVE_CACHE_BYTES"]
     app.extensions["live_regions"] = VersionCache[Any](budget * 3 // 4)
     app.extensions["live_json"] = VersionCache[bytes](budget // 4)

@@ -10,6 +10,7 @@ and it works on SQLite and PostgreSQL alike, across any number of processes and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..database import in_group, read_in_autocommit
 from ..models import Group, Membership, Round, User
+from ..sealing import KeyStore, KeyStoreError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25
 #: How long a version read for a request is trusted by the process that read it, in seconds.
 VERSION_TTL = 0.5
+#: How often a process's watcher asks the key store which of the listened open rounds' keys it
+#: still holds (one question for all of them), in seconds.
+KEY_CHECK_INTERVAL = 1.0
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Watched:
     changed: threading.Event = field(default_factory=threading.Event)
     logins: dict[str, str] | None = None  # "user id:session token" of its members → role, when asked
     listeners: int = 0
+    #: The key ids the key store held at the watcher's last look; None before the first.
+    held: frozenset[str] | None = None
 
     def key_ids(self, issue_id: int | None = None) -> set[str]:
         """The open rounds' key ids of one issue, or of the whole group."""
@@ -57,8 +64,9 @@ OnChange = Callable[[Watched, str], bytes | None]
 class VersionBoard:
     """The versions of the groups this process's visitors listen to, and the wake-up of their streams."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, key_store: KeyStore | None = None) -> None:
         self.engine = engine
+        self.key_store = key_store
         self._lock = threading.Lock()
         self._groups: dict[int, Watched] = {}
         self._watcher: threading.Thread | None = None
@@ -132,6 +140,8 @@ class VersionBoard:
                 if new.version != old.version or new.keys != old.keys:
                     woken.append(old)
                     new.listeners = old.listeners
+                    if new.keys == old.keys:
+                        new.held = old.held  # a lost key is not announced again with each change
                     if new.logins is None and new.version == old.version:
                         new.logins = old.logins
                     self._groups[group_id] = new
@@ -245,15 +255,52 @@ class VersionBoard:
                 self._watcher = threading.Thread(target=self._watch, name="version-watcher", daemon=True)
                 self._watcher.start()
 
+    def _check_keys(self, group_ids: Collection[int]) -> None:
+        """Ask the key store, in one look, which of these groups' open rounds' keys it still holds.
+
+        A key lost from the store (it restarted, the key expired or was deleted) changes nothing in
+        the database, so no version tells of it: a group that lost one gets a new entry of the same
+        version and its streams are woken, which sends their pages the regions as they now read
+        (the lost votes no longer counted, their voters asked to vote again) and a version event.
+        """
+        if self.key_store is None:
+            return
+        with self._lock:
+            entries = {gid: entry for gid in group_ids if (entry := self._groups.get(gid)) and entry.keys}
+        wanted = set().union(*(entry.key_ids() for entry in entries.values()))
+        if not wanted:
+            return
+        try:
+            held = self.key_store.present(wanted)
+        except KeyStoreError:
+            return  # unreachable: votes answer 503 meanwhile, and no key is known to be lost
+        woken = []
+        with self._lock:
+            for gid, entry in entries.items():
+                now_held = frozenset(entry.key_ids() & held)
+                before = entry.held if entry.held is not None else frozenset(entry.key_ids())
+                if now_held == before or self._groups.get(gid) is not entry:
+                    entry.held = now_held
+                    continue
+                self._groups[gid] = dataclasses.replace(entry, changed=threading.Event(), held=now_held)
+                woken.append(entry)
+        for entry in woken:
+            entry.changed.set()
+
     def _watch(self) -> None:
-        """One loop per process: read every listened group's version, wake who needs waking."""
+        """One loop per process: read every listened group's version, wake who needs waking; once a
+        second, see whether their open rounds' keys are still in the key store."""
         failing = False
+        keys_checked = 0.0
         while True:
             time.sleep(WATCH_INTERVAL)
             with self._lock:
                 listened = [gid for gid, entry in self._groups.items() if entry.listeners > 0]
             if not listened:
                 continue
+            if time.monotonic() - keys_checked >= KEY_CHECK_INTERVAL:
+                keys_checked = time.monotonic()
+                self._check_keys(listened)
             try:
                 versions = self._versions(listened)
                 now = time.monotonic()

@@ -37,6 +37,8 @@ class Booth:
     round_min_votes: int | None
     round_id: int
     key_id: str | None
+    #: The identity of the key store that made the round's key (None for rounds keyed before it was kept).
+    key_store: str | None
     #: The voter's role in the group, None when they are not a member.
     role: str | None
     facilitator_votes: bool
@@ -74,6 +76,7 @@ _BOOTH = (
         Round.min_votes,
         Round.id,
         Round.key_id,
+        Round.key_store,
         Membership.role,
         Group.facilitator_votes,
         _own.id,
@@ -131,7 +134,7 @@ def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | 
         rows = read_rows(connection, _BOOTH, values)
     if not rows:
         return None
-    (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, role,
+    (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, key_store, role,
      facilitator_votes, ballot_id, sealed, any_sealed, token, version, _read_version) = rows[0]  # fmt: skip
     if locked:
         holding(group_id)
@@ -147,6 +150,7 @@ def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | 
         round_min_votes=round_min,
         round_id=round_id,
         key_id=key_id,
+        key_store=key_store,
         role=role,
         facilitator_votes=facilitator_votes,
         has_ballot=ballot_id is not None,

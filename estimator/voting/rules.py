@@ -20,6 +20,7 @@ from ..changes import RuleError
 from ..database import bump_version, bump_version_unless_changed, change_group, group_unchanged, lock_group
 from ..estimates import UNSURE
 from ..extensions import db
+from ..instances import refuse_foreign_round, registry
 from ..models import Ballot, Group, Issue, IssueState, Round, Tally, utcnow
 from ..sealing import KeyStoreError, ballot_keys, new_key_id, seal, unseal
 from .booth import Booth, load_issue_to_vote
@@ -104,6 +105,8 @@ def cast_vote(booth: Booth, card: str) -> None:
         raise LockNeeded
     connection = db.session.connection()
     if key is None or key_id is None:
+        if booth.any_sealed:
+            refuse_foreign_round(booth.key_store)
         visible = visible or booth.any_sealed
         if booth.any_sealed:  # sealed under a lost key: their voters must vote again
             connection.execute(_FORGET_CARDS, {"of_round": booth.round_id})
@@ -119,7 +122,7 @@ def cast_vote(booth: Booth, card: str) -> None:
         # The round's new key, and the promise its first ballot is cast under.
         writes.insert(0, _ROUND_SETTINGS)
         promise = booth.group_min_votes if booth.round_min_votes is None else booth.round_min_votes
-        values |= {"round_key": key_id, "round_min": promise}
+        values |= {"round_key": key_id, "round_store": registry().identity(), "round_min": promise}
     if booth.glanced:
         if not bump_version_unless_changed(
             booth.group_id, booth.version, *(_GUARDED[write] for write in writes), **values
@@ -150,7 +153,11 @@ _RESEAL = (
 _ROUND_SETTINGS = (
     sa.update(Round)
     .where(Round.id == sa.bindparam("of_round"))
-    .values(key_id=sa.bindparam("round_key"), min_votes=sa.bindparam("round_min"))
+    .values(
+        key_id=sa.bindparam("round_key"),
+        key_store=sa.bindparam("round_store"),
+        min_votes=sa.bindparam("round_min"),
+    )
 )
 
 
@@ -195,6 +202,8 @@ def reveal(issue: Issue) -> Round:
         raise RuleError(_("This round is already revealed."))
     round_ = issue.current_round
     key = round_key(round_)
+    if key is None and any(ballot.sealed is not None for ballot in round_.ballots):
+        refuse_foreign_round(round_.key_store)
     cards = [_open(key, round_, ballot) for ballot in round_.ballots]
     readable = [card for card in cards if card is not None]
     lost = len(cards) - len(readable)

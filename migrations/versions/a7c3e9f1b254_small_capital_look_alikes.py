@@ -6,7 +6,7 @@ their nicknames; where two of them now look alike, the older keeps the plain ske
 later one gets it suffixed with "#<id>" (a line per clash is printed), as in 4f1c2a9e7b10.
 
 Revision ID: a7c3e9f1b254
-Revises: e4a1c7b9d2f3
+Revises: a7c3e9f1b5d2
 Create Date: 2026-12-07 10:40:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from estimator.auth.nicknames import nickname_skeleton
 
 revision = "a7c3e9f1b254"
-down_revision = "e4a1c7b9d2f3"
+down_revision = "a7c3e9f1b5d2"
 branch_labels = None
 depends_on = None
 
