@@ -422,3 +422,64 @@ def test_a_machine_set_up_against_the_others_is_refused_saying_what_to_set(
     for url in machines.urls:  # the machines set up right go on serving
         with urllib.request.urlopen(url + "/readyz", timeout=30) as response:
             assert response.status == 200
+
+
+# --- the recipe as docs/deploy.md gives it ------------------------------------------------------------
+
+
+def guide_section(title: str) -> str:
+    """A section of docs/deploy.md, from its heading to the next heading of its level or above."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    _, found, rest = text.partition(f"\n### {title}\n")
+    assert found, f"docs/deploy.md has no section {title!r}"
+    return re.split(r"\n#{2,3} ", rest)[0]
+
+
+def test_the_guide_binds_machines_where_a_balancer_reaches_them_and_names_what_the_configurations_read():
+    section = guide_section("Behind a load balancer")
+    assert "gunicorn -w 4 --bind 0.0.0.0:8000 'estimator:create_app()'" in section
+    for path in ("deploy/haproxy.cfg", "deploy/nginx.conf"):
+        assert f"`{path}`" in section and (ROOT / path).is_file(), path
+        variables = set(re.findall(r"\$\{(ESTIMATOR_\w+?)(?:-[^}]*)?\}", (ROOT / path).read_text()))
+        assert variables, path
+        assert all(name in section for name in variables), (path, variables)
+    assert "`/healthz`, not `/readyz`" in section
+    arithmetic = guide_section("Database connections for N machines")
+    assert "machines × workers per machine" in arithmetic and "`max_connections`" in arithmetic
+
+
+def test_the_configurations_check_healthz_and_pass_events_on_at_once():
+    haproxy_config = (DEPLOY / "haproxy.cfg").read_text()
+    nginx_config = (DEPLOY / "nginx.conf").read_text()
+    assert "http-check send meth GET uri /healthz" in haproxy_config and "uri /readyz" not in haproxy_config
+    assert "option http-no-delay" in haproxy_config and "balance roundrobin" in haproxy_config
+    assert "proxy_buffering off;" in nginx_config
+
+
+@pytest.mark.parametrize("program", sorted(BALANCERS))
+def test_the_balancer_accepts_its_configuration(program, tmp_path):
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (Debian's package {program}; .ci/run installs it)")
+    addresses = {f"ESTIMATOR_MACHINE_{n}": f"127.0.0.1:{free_port()}" for n in range(1, MACHINES + 1)}
+    settings = {"ESTIMATOR_LISTEN": f"127.0.0.1:{free_port()}", **addresses}
+    if program == "haproxy":
+        command = ["haproxy", "-c", "-f", str(DEPLOY / "haproxy.cfg")]
+    else:
+        config = tmp_path / "nginx.conf"
+        config.write_text(string.Template((DEPLOY / "nginx.conf").read_text()).safe_substitute(settings))
+        command = [
+            "nginx",
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(config),
+            "-e",
+            "stderr",
+            "-g",
+            "pid nginx.pid;",
+        ]
+    checked = subprocess.run(
+        command, env={**os.environ, **settings}, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
