@@ -126,51 +126,64 @@ def machines(throwaway_postgres: ThrowawayPostgres, tmp_path: Path) -> Iterator[
         stop_redis(redis)
 
 
-def balancer_settings(machines: Machines, port: int) -> dict[str, str]:
-    """The variables the configurations of deploy/ are written with."""
-    addresses = {
-        f"ESTIMATOR_MACHINE_{n}": url.removeprefix("http://") for n, url in enumerate(machines.urls, 1)
-    }
+def balancer_settings(port: int, machines: list[str]) -> dict[str, str]:
+    """The variables the configurations of deploy/ are written with: where the balancer listens,
+    and each machine's address (URLs or host:port)."""
+    addresses = {f"ESTIMATOR_MACHINE_{n}": url.removeprefix("http://") for n, url in enumerate(machines, 1)}
     return {"ESTIMATOR_LISTEN": f"127.0.0.1:{port}", **addresses}
 
 
-def haproxy(machines: Machines, port: int) -> list[str]:
-    """deploy/haproxy.cfg as it is, HAProxy reading the addresses from its environment."""
-    return ["haproxy", "-db", "-f", str(DEPLOY / "haproxy.cfg")]
+def haproxy(settings: dict[str, str], folder: Path, check: bool) -> list[str]:
+    """HAProxy on deploy/haproxy.cfg as it is: it reads the addresses from its environment."""
+    return ["haproxy", "-c" if check else "-db", "-f", str(DEPLOY / "haproxy.cfg")]
 
 
-def nginx(machines: Machines, port: int) -> list[str]:
-    """deploy/nginx.conf with the addresses filled in as envsubst would, nginx's own variables
-    left alone; its pid file and error log in the test's folder."""
-    template = string.Template((DEPLOY / "nginx.conf").read_text())
-    config = machines.folder / "nginx.conf"
-    config.write_text(template.safe_substitute(balancer_settings(machines, port)))
-    folder = str(machines.folder)
-    check = subprocess.run(
-        ["nginx", "-t", "-p", folder, "-c", str(config), "-e", "stderr", "-g", "pid nginx.pid;"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert check.returncode == 0, check.stderr
-    return ["nginx", "-p", folder, "-c", str(config), "-e", "stderr", "-g", "daemon off; pid nginx.pid;"]
+def nginx(settings: dict[str, str], folder: Path, check: bool) -> list[str]:
+    """nginx on deploy/nginx.conf with the addresses filled in as envsubst would (nginx's own
+    variables left alone), its pid file in folder and its error log on its standard error."""
+    config = folder / "nginx.conf"
+    config.write_text(string.Template((DEPLOY / "nginx.conf").read_text()).safe_substitute(settings))
+    options = ["-t"] if check else []
+    return [
+        "nginx",
+        *options,
+        "-p",
+        str(folder),
+        "-c",
+        str(config),
+        "-e",
+        "stderr",
+        "-g",
+        "daemon off; pid nginx.pid;",
+    ]
 
 
 BALANCERS = {"haproxy": haproxy, "nginx": nginx}
+
+
+def balancer_environment(settings: dict[str, str]) -> dict[str, str]:
+    """The balancer's environment: its settings, and a maxconn within this machine's open-file
+    limit (HAProxy raises its own to twice maxconn)."""
+    return {**os.environ, **settings, "ESTIMATOR_MAXCONN": "4000"}
+
+
+def installed(program: str) -> None:
+    """Skip the test when the balancer is not installed."""
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (Debian's package {program}; .ci/run installs it)")
 
 
 @pytest.fixture(params=sorted(BALANCERS))
 def balancer(request, machines: Machines) -> Iterator[str]:
     """The URL of the balancer in front of the machines."""
     program = request.param
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (Debian's package {program}; .ci/run installs it)")
+    installed(program)
     port = free_port()
-    command = BALANCERS[program](machines, port)
-    # HAProxy raises its open-file limit to twice maxconn: within what this machine allows.
-    environment = {**os.environ, **balancer_settings(machines, port), "ESTIMATOR_MAXCONN": "4000"}
+    settings = balancer_settings(port, machines.urls)
+    command = BALANCERS[program](settings, machines.folder, check=False)
     url = f"http://127.0.0.1:{port}"
-    process = serve(command, environment, machines.folder / f"{program}.log", url + "/healthz")
+    log = machines.folder / f"{program}.log"
+    process = serve(command, balancer_environment(settings), log, url + "/healthz")
     try:
         yield url
     finally:
@@ -402,23 +415,26 @@ def _title(page: str) -> str:
     return " ".join(found.group(1).split()) if found else page[:80]
 
 
+#: Machines set up against the others, and the setting each refusal must name.
+MISTAKES = [
+    ({"SECRET_KEY": "another-secret"}, "SECRET_KEY"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),  # none: the machine would generate its own
+    ({"BALLOT_KEY_STORE_URI": ""}, "BALLOT_KEY_STORE_URI"),  # the default: this machine's own
+]
+
+
 @pytest.mark.server
-@pytest.mark.parametrize(
-    ("changes", "setting"),
-    [
-        ({"SECRET_KEY": "another-secret"}, "SECRET_KEY"),
-        ({"SECRET_KEY": ""}, "SECRET_KEY"),  # none: the machine would generate its own
-        ({"BALLOT_KEY_STORE_URI": ""}, "BALLOT_KEY_STORE_URI"),  # the default, this machine's own
-    ],
-    ids=["another-secret", "no-secret", "own-key-store"],
-)
-def test_a_machine_set_up_against_the_others_is_refused_saying_what_to_set(
-    machines: Machines, changes: dict[str, str], setting: str
-):
-    with pytest.raises(RuntimeError, match="did not start") as refused:
-        process, _ = machines.start("machine4", **changes)
-        stop(process)  # it served: the test fails below
-    assert setting in str(refused.value), str(refused.value)[-3000:]
+def test_a_machine_set_up_against_the_others_is_refused_saying_what_to_set(machines: Machines):
+    accepted = []
+    for n, (changes, setting) in enumerate(MISTAKES):
+        try:
+            process, _ = machines.start(f"mistaken{n}", **changes)
+        except RuntimeError as refused:  # it stopped: its log says why
+            assert setting in str(refused), str(refused)[-3000:]
+        else:
+            stop(process)
+            accepted.append(changes)
+    assert not accepted, f"machines started beside the others with {accepted}"
     for url in machines.urls:  # the machines set up right go on serving
         with urllib.request.urlopen(url + "/readyz", timeout=30) as response:
             assert response.status == 200
@@ -458,28 +474,10 @@ def test_the_configurations_check_healthz_and_pass_events_on_at_once():
 
 @pytest.mark.parametrize("program", sorted(BALANCERS))
 def test_the_balancer_accepts_its_configuration(program, tmp_path):
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (Debian's package {program}; .ci/run installs it)")
-    addresses = {f"ESTIMATOR_MACHINE_{n}": f"127.0.0.1:{free_port()}" for n in range(1, MACHINES + 1)}
-    settings = {"ESTIMATOR_LISTEN": f"127.0.0.1:{free_port()}", **addresses}
-    if program == "haproxy":
-        command = ["haproxy", "-c", "-f", str(DEPLOY / "haproxy.cfg")]
-    else:
-        config = tmp_path / "nginx.conf"
-        config.write_text(string.Template((DEPLOY / "nginx.conf").read_text()).safe_substitute(settings))
-        command = [
-            "nginx",
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(config),
-            "-e",
-            "stderr",
-            "-g",
-            "pid nginx.pid;",
-        ]
+    installed(program)
+    settings = balancer_settings(free_port(), [f"127.0.0.1:{free_port()}" for _ in range(MACHINES)])
+    command = BALANCERS[program](settings, tmp_path, check=True)
     checked = subprocess.run(
-        command, env={**os.environ, **settings}, capture_output=True, text=True, timeout=60
+        command, env=balancer_environment(settings), capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
