@@ -295,7 +295,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         pytest.skip(
             f"PostgreSQL's initdb is not installed ({POSTGRES_BIN}); a test of outages needs its own cluster"
         )
-    root = Path(tempfile.mkdtemp(prefix="estimator-outage-"))
+    root = Path(tempfile.mkdtemp(prefix="estimator-postgres-"))
     cluster = ThrowawayPostgres(root)
     try:
         cluster.init()
