@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -190,29 +191,38 @@ def balancer(request, machines: Machines) -> Iterator[str]:
         stop(process)
 
 
-def kill_machine(process: subprocess.Popen[bytes]) -> None:
+def kill_machine(process: subprocess.Popen[bytes], url: str) -> None:
     """SIGKILL a gunicorn and its workers at once, as a machine that dies: nothing is finished.
-    Returns once every one of them is gone, and with them the connections they had accepted."""
+    Returns once its address refuses connections: the last of its threads has closed the socket,
+    and with it the connections accepted meanwhile."""
     workers = [pid for pid, parent in _processes() if parent == process.pid]
     for pid in [process.pid, *workers]:
         os.kill(pid, signal.SIGKILL)
     process.wait()
-    wait_until(lambda: not {pid for pid, _ in _processes()} & set(workers), 30, "the workers died")
+    wait_until(lambda: _refuses(url), 30, f"{url} refuses connections")
 
 
 def _processes() -> list[tuple[int, int]]:
-    """(pid, parent pid) of every live process (zombies, whose files are closed, left out)."""
+    """(pid, parent pid) of every process."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, parent = entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError, ValueError):
-            continue  # not a process, or gone meanwhile
-        if state != "Z":
-            found.append((int(entry.name), int(parent)))
+        if entry.name.isdigit():
+            try:
+                found.append(
+                    (int(entry.name), int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]))
+                )
+            except (OSError, IndexError, ValueError):
+                pass  # gone meanwhile
     return found
+
+
+def _refuses(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 class Listener:
@@ -344,7 +354,7 @@ def test_a_meeting_through_the_balancer_survives_a_killed_machine_and_a_database
             voters[-1].start()
         wait_until(lambda: all(sum(v.status == 200 for v in log) >= 2 for log in votes), 60, "votes")
         dying = time.monotonic()
-        kill_machine(machines.processes[1])
+        kill_machine(machines.processes[1], machines.urls[1])
         killed = time.monotonic()
         wait_until(
             lambda: all(sum(v.started > killed and v.status == 200 for v in log) >= 3 for log in votes),
