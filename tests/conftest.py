@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from flask_migrate import upgrade
 from config import TestConfig, database_url
 from estimator import create_app
 from estimator.extensions import db
-from tests.server import start_gunicorn, stop
+from tests.server import POSTGRES_BIN, ThrowawayPostgres, start_gunicorn, stop
 
 
 @pytest.fixture(autouse=True)
@@ -286,3 +287,22 @@ def dave(app, team, new_client):
 def outsider(new_client):
     """Somebody logged in who is in none of the team's groups."""
     return new_client("Mallory")
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A running cluster of this test alone, stopped and removed afterwards."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(
+            f"PostgreSQL's initdb is not installed ({POSTGRES_BIN}); a test of outages needs its own cluster"
+        )
+    root = Path(tempfile.mkdtemp(prefix="estimator-postgres-"))
+    cluster = ThrowawayPostgres(root)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        if (cluster.data / "postmaster.pid").exists():
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -83,3 +83,23 @@ def started_meeting(base_url: str, names: list[str]) -> tuple[Person, int, int, 
         assert person.post(invite.group(0), {"role": "member"}, person.token(invite.group(0))) == 302
         people.append(person)
     return owner, group_id, issue_id, people
+
+
+def room_of_a_new_group(url: str) -> tuple[Person, int, str]:
+    """Olivia's new group with two issues, made over HTTP: her, the group id and its invite link."""
+    owner = Person(url)
+    assert owner.login("Olivia") == 302
+    status, _, headers = owner.request(
+        "/groups", {"name": "Workers", "deck": "fibonacci", "csrf_token": owner.token("/")}
+    )
+    assert status == 302, status
+    group_id = int(headers["Location"].rstrip("/").rsplit("/", 1)[-1])
+    for key in ("ROOM-1", "ROOM-2"):
+        token = owner.token(f"/groups/{group_id}")
+        assert (
+            owner.post(f"/groups/{group_id}/issues", {"key": key, "description": f"About {key}"}, token)
+            == 302
+        )
+    invite = re.search(r'id="invite-link"[^>]*value="([^"]+)"', owner.request(f"/groups/{group_id}")[1])
+    assert invite is not None
+    return owner, group_id, invite.group(1)

@@ -18,7 +18,7 @@ from flask_migrate import upgrade
 from estimator.extensions import db
 from tests.conftest import add_issue, create_group, join, login, vote
 from tests.helpers import group_json, issue_json, wait_until
-from tests.test_outage import POSTGRES_BIN, ThrowawayPostgres
+from tests.server import POSTGRES_BIN, ThrowawayPostgres
 
 FULL_MESSAGE = "Estimator cannot save anything right now."
 VOLUME = "4m"

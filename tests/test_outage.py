@@ -5,16 +5,12 @@ import logging
 import os
 import random
 import re
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +28,6 @@ from tests.server import WORKERS, free_port, start_gunicorn, stop
 
 DOWN_MESSAGE = "Estimator cannot reach its database right now."
 CSRF_MESSAGE = "The form expired, please try again."
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.fixture
@@ -276,55 +271,6 @@ def test_a_script_vote_without_a_valid_token_gets_json(make_app, team):
 
 
 # --- A real outage: a PostgreSQL of the test's own, stopped and started under load ----------------
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL cluster in a temporary folder on a free port, run by its own pg_ctl."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.port = free_port()
-        # initdb refuses to run as root; the cluster then belongs to the postgres OS user.
-        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_owner:
-            shutil.chown(root, "postgres", "postgres")
-
-    def run(self, *command: str) -> None:
-        subprocess.run([*self.as_owner, *command], check=True, capture_output=True, timeout=60)
-
-    def init(self) -> None:
-        self.run(str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        log = str(self.root / "postgres.log")
-        self.run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
-
-    def stop(self) -> None:
-        self.run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def uri(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-
-@pytest.fixture
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    """A running cluster of this test alone, stopped and removed afterwards."""
-    if not (POSTGRES_BIN / "initdb").exists():
-        pytest.skip(
-            f"PostgreSQL's initdb is not installed ({POSTGRES_BIN}); the outage test needs its own cluster"
-        )
-    root = Path(tempfile.mkdtemp(prefix="estimator-outage-"))
-    cluster = ThrowawayPostgres(root)
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        if (cluster.data / "postmaster.pid").exists():
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from run import Server
 from tests.helpers import logged_in_page
-from tests.http import Person
+from tests.http import Person, room_of_a_new_group
 from tests.server import ROOT, free_port, serve, stop
 
 BIN = Path(sys.executable).parent
@@ -138,26 +138,6 @@ def test_a_clean_start_prints_no_traceback(environment, tmp_path, how):
 
 
 # --- a room of twenty open pages ----------------------------------------------------------------
-
-
-def room_of_a_new_group(url: str) -> tuple[Person, int, str]:
-    """Olivia's new group with two issues, made over HTTP: her, the group id and its invite link."""
-    owner = Person(url)
-    assert owner.login("Olivia") == 302
-    status, _, headers = owner.request(
-        "/groups", {"name": "Workers", "deck": "fibonacci", "csrf_token": owner.token("/")}
-    )
-    assert status == 302, status
-    group_id = int(headers["Location"].rstrip("/").rsplit("/", 1)[-1])
-    for key in ("ROOM-1", "ROOM-2"):
-        token = owner.token(f"/groups/{group_id}")
-        assert (
-            owner.post(f"/groups/{group_id}/issues", {"key": key, "description": f"About {key}"}, token)
-            == 302
-        )
-    invite = re.search(r'id="invite-link"[^>]*value="([^"]+)"', owner.request(f"/groups/{group_id}")[1])
-    assert invite is not None
-    return owner, group_id, invite.group(1)
 
 
 #: Notes in the page when an element first shows a value (its text, or an attribute's value): a
