@@ -242,6 +242,11 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     min_votes: Mapped[int | None] = mapped_column()
     #: Ballots that could not be read at the reveal because their key was lost, left out of the result.
     lost_ballots: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: When the round's first ballot was cast (since its last restart); None before. Voters who
+    #: joined the group since are marked in the voters list.
+    opened_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: How often the facilitator started this round over, every open ballot discarded unread.
+    restarts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     issue: Mapped[Issue] = relationship(back_populates="rounds")
     ballots: Mapped[list[Ballot]] = relationship(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.groups.rules import move_issue
@@ -850,3 +851,62 @@ def test_logged_out_people_are_sent_to_log_in_first(app, team):
         assert response.status_code == 302 and response.headers["Location"] == f"/login?next={path}"
     assert group_json(team["owner"], team["group"])["current_issue"] is None
     assert issue_json(team["owner"], team["issue"])["timer_ends_at"] is None
+
+
+# --- POST /issues/<id>/restart and the voters who joined during a round --------------------------
+
+
+def test_the_facilitator_starts_a_round_over_and_every_ballot_is_gone_unread(app, team):
+    from estimator.models import Ballot, Round
+    from estimator.sealing import ballot_keys
+
+    issue, owner = team["issue"], team["owner"]
+    assert start(owner, issue).status_code == 302
+    for voter, card in ((team["bob"], "5"), (team["carol"], "?")):
+        assert vote(voter, issue, card).status_code == 302
+    with app.app_context():
+        key_id = db.session.scalar(sa.select(Round.key_id).where(Round.issue_id == issue))
+    assert key_id and "Start this round over" in text(room(owner, team["group"]))
+    assert "Start this round over" not in text(room(team["bob"], team["group"]))  # only the facilitator
+
+    response = owner.post(f"/issues/{issue}/restart", query_string={"back": "room"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/room")
+    page = visible(owner.get(response.headers["Location"]))
+    assert "Round 1 starts over: every vote was discarded unread, and everybody votes again." in page
+    state = issue_json(team["bob"], issue)
+    assert state["votes_cast"] == 0 and state["round"] == 1 and state["state"] == "voting"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Ballot)) == 0
+        assert ballot_keys.store.get(key_id) is None  # destroyed: nobody can ever read them
+    bob_page = visible(team["bob"].get(f"/issues/{issue}"))
+    assert "started this round over" in bob_page and "You have not voted yet" in bob_page
+    assert vote(team["bob"], issue, "8").status_code == 302  # and votes again
+    assert issue_json(owner, issue)["votes_cast"] == 1
+
+
+def test_only_an_open_round_by_its_facilitator_starts_over(app, team):
+    issue = team["issue"]
+    assert vote(team["bob"], issue, "5").status_code == 302
+    assert team["bob"].post(f"/issues/{issue}/restart").status_code == 403
+    assert issue_json(team["owner"], issue)["votes_cast"] == 1
+    estimate(app, team, issue)
+    page = visible(team["owner"].post(f"/issues/{issue}/restart", follow_redirects=True))
+    assert "already revealed" in page
+    assert issue_json(team["owner"], issue)["state"] == "estimated"
+    assert team["owner"].get(f"/issues/{issue}/restart").status_code == 302  # a GET changes nothing
+
+
+def test_people_who_joined_during_the_open_round_are_marked_for_everyone(app, team, new_client):
+    group, issue = team["group"], team["issue"]
+    assert start(team["owner"], issue).status_code == 302
+    erin = new_client("Erin")  # before anybody has voted: nothing to mark
+    assert join(app, erin, group).status_code == 302
+    assert vote(team["bob"], issue, "5").status_code == 302
+    dave = new_client("Dave")
+    assert join(app, dave, group).status_code == 302
+    for viewer in (team["owner"], team["bob"], dave):
+        voters = visible(room(viewer, group))
+        assert re.search(r"Dave\s*joined during this round", voters)
+        assert not re.search(r"(Bob|Carol|Erin)\s*joined during this round", voters)
+    estimate(app, team, issue)
+    assert "joined during this round" not in visible(room(team["owner"], group))

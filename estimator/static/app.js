@@ -401,12 +401,11 @@
   // has voted, the result and the final estimate.
   function snapshot() {
     const heading = document.querySelector("h1[data-issue-key]");
-    const names = (selector) => new Set([...document.querySelectorAll(selector)].map((e) => e.textContent.trim()));
     return {
       key: heading?.dataset.issueKey ?? null,
       round: heading?.dataset.round ?? null,
       state: heading?.dataset.state ?? null,
-      voted: names("[data-voted=true] .voter-name"),
+      voted: new Set([...document.querySelectorAll("[data-voted=true] .voter-name")].map((e) => e.dataset.nickname)),
       everybody: Boolean(document.querySelector(".everybody-voted")),
       average: document.querySelector(".result-average")?.textContent.trim() || null,
       estimate: document.querySelector(".final-estimate")?.textContent.trim() || null,

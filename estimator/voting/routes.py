@@ -22,7 +22,7 @@ from ..permissions import ensure_owner, ensure_voter, require_member, require_ow
 from . import bp, rules
 from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
-from .state import issue_state, load_issue, seconds_left
+from .state import issue_state, joined_late, load_issue, seconds_left, voted_now
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
 VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
@@ -46,7 +46,8 @@ def issue_page(
 ) -> dict[str, Any]:
     """What the issue's pages and the room share: the state, the voter's own ballot (`own`: on
     a page for one viewer, never in shared regions), the facilitator's form and the timer."""
-    state = issue_state(issue)
+    voted = voted_now(issue)
+    state = issue_state(issue, voted)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
         accept_form = AcceptForm(
@@ -61,6 +62,8 @@ def issue_page(
         "own": own,
         "lost_ballots": issue.current_round.lost_ballots,
         "threshold": rules.reveal_threshold(issue),
+        "joined_late": joined_late(issue),
+        "restarts": issue.current_round.restarts,
         "timer_left": seconds_left(issue.current_round),
         "accept_form": accept_form,
     }
@@ -304,7 +307,17 @@ def _revote(issue: Issue) -> str:
     return str(_("Round %(number)d is open: everybody votes again.", number=rules.revote(issue).number))
 
 
-STEPS = {"reveal": _reveal, "revote": _revote}
+def _restart(issue: Issue) -> str:
+    rules.restart(issue)
+    return str(
+        _(
+            "Round %(number)d starts over: every vote was discarded unread, and everybody votes again.",
+            number=issue.current_round.number,
+        )
+    )
+
+
+STEPS = {"reveal": _reveal, "revote": _revote, "restart": _restart}
 
 
 @bp.route("/issues/<id:issue_id>/reveal", methods=["GET", "POST"])
@@ -319,6 +332,13 @@ def reveal(issue_id: int) -> ResponseReturnValue:
 def revote(issue_id: int) -> ResponseReturnValue:
     """Start a new round (owner only); GET goes back to the status page."""
     return owner_step(issue_id, "revote")
+
+
+@bp.route("/issues/<id:issue_id>/restart", methods=["GET", "POST"])
+@login_required
+def restart(issue_id: int) -> ResponseReturnValue:
+    """Start the open round over, discarding every ballot unread (owner only); GET goes back."""
+    return owner_step(issue_id, "restart")
 
 
 @bp.route("/issues/<id:issue_id>/accept", methods=["GET", "POST"])

@@ -122,7 +122,12 @@ def cast_vote(booth: Booth, card: str) -> None:
         # The round's new key, and the promise its first ballot is cast under.
         writes.insert(0, _ROUND_SETTINGS)
         promise = booth.group_min_votes if booth.round_min_votes is None else booth.round_min_votes
-        values |= {"round_key": key_id, "round_store": registry().identity(), "round_min": promise}
+        values |= {
+            "round_key": key_id,
+            "round_store": registry().identity(),
+            "round_min": promise,
+            "round_opened": utcnow(),
+        }
     if booth.glanced:
         if not bump_version_unless_changed(
             booth.group_id, booth.version, *(_GUARDED[write] for write in writes), **values
@@ -157,6 +162,9 @@ _ROUND_SETTINGS = (
         key_id=sa.bindparam("round_key"),
         key_store=sa.bindparam("round_store"),
         min_votes=sa.bindparam("round_min"),
+        opened_at=sa.func.coalesce(
+            Round.opened_at, sa.bindparam("round_opened", type_=sa.DateTime(timezone=True))
+        ),
     )
 )
 
@@ -268,6 +276,23 @@ def _threshold_message(needed: int, cast: int, lost: int) -> str:
             )
         )
     return " ".join(str(part) for part in parts)
+
+
+def restart(issue: Issue) -> None:
+    """Start the open round over: every ballot is discarded unread and the round's key destroyed,
+    so nobody, the facilitator included, ever learns what was cast; everyone votes again."""
+    lock_group(issue.group_id)
+    if issue.state != IssueState.VOTING:
+        raise RuleError(_("This round is already revealed: start a new one with “Vote again”."))
+    round_ = issue.current_round
+    for ballot in list(round_.ballots):
+        db.session.delete(ballot)
+    if round_.key_id is not None:
+        ballot_keys.store.destroy(round_.key_id)
+    round_.key_id = round_.key_store = round_.min_votes = round_.timer_ends_at = None
+    round_.restarts += 1
+    round_.opened_at = None  # until the next first ballot
+    bump_version(issue.group_id)
 
 
 def accept(issue: Issue, estimate: str) -> None:

@@ -59,6 +59,22 @@ def seconds_left(round_: Round) -> int | None:
     return max(0, math.ceil((as_utc(round_.timer_ends_at) - utcnow()).total_seconds()))
 
 
+def voted_now(issue: Issue) -> set[int]:
+    """Who has a ballot that counts in the issue's open round (all of its voters once revealed)."""
+    current = issue.current_round
+    return counted_voters(current, key_alive(current))
+
+
+def joined_late(issue: Issue) -> set[str]:
+    """The nicknames of voters who joined the group while its open round was open: everyone sees
+    them marked, so that nobody's second browser slips into a round to fill its threshold."""
+    opened = issue.current_round.opened_at
+    if opened is None or issue.current_round.revealed:
+        return set()
+    members = issue.group.memberships
+    return {m.user.nickname for m in members if m.votes and as_utc(m.joined_at) > as_utc(opened)}
+
+
 def voter_list(issue: Issue, voted: set[int]) -> list[dict[str, Any]]:
     """Everyone expected to vote, then anyone else whose ballot is in the round (an open ballot
     stays when its voter becomes an observer or leaves): nicknames and whether they voted."""
@@ -68,10 +84,12 @@ def voter_list(issue: Issue, voted: set[int]) -> list[dict[str, Any]]:
     return [{"nickname": user.nickname, "voted": user.id in voted} for user in expected + others]
 
 
-def issue_state(issue: Issue) -> dict[str, Any]:
-    """The issue in the JSON shape of SPEC.md (`GET /api/issues/<id>`): never a voter's card."""
+def issue_state(issue: Issue, voted: set[int] | None = None) -> dict[str, Any]:
+    """The issue in the JSON shape of SPEC.md (`GET /api/issues/<id>`): never a voter's card.
+    `voted`, when the caller has it: who has a ballot that counts in the open round."""
     current = issue.current_round
-    voted = counted_voters(current, key_alive(current))
+    if voted is None:
+        voted = voted_now(issue)
     voters = voter_list(issue, voted)
     return {
         "id": issue.id,
