@@ -910,3 +910,28 @@ def test_people_who_joined_during_the_open_round_are_marked_for_everyone(app, te
         assert not re.search(r"(Bob|Carol|Erin)\s*joined during this round", voters)
     estimate(app, team, issue)
     assert "joined during this round" not in visible(room(team["owner"], group))
+
+
+def test_next_issue_asks_first_while_votes_are_missing(app, team):
+    group, issue, owner = team["group"], team["issue"], team["owner"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    assert start(owner, issue).status_code == 302
+    assert vote(team["bob"], issue, "5").status_code == 302
+    asked = next_issue(owner, group)
+    page = visible(asked)
+    assert asked.status_code == 200 and "Move on from PROJ-1?" in page
+    assert "Only 1 of 3 have voted on PROJ-1" in page and "Move on to the next issue" in page
+    assert group_json(owner, group)["current_issue"] == issue  # nothing moved yet
+    moved = owner.post(f"/groups/{group}/next", data={"confirm": "1"})
+    assert moved.status_code == 302 and group_json(owner, group)["current_issue"] == second
+    assert issue_json(owner, issue)["votes_cast"] == 1  # the vote stays for when the team comes back
+
+
+def test_next_issue_moves_at_once_when_nobody_is_left_behind(app, team):
+    group, issue, owner = team["group"], team["issue"], team["owner"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    assert start(owner, issue).status_code == 302
+    for voter in (team["bob"], team["carol"], owner):
+        assert vote(voter, issue, "5").status_code == 302
+    assert next_issue(owner, group).status_code == 302
+    assert group_json(owner, group)["current_issue"] == second

@@ -344,10 +344,13 @@ def owned_issue(issue_id: int) -> tuple[Issue, Membership]:
     return issue, require_owner(issue.group_id)
 
 
-def confirm(title: str, message: str, action: str, button: str, back: str) -> ResponseReturnValue:
-    """The page that asks before something that cannot be undone; its form posts to `action`."""
+def confirm(
+    title: str, message: str, action: str, button: str, back: str, **more: Any
+) -> ResponseReturnValue:
+    """The page that asks before something that cannot be undone; its form posts to `action`
+    (with `fields`, hidden, and a `button_class` other than the danger red, when given)."""
     return render_template(
-        "groups/confirm.html", title=title, message=message, action=action, button=button, back=back
+        "groups/confirm.html", title=title, message=message, action=action, button=button, back=back, **more
     )
 
 

@@ -16,6 +16,7 @@ from ..database import locks_later
 from ..estimates import total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
+from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view
 from ..models import Group, Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
@@ -168,6 +169,25 @@ def next_issue(group_id: int) -> ResponseReturnValue:
     """Move the room to the next issue not yet estimated (owner only); GET goes to the room."""
     membership = require_owner(group_id)
     if EmptyForm().validate_on_submit():
+        current = membership.group.current_issue
+        if current is not None and current.state == IssueState.VOTING and request.form.get("confirm") != "1":
+            state = issue_state(current)
+            if 0 < state["votes_cast"] < state["votes_expected"]:  # a half-voted issue left behind: ask
+                return confirm(
+                    _("Move on from %(key)s?", key=current.key),
+                    _(
+                        "Only %(cast)d of %(expected)d have voted on %(key)s, and its round is not revealed. "
+                        "The votes cast so far stay in the round for when you come back to it.",
+                        cast=state["votes_cast"],
+                        expected=state["votes_expected"],
+                        key=current.key,
+                    ),
+                    url_for("voting.next_issue", group_id=group_id),
+                    _("Move on to the next issue"),
+                    url_for("voting.room", group_id=group_id),
+                    fields={"confirm": "1"},
+                    button_class="btn-primary",
+                )
         issue = rules.next_issue(membership.group)
         db.session.commit()
         if issue is None and membership.group.issues:
