@@ -935,3 +935,21 @@ def test_next_issue_moves_at_once_when_nobody_is_left_behind(app, team):
         assert vote(voter, issue, "5").status_code == 302
     assert next_issue(owner, group).status_code == 302
     assert group_json(owner, group)["current_issue"] == second
+
+
+def test_the_facilitator_changes_settings_from_the_room_and_stays_there(app, team):
+    group, owner = team["group"], team["owner"]
+    page = text(room(owner, group))
+    assert f'action="/groups/{group}/settings?back=room"' in page and "room-settings" in page
+    assert "room-settings" not in text(room(team["bob"], group))  # the facilitator's alone
+    response = owner.post(
+        f"/groups/{group}/settings?back=room",
+        data={"auto_reveal": "1", "min_votes": "4", "facilitator_votes": "1"},
+    )
+    assert response.status_code == 302 and response.headers["Location"] == f"/groups/{group}/room"
+    assert "Settings saved" in visible(owner.get(response.headers["Location"]))
+    assert settings_of(owner, group) == {"auto_reveal": True, "min_votes": 4, "facilitator_votes": True}
+    refused = owner.post(f"/groups/{group}/settings?back=room", data={"min_votes": "99"})
+    assert refused.headers["Location"] == f"/groups/{group}/room"
+    assert "whole number from 1 to 20" in visible(owner.get(refused.headers["Location"]))
+    assert settings_of(owner, group)["min_votes"] == 4  # nothing changed

@@ -202,9 +202,14 @@ def settings(group_id: int) -> ResponseReturnValue:
     """Change the group's settings (owner only); GET goes back to the group page."""
     membership = require_owner(group_id)
     form = SettingsForm(obj=membership.group)
+    # From the room's settings panel (?back=room) the facilitator goes back to the room.
+    back = url_for("voting.room", group_id=group_id) if request.args.get("back") == "room" else None
     if not form.is_submitted():
-        return redirect(url_for("groups.show", group_id=group_id))
+        return redirect(back or url_for("groups.show", group_id=group_id))
     if not form.validate():
+        if back:
+            flash(" ".join(str(error) for errors in form.errors.values() for error in errors), "warning")
+            return redirect(back)
         return render_group(membership, settings_form=form, status=422)
     assert form.min_votes.data is not None  # required, or the group's own
     rules.change_settings(
@@ -215,7 +220,7 @@ def settings(group_id: int) -> ResponseReturnValue:
     )
     db.session.commit()
     flash(_("Settings saved. They apply to the next reveal."), "success")
-    return redirect(url_for("groups.show", group_id=group_id))
+    return redirect(back or url_for("groups.show", group_id=group_id))
 
 
 @bp.route("/join/<token>", methods=["GET", "POST"])

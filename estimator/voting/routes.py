@@ -16,6 +16,7 @@ from ..database import locks_later
 from ..estimates import total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
+from ..groups.forms import SettingsForm
 from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view
 from ..models import Group, Issue, IssueState, Membership
@@ -147,7 +148,13 @@ def room(group_id: int) -> ResponseReturnValue:
     membership = require_member(group_id)
     group = membership.group
     page = room_page(group, membership, current_user.id)
-    return render_template("voting/room.html", **page, **live_context("room", group.id, group.version))
+    settings_form = SettingsForm(obj=group) if membership.is_owner else None
+    return render_template(
+        "voting/room.html",
+        **page,
+        settings_form=settings_form,
+        **live_context("room", group.id, group.version),
+    )
 
 
 @bp.route("/issues/<id:issue_id>/start", methods=["GET", "POST"])
