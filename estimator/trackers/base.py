@@ -1,0 +1,110 @@
+"""What crosses between Estimator and a tracker, and what every tracker connector offers.
+
+Only keys, titles, descriptions and final estimates ever cross: a connector has no way to send
+anything else, because nothing else is in its interface.  A connector talks HTTP through the
+`httpx.Client` it is given; the client decides which hosts may be reached, how long a call may
+take and how large an answer may be (see `estimator.trackers.http`), so a connector never builds
+a client of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import httpx
+from flask_babel import gettext as _
+
+
+@dataclass(frozen=True)
+class TrackerIssue:
+    """One issue as a tracker lists it."""
+
+    #: What the team calls it and Estimator stores as the issue's key: `PROJ-12`, `#34`.
+    key: str
+    #: The one-line summary (Estimator's `description`).
+    title: str
+    #: The longer text, as plain text; "" when there is none.
+    details: str
+    #: The estimate the tracker holds now, as text ("5", "2.5"), or None.
+    estimate: str | None
+    #: What `write_estimate` needs to address the issue again (an id, `project:iid`, …).
+    ref: str
+
+
+@dataclass(frozen=True)
+class EstimateField:
+    """A field of the tracker that can receive the final estimate."""
+
+    id: str
+    label: str
+
+
+class TrackerError(Exception):
+    """The tracker refused, failed, timed out or answered nonsense.
+
+    `str(error)` is a message for the facilitator's page: it says what went wrong in words a
+    facilitator understands, and never holds a credential.
+    """
+
+
+class Connector(Protocol):
+    """A tracker seen through its REST API."""
+
+    #: "jira", "redmine", "gitlab": the value stored on a connection.
+    kind: ClassVar[str]
+
+    def __init__(self, client: httpx.Client, base_url: str, secret: dict[str, str]) -> None: ...
+
+    def check(self) -> str:
+        """Who the credentials are, as the tracker names them; TrackerError when refused."""
+        ...
+
+    def fields(self) -> list[EstimateField]:
+        """The fields that can receive the final estimate, the usual one first."""
+        ...
+
+    def search(self, query: str, limit: int) -> list[TrackerIssue]:
+        """The issues the query selects, at most `limit`, in the tracker's order."""
+        ...
+
+    def write_estimate(self, ref: str, field: str, value: str) -> None:
+        """Set `field` of the issue `ref` to `value`; TrackerError when the tracker refuses."""
+        ...
+
+
+def call(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> Any:
+    """Send one request and return its JSON answer (None for an empty one).
+
+    Every failure becomes a TrackerError naming `what` was being done ("reading the issues"):
+    a refusal (401/403: the credentials; 404: the address or the query), any other status, a
+    timeout, an unreachable or forbidden host, or an answer that is not JSON.
+    """
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException as error:
+        raise TrackerError(_("The tracker did not answer in time while %(what)s.", what=what)) from error
+    except httpx.HTTPError as error:
+        raise TrackerError(
+            _("The tracker could not be reached while %(what)s: %(error)s", what=what, error=error)
+        ) from error
+    if response.status_code in (401, 403):
+        raise TrackerError(
+            _(
+                "The tracker refused the credentials while %(what)s (%(status)s).",
+                what=what,
+                status=response.status_code,
+            )
+        )
+    if response.status_code == 404:
+        raise TrackerError(_("The tracker found nothing at that address while %(what)s (404).", what=what))
+    if not response.is_success:
+        raise TrackerError(
+            _("The tracker answered %(status)s while %(what)s.", what=what, status=response.status_code)
+        )
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError as error:
+        raise TrackerError(_("The tracker's answer was not JSON while %(what)s.", what=what)) from error
