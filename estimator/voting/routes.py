@@ -63,7 +63,7 @@ def issue_page(
         "membership": seat,
         "own": own,
         "lost_ballots": issue.current_round.lost_ballots,
-        "threshold": rules.reveal_threshold(issue),
+        "reveal": rules.reveal_check(issue, voted, rules.expected_voters(issue)),
         "joined_late": joined_late(issue),
         "restarts": issue.current_round.restarts,
         "timer_left": seconds_left(issue.current_round),

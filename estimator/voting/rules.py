@@ -18,7 +18,6 @@ from flask_babel import ngettext
 
 from ..changes import RuleError
 from ..database import bump_version, bump_version_unless_changed, change_group, group_unchanged, lock_group
-from ..estimates import UNSURE
 from ..extensions import db
 from ..instances import refuse_foreign_round, registry
 from ..models import Ballot, Group, Issue, IssueState, Round, Tally, utcnow
@@ -184,18 +183,63 @@ _GUARDED = {
 }
 
 
+def expected_voters(issue: Issue) -> set[int]:
+    """Who the open round waits for: every member who votes."""
+    return {m.user_id for m in issue.group.memberships if m.votes}
+
+
 def everybody_voted(issue: Issue) -> bool:
-    """Whether every expected voter has a ballot in the open round (what the facilitator's cue says)."""
+    """Whether every expected voter has a ballot in the open round (what auto-reveal waits for)."""
     voted = {ballot.user_id for ballot in issue.current_round.ballots if ballot.sealed is not None}
-    expected = {m.user_id for m in issue.group.memberships if m.votes}
+    expected = expected_voters(issue)
     return bool(expected) and expected <= voted
 
 
 def revealable(issue: Issue, key: bytes | None) -> bool:
-    """Whether the open round holds enough readable votes with a number to be revealed."""
+    """Whether the open round holds enough readable cards, besides the facilitator's, to be revealed."""
     round_ = issue.current_round
-    cards = (_open(key, round_, ballot) for ballot in round_.ballots)
-    return sum(1 for card in cards if card not in (None, UNSURE)) >= reveal_threshold(issue)
+    readers = {ballot.user_id for ballot in round_.ballots if _open(key, round_, ballot) is not None}
+    return cover(issue, readers) >= reveal_threshold(issue)
+
+
+@dataclass(frozen=True)
+class RevealCheck:
+    """What the pages may say of a reveal: counts of who has voted, never anything of the cards."""
+
+    #: Votes besides the facilitator's that the round needs, and how many of them are missing.
+    needed: int
+    short: int
+    #: Every expected voter has voted.
+    everybody: bool
+    #: How many people besides the facilitator are expected to vote: fewer than `needed` means the
+    #: round can never be revealed until more join or the facilitator lowers the threshold.
+    others: int
+
+    @property
+    def ready(self) -> bool:
+        """Everybody has voted and a reveal will be accepted: the cue the facilitator waits for."""
+        return self.everybody and not self.short
+
+
+def reveal_check(issue: Issue, voted: set[int], expected: set[int]) -> RevealCheck:
+    """Whether the open round may be revealed, from who has voted and who is expected to."""
+    needed = reveal_threshold(issue)
+    return RevealCheck(
+        needed=needed,
+        short=max(0, needed - cover(issue, voted)),
+        everybody=bool(expected) and expected <= voted,
+        others=cover(issue, expected | voted),
+    )
+
+
+def cover(issue: Issue, voted: set[int]) -> int:
+    """How many of these voters' cards hide each card in a result: all but the facilitator's.
+
+    The facilitator knows their own card, so it hides nobody's from them; a "?" hides a card as
+    well as a number does (it is counted in the result like any card), and counting it keeps the
+    threshold from ever depending on which cards were cast.
+    """
+    return len(voted - {issue.group.owner_id})
 
 
 def reveal(issue: Issue) -> Round:
@@ -215,10 +259,10 @@ def reveal(issue: Issue) -> Round:
     cards = [_open(key, round_, ballot) for ballot in round_.ballots]
     readable = [card for card in cards if card is not None]
     lost = len(cards) - len(readable)
-    numeric = sum(1 for card in readable if card != UNSURE)
+    readers = {ballot.user_id for ballot, card in zip(round_.ballots, cards, strict=True) if card is not None}
     needed = reveal_threshold(issue)
-    if numeric < needed:
-        raise RuleError(_threshold_message(needed, len(readable), lost))
+    if cover(issue, readers) < needed:
+        raise RuleError(threshold_message(needed, cover(issue, readers), lost))
     tally = Counter(readable)
     for card in sorted(tally, key=issue.group.deck_rules.sort_key):
         db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
@@ -240,31 +284,29 @@ def reveal(issue: Issue) -> Round:
 
 
 def reveal_threshold(issue: Issue) -> int:
-    """How many numeric votes the open round needs: the threshold when its first vote was cast,
-    or the group's if that is higher now (raising it protects voters at once; lowering it waits)."""
+    """How many votes besides the facilitator's the open round needs: the threshold when its first
+    vote was cast, or the group's if that is higher now (raising it protects voters at once;
+    lowering it waits)."""
     fixed = issue.current_round.min_votes
     return max(fixed, issue.group.min_votes) if fixed is not None else issue.group.min_votes
 
 
-def _threshold_message(needed: int, cast: int, lost: int) -> str:
-    """Why a round cannot be revealed yet, and what is missing.
+def threshold_message(needed: int, covering: int, lost: int = 0) -> str:
+    """Why a round cannot be revealed yet: how many more votes it needs, and whose count.
 
-    It counts the votes cast, never how many of them are numbers: a refusal must not tell whether
-    the one person who has voted so far chose "?".
+    It depends only on how many people other than the facilitator have voted, never on the cards:
+    a refusal must not tell anyone what the people who voted so far chose.
     """
-    more = needed - cast
     parts = [
         ngettext(
-            "Revealing needs at least %(num)d vote with a number, so that no result shows one person's card.",
-            "Revealing needs at least %(num)d votes with a number, "
+            "Revealing needs the votes of at least %(num)d person other than the facilitator, "
+            "so that no result shows one person's card.",
+            "Revealing needs the votes of at least %(num)d people other than the facilitator, "
             "so that no result shows one person's card.",
             needed,
-        )
+        ),
+        ngettext("%(num)d more vote is needed.", "%(num)d more votes are needed.", needed - covering),
     ]
-    if more > 0:
-        parts.append(ngettext("%(num)d more vote is needed.", "%(num)d more votes are needed.", more))
-    else:
-        parts.append(_("Some of the votes are “?”: more votes with a number are needed."))
     if lost:
         parts.append(
             ngettext(
