@@ -117,6 +117,8 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     auto_reveal: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     #: Whether the facilitator is one of the voters; without it they only facilitate.
     facilitator_votes: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    #: "Everybody voted" and auto-reveal wait only for the voters who have the group open now.
+    present_only: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     #: The issue the room is on: everybody's screen follows it. None before the first and after the last.
     current_issue_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey(
@@ -247,6 +249,8 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     opened_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: How often the facilitator started this round over, every open ballot discarded unread.
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: When the facilitator last nudged the voters who had not voted yet; None before.
+    nudged_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     issue: Mapped[Issue] = relationship(back_populates="rounds")
     ballots: Mapped[list[Ballot]] = relationship(
@@ -317,4 +321,20 @@ class Instance(db.Model):  # type: ignore[name-defined]  # db.Model is made at r
     #: BALLOT_KEY_STORE_URI as this process read it, without a password: what a message names.
     key_store_uri: Mapped[str] = mapped_column(sa.Text)
     #: The heartbeat: the last time the process said it is serving.
+    seen_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+
+class Presence(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """That a member has a live page of a group open in one serving process (see live/presence.py).
+
+    Each process writes and refreshes only its own rows; a row not refreshed for a while (its
+    process died) is removed by whichever process looks next. It says nothing of any card.
+    """
+
+    __tablename__ = "presences"
+
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    #: The serving process, random, one per process.
+    instance: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)

@@ -112,8 +112,13 @@ class Settings(Shape):
     """How the group votes; the facilitator changes it with `POST /groups/<id>/settings`."""
 
     auto_reveal: bool = Field(description="The vote that completes a round reveals it (threshold met).")
-    min_votes: Annotated[int, Field(ge=1, le=20)] = Field(description="Numeric votes a reveal needs.")
+    min_votes: Annotated[int, Field(ge=1, le=20)] = Field(
+        description="Votes a reveal needs, besides the facilitator's (a `?` counts)."
+    )
     facilitator_votes: bool = Field(description="Whether the facilitator is one of the voters.")
+    present_only: bool = Field(
+        description="Whether 'everybody voted' and auto-reveal wait only for the voters present."
+    )
 
 
 class GroupStatus(Shape):
@@ -131,6 +136,10 @@ class GroupStatus(Shape):
         "each card for ordinal ones (t-shirt sizes, own words)."
     )
     settings: Settings
+    present: list[Nickname] = Field(
+        description="Who has a live page of the group open now, whichever server serves them "
+        "(someone whose last page closed leaves within 30 seconds). Nothing about cards."
+    )
 
 
 class Regions(Shape):

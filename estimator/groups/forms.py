@@ -136,12 +136,19 @@ class SettingsForm(FlaskForm):
 
     auto_reveal = SettingBox(
         _l("Reveal automatically"),
-        description=_l("The vote that completes a round reveals it, when enough votes have a number."),
+        description=_l("The vote that completes a round reveals it, when enough people have voted."),
     )
     facilitator_votes = SettingBox(
         _l("The facilitator votes too"),
         default=True,
         description=_l("Off: you lead the session without voting, and nobody waits for your card."),
+    )
+    present_only = SettingBox(
+        _l("Wait only for the voters present"),
+        description=_l(
+            "“Everybody has voted” and automatic reveals wait only for the voters who have the "
+            "group open now, not for someone who is away."
+        ),
     )
     min_votes = IntegerField(
         _l("Votes needed to reveal"),
@@ -152,8 +159,9 @@ class SettingsForm(FlaskForm):
         ],
         render_kw={"min": 1, "max": MIN_VOTES_MAX, "inputmode": "numeric"},
         description=_l(
-            "A round is revealed only when it holds at least this many votes with a number. "
-            "Below 3, a result can show who voted what, and every member is told so."
+            "A round is revealed only when at least this many people other than the facilitator "
+            "have voted (“?” counts). Below 3, a result can show who voted what, and every member "
+            "is told so."
         ),
     )
     submit = SubmitField(_l("Save settings"))

@@ -217,6 +217,7 @@ def settings(group_id: int) -> ResponseReturnValue:
         auto_reveal=form.auto_reveal.data,
         min_votes=form.min_votes.data,
         facilitator_votes=form.facilitator_votes.data,
+        present_only=form.present_only.data,
     )
     db.session.commit()
     flash(_("Settings saved. They apply to the next reveal."), "success")

@@ -270,7 +270,9 @@ def new_invite(group: Group) -> None:
     group.invite_token = new_token()
 
 
-def change_settings(group: Group, *, auto_reveal: bool, min_votes: int, facilitator_votes: bool) -> None:
+def change_settings(
+    group: Group, *, auto_reveal: bool, min_votes: int, facilitator_votes: bool, present_only: bool
+) -> None:
     """Change how the group votes (the form bounds min_votes to 1..MIN_VOTES_MAX).
 
     Open ballots stay whatever changes: a facilitator who stops voting keeps the card already
@@ -278,3 +280,4 @@ def change_settings(group: Group, *, auto_reveal: bool, min_votes: int, facilita
     """
     change_group(group.id)
     group.auto_reveal, group.min_votes, group.facilitator_votes = auto_reveal, min_votes, facilitator_votes
+    group.present_only = present_only

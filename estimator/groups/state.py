@@ -9,6 +9,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..estimates import total
 from ..extensions import db
+from ..live.presence import present_users
 from ..models import Ballot, Group, Issue, Membership, Round
 from ..sealing import KeyStoreError, ballot_keys
 
@@ -67,6 +68,7 @@ def group_state(group: Group) -> dict[str, Any]:
     current_rounds = {issue.id: issue.current_round for issue in group.issues}
     cast = ballots_per_round(list(current_rounds.values()))
     expected = voters_expected(group)
+    present = present_users(group.id)
     return {
         "id": group.id,
         "name": group.name,
@@ -79,7 +81,9 @@ def group_state(group: Group) -> dict[str, Any]:
             "auto_reveal": group.auto_reveal,
             "min_votes": group.min_votes,
             "facilitator_votes": group.facilitator_votes,
+            "present_only": group.present_only,
         },
+        "present": sorted(m.user.nickname for m in group.memberships if m.user_id in present),
         "issues": [
             {
                 "id": issue.id,

@@ -40,6 +40,7 @@ from ..errors import RETRY_AFTER
 from ..extensions import db
 from .board import VersionBoard, Watched
 from .cache import VersionCache
+from .presence import present_users
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
 from .seen import Seen, etag, key_fingerprint, member_sees, tag_matches
 from .stencils import Filler, personal
@@ -54,6 +55,7 @@ __all__ = [
     "live_view",
     "member_sees",
     "personal",
+    "present_users",
     "regions_response",
     "register_live",
 ]
@@ -95,6 +97,9 @@ def regions_response(group_id: int, name: str) -> Response:
     304 when the page shows this version already."""
     asked, seen = asked_view(group_id, name)
     assert asked is not None
+    watching = board()
+    watching.presence.polled(group_id, current_user.id)
+    watching.ensure_watcher()
     tag = etag(f"regions-{asked.name}", seen)
     if tag_matches(tag, request.headers.get("If-None-Match", "")):
         response = current_app.response_class(status=304)

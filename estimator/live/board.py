@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql
 from ..database import in_group, read_in_autocommit
 from ..models import Group, Membership, Round, User
 from ..sealing import KeyStore, KeyStoreError
+from .presence import REFRESH_SECONDS, PresenceBook
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class VersionBoard:
         self._groups: dict[int, Watched] = {}
         self._watcher: threading.Thread | None = None
         self._pid = 0
+        self.presence = PresenceBook()
 
     def _connect(self) -> sa.Connection:
         connection = self.engine.connect()
@@ -203,6 +205,9 @@ class VersionBoard:
             entry = self._enter(group_id)
         except LookupError:
             return
+        user_id = int(login.partition(":")[0] or 0)
+        if user_id:
+            self.presence.opened(group_id, user_id)
         try:
             yield b"retry: 2000\n\n"
             told: Watched | None = None
@@ -230,6 +235,8 @@ class VersionBoard:
                     return
         finally:
             self._leave(group_id)
+            if user_id:
+                self.presence.closed(group_id, user_id)
 
     def _enter(self, group_id: int) -> Watched:
         entry = self.current(group_id)
@@ -238,7 +245,7 @@ class VersionBoard:
         with self._lock:
             entry = self._groups[group_id]
             entry.listeners += 1
-        self._ensure_watcher()
+        self.ensure_watcher()
         return entry
 
     def _leave(self, group_id: int) -> None:
@@ -246,7 +253,8 @@ class VersionBoard:
             if entry := self._groups.get(group_id):
                 entry.listeners -= 1
 
-    def _ensure_watcher(self) -> None:
+    def ensure_watcher(self) -> None:
+        """Start this process's watcher unless it runs: it also writes who has which group open."""
         if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
             return
         with self._lock:
@@ -291,9 +299,15 @@ class VersionBoard:
         """One loop per process: read every listened group's version, wake who needs waking; once a
         second, see whether their open rounds' keys are still in the key store."""
         failing = False
-        keys_checked = 0.0
+        keys_checked = presence_written = 0.0
         while True:
             time.sleep(WATCH_INTERVAL)
+            if self.presence.due.is_set() or time.monotonic() - presence_written >= REFRESH_SECONDS:
+                presence_written = time.monotonic()
+                try:
+                    self.presence.turn(self.engine)
+                except sa.exc.SQLAlchemyError as error:
+                    log.warning("Live updates: cannot write who has which group open: %s", error)
             with self._lock:
                 listened = [gid for gid, entry in self._groups.items() if entry.listeners > 0]
             if not listened:

@@ -407,6 +407,8 @@
       state: heading?.dataset.state ?? null,
       voted: new Set([...document.querySelectorAll("[data-voted=true] .voter-name")].map((e) => e.dataset.nickname)),
       everybody: Boolean(document.querySelector(".everybody-voted")),
+      nudge: document.querySelector(".nudge")?.textContent.trim() || null,
+      nudgedAt: document.querySelector(".nudge")?.dataset.nudged || null,
       average: document.querySelector(".result-average")?.textContent.trim() || null,
       estimate: document.querySelector(".final-estimate")?.textContent.trim() || null,
     };
@@ -422,6 +424,7 @@
     const sentences = [...after.voted].filter((name) => !before.voted.has(name))
       .map((name) => fill(said.voted, { name }));
     if (after.everybody && !before.everybody) sentences.push(said.everybodyVoted);
+    if (after.nudge && (after.nudge !== before.nudge || after.nudgedAt !== before.nudgedAt)) sentences.push(after.nudge);
     if (before.state === "voting" && after.state !== "voting") {
       sentences.push(after.average ? fill(said.revealed, { average: after.average }) : said.revealedNoAverage);
     }

@@ -18,7 +18,7 @@ from ..extensions import db, login_manager
 from ..forms import EmptyForm
 from ..groups.forms import SettingsForm
 from ..groups.routes import confirm
-from ..live import Seat, live_context, live_view
+from ..live import Seat, live_context, live_view, present_users
 from ..models import Group, Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from . import bp, rules
@@ -50,6 +50,8 @@ def issue_page(
     a page for one viewer, never in shared regions), the facilitator's form and the timer."""
     voted = voted_now(issue)
     state = issue_state(issue, voted)
+    present = present_users(issue.group_id)
+    expected = rules.expected_voters(issue, present)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
         accept_form = AcceptForm(
@@ -63,7 +65,9 @@ def issue_page(
         "membership": seat,
         "own": own,
         "lost_ballots": issue.current_round.lost_ballots,
-        "reveal": rules.reveal_check(issue, voted, rules.expected_voters(issue)),
+        "reveal": rules.reveal_check(issue, voted, expected),
+        "present": {m.user.nickname for m in issue.group.memberships if m.user_id in present},
+        "nudged": rules.waiting_for(issue, voted, expected),
         "joined_late": joined_late(issue),
         "restarts": issue.current_round.restarts,
         "timer_left": seconds_left(issue.current_round),
@@ -334,6 +338,18 @@ def _revote(issue: Issue) -> str:
     return str(_("Round %(number)d is open: everybody votes again.", number=rules.revote(issue).number))
 
 
+def _nudge(issue: Issue) -> str:
+    names = rules.nudge(issue)
+    return str(
+        ngettext(
+            "Nudged %(names)s: their screen now says the team is waiting for their vote.",
+            "Nudged %(names)s: their screens now say the team is waiting for their votes.",
+            len(names),
+            names=", ".join(names),
+        )
+    )
+
+
 def _restart(issue: Issue) -> str:
     rules.restart(issue)
     return str(
@@ -344,7 +360,7 @@ def _restart(issue: Issue) -> str:
     )
 
 
-STEPS = {"reveal": _reveal, "revote": _revote, "restart": _restart}
+STEPS = {"reveal": _reveal, "revote": _revote, "restart": _restart, "nudge": _nudge}
 
 
 @bp.route("/issues/<id:issue_id>/reveal", methods=["GET", "POST"])
@@ -366,6 +382,13 @@ def revote(issue_id: int) -> ResponseReturnValue:
 def restart(issue_id: int) -> ResponseReturnValue:
     """Start the open round over, discarding every ballot unread (owner only); GET goes back."""
     return owner_step(issue_id, "restart")
+
+
+@bp.route("/issues/<id:issue_id>/nudge", methods=["GET", "POST"])
+@login_required
+def nudge(issue_id: int) -> ResponseReturnValue:
+    """Nudge the voters who have not voted (owner only); GET goes back."""
+    return owner_step(issue_id, "nudge")
 
 
 @bp.route("/issues/<id:issue_id>/accept", methods=["GET", "POST"])

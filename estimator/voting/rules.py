@@ -20,6 +20,7 @@ from ..changes import RuleError
 from ..database import bump_version, bump_version_unless_changed, change_group, group_unchanged, lock_group
 from ..extensions import db
 from ..instances import refuse_foreign_round, registry
+from ..live.presence import present_users
 from ..models import Ballot, Group, Issue, IssueState, Round, Tally, utcnow
 from ..sealing import KeyStoreError, ballot_keys, new_key_id, seal, unseal
 from .booth import Booth, load_issue_to_vote
@@ -183,16 +184,51 @@ _GUARDED = {
 }
 
 
-def expected_voters(issue: Issue) -> set[int]:
-    """Who the open round waits for: every member who votes."""
-    return {m.user_id for m in issue.group.memberships if m.votes}
+def expected_voters(issue: Issue, present: set[int] | None) -> set[int]:
+    """Who the open round waits for: every member who votes or, when the group waits only for the
+    voters present (`present`: who has the group open now), those of them present and those who
+    voted anyway."""
+    voters = {m.user_id for m in issue.group.memberships if m.votes}
+    if not issue.group.present_only or present is None:
+        return voters
+    voted = {ballot.user_id for ballot in issue.current_round.ballots if ballot.sealed is not None}
+    return voters & (present | voted)
+
+
+def present_if_needed(issue: Issue) -> set[int] | None:
+    """Who has the group open now, when the group waits only for them; else None (not read)."""
+    return present_users(issue.group_id) if issue.group.present_only else None
 
 
 def everybody_voted(issue: Issue) -> bool:
     """Whether every expected voter has a ballot in the open round (what auto-reveal waits for)."""
     voted = {ballot.user_id for ballot in issue.current_round.ballots if ballot.sealed is not None}
-    expected = expected_voters(issue)
+    expected = expected_voters(issue, present_if_needed(issue))
     return bool(expected) and expected <= voted
+
+
+def waiting_for(issue: Issue, voted: set[int], expected: set[int]) -> list[int]:
+    """The expected voters a nudge of the open round still speaks to: those who have not voted."""
+    round_ = issue.current_round
+    if round_.nudged_at is None or round_.revealed:
+        return []
+    return sorted(expected - voted)
+
+
+def nudge(issue: Issue) -> list[str]:
+    """Nudge the expected voters who have not voted: each of their screens says it is waiting for
+    them. Returns their nicknames. Nobody learns anything of a card from it."""
+    lock_group(issue.group_id)
+    if issue.state != IssueState.VOTING:
+        raise RuleError(_("The votes of this round are already revealed."))
+    round_ = issue.current_round
+    voted = counted_voters(round_, key_alive(round_))
+    late = expected_voters(issue, present_if_needed(issue)) - voted
+    if not late:
+        raise RuleError(_("Everybody has voted: there is nobody to nudge."))
+    round_.nudged_at = utcnow()
+    bump_version(issue.group_id)
+    return sorted(m.user.nickname for m in issue.group.memberships if m.user_id in late)
 
 
 def revealable(issue: Issue, key: bytes | None) -> bool:
@@ -331,7 +367,7 @@ def restart(issue: Issue) -> None:
         db.session.delete(ballot)
     if round_.key_id is not None:
         ballot_keys.store.destroy(round_.key_id)
-    round_.key_id = round_.key_store = round_.min_votes = round_.timer_ends_at = None
+    round_.key_id = round_.key_store = round_.min_votes = round_.timer_ends_at = round_.nudged_at = None
     round_.restarts += 1
     round_.opened_at = None  # until the next first ballot
     bump_version(issue.group_id)
