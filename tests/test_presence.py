@@ -27,7 +27,9 @@ def user_id(app, nickname: str) -> int:
 
 def version(app, group_id: int) -> int:
     with app.app_context():
-        return db.session.get(Group, group_id).version
+        group = db.session.get(Group, group_id)
+        assert group is not None
+        return group.version
 
 
 @pytest.fixture
