@@ -211,6 +211,11 @@ class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
         """The latest round; every issue has at least one."""
         return self.rounds[-1]
 
+    @property
+    def deck_rules(self) -> Deck:
+        """The deck of its latest round: what its voters vote with and its estimate is one of."""
+        return self.current_round.deck_rules(self.group)
+
 
 class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
     """One vote on an issue; a re-vote opens the next round."""
@@ -251,6 +256,11 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
     #: When the facilitator last nudged the voters who had not voted yet; None before.
     nudged_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: The deck (and a custom deck's cards) the round's first ballot was cast with; None before, when
+    #: the round follows the group's deck: a deck changed in the settings applies from the next
+    #: round, and a revealed round's result always reads with the deck it was voted with.
+    deck: Mapped[str | None] = mapped_column(sa.String(16))
+    cards: Mapped[str | None] = mapped_column(sa.String(200))
 
     issue: Mapped[Issue] = relationship(back_populates="rounds")
     ballots: Mapped[list[Ballot]] = relationship(
@@ -264,6 +274,10 @@ class Round(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     def revealed(self) -> bool:
         """Whether this round's result has been shown."""
         return self.revealed_at is not None
+
+    def deck_rules(self, group: Group) -> Deck:
+        """The deck this round is voted with: its own once voted in, else its group's."""
+        return deck_named(self.deck, self.cards) if self.deck else group.deck_rules
 
 
 class Ballot(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime

@@ -36,16 +36,9 @@ DECK_CHOICES = [SelectChoice(deck.name, LazyString(deck_choice, deck)) for deck 
 ]
 
 
-class GroupForm(FlaskForm):
-    """Create a group: a name and a deck."""
-
-    name = StringField(
-        _l("Group name"),
-        validators=[CleanText(1, 80, what=_l("A group name"))],
-        render_kw={"maxlength": 80, "placeholder": _l("e.g. Team Rocket")},
-    )
-    deck = SelectField(_l("Deck"), choices=DECK_CHOICES, default=PRESELECTED_DECK, validate_choice=True)
-    cards = StringField(
+def cards_field() -> StringField:
+    """A custom deck's cards, as the facilitator types them."""
+    return StringField(
         _l("Own cards (for “Own cards” only)"),
         validators=[CleanText(0, 200, what=_l("The cards"))],
         render_kw={"maxlength": 200, "placeholder": _l("e.g. 1 2 3 5 8  or  tiny, small, big")},
@@ -54,13 +47,13 @@ class GroupForm(FlaskForm):
             "All numbers: results are numbers; otherwise they go by position, in the order typed."
         ),
     )
-    submit = SubmitField(_l("Create group"))
 
-    def process(self, formdata: Any = None, obj: Any = None, data: Any = None, **kwargs: Any) -> None:
-        """The form offers Fibonacci first; a submitted form that names no deck means `range`."""
-        super().process(formdata, obj, data, **kwargs)
-        if self.is_submitted() and "deck" not in request.form:
-            self.deck.data = DEFAULT_DECK
+
+class DeckChoice:
+    """The cards of a custom deck are checked only for it (a form with `deck` and `cards` fields)."""
+
+    deck: SelectField
+    parsed_cards: tuple[str, ...] = ()
 
     def validate_cards(self, field: Field) -> None:
         """The labels of a custom deck, required only for it."""
@@ -71,6 +64,25 @@ class GroupForm(FlaskForm):
             self.parsed_cards = parse_cards(field.data)
         except DeckError as error:
             raise ValidationError(_(error.template, **error.params)) from None
+
+
+class GroupForm(DeckChoice, FlaskForm):
+    """Create a group: a name and a deck."""
+
+    name = StringField(
+        _l("Group name"),
+        validators=[CleanText(1, 80, what=_l("A group name"))],
+        render_kw={"maxlength": 80, "placeholder": _l("e.g. Team Rocket")},
+    )
+    deck = SelectField(_l("Deck"), choices=DECK_CHOICES, default=PRESELECTED_DECK, validate_choice=True)
+    cards = cards_field()
+    submit = SubmitField(_l("Create group"))
+
+    def process(self, formdata: Any = None, obj: Any = None, data: Any = None, **kwargs: Any) -> None:
+        """The form offers Fibonacci first; a submitted form that names no deck means `range`."""
+        super().process(formdata, obj, data, **kwargs)
+        if self.is_submitted() and "deck" not in request.form:
+            self.deck.data = DEFAULT_DECK
 
 
 class IssueForm(FlaskForm):
@@ -131,7 +143,7 @@ class SettingBox(BooleanField):
             self.data = any(value not in self.false_values for value in valuelist)
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(DeckChoice, FlaskForm):
     """The facilitator's settings for how the group votes; a setting left out stays as it is."""
 
     auto_reveal = SettingBox(
@@ -164,6 +176,14 @@ class SettingsForm(FlaskForm):
             "is told so."
         ),
     )
+    deck = SelectField(
+        _l("Deck"),
+        choices=DECK_CHOICES,
+        validators=[keep_if_absent],
+        validate_choice=True,
+        description=_l("A new deck applies from the next round: votes already cast keep theirs."),
+    )
+    cards = cards_field()
     submit = SubmitField(_l("Save settings"))
 
 

@@ -212,15 +212,23 @@ def settings(group_id: int) -> ResponseReturnValue:
             return redirect(back)
         return render_group(membership, settings_form=form, status=422)
     assert form.min_votes.data is not None  # required, or the group's own
-    rules.change_settings(
+    new_deck = rules.change_settings(
         membership.group,
         auto_reveal=form.auto_reveal.data,
         min_votes=form.min_votes.data,
         facilitator_votes=form.facilitator_votes.data,
         present_only=form.present_only.data,
+        deck=form.deck.data,  # the group's own when the request names none
+        cards=form.parsed_cards,
     )
     db.session.commit()
-    flash(_("Settings saved. They apply to the next reveal."), "success")
+    if new_deck:
+        flash(
+            _("Settings saved. The new deck applies from the next round: votes cast keep theirs."),
+            "success",
+        )
+    else:
+        flash(_("Settings saved. They apply to the next reveal."), "success")
     return redirect(back or url_for("groups.show", group_id=group_id))
 
 

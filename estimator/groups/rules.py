@@ -271,13 +271,26 @@ def new_invite(group: Group) -> None:
 
 
 def change_settings(
-    group: Group, *, auto_reveal: bool, min_votes: int, facilitator_votes: bool, present_only: bool
-) -> None:
+    group: Group,
+    *,
+    auto_reveal: bool,
+    min_votes: int,
+    facilitator_votes: bool,
+    present_only: bool,
+    deck: str,
+    cards: tuple[str, ...],
+) -> bool:
     """Change how the group votes (the form bounds min_votes to 1..MIN_VOTES_MAX).
 
     Open ballots stay whatever changes: a facilitator who stops voting keeps the card already
-    cast, and an open round keeps the threshold its first vote was cast under.
+    cast, and an open round keeps the threshold and the deck its first vote was cast under.
+    Returns whether the deck changed.
     """
     change_group(group.id)
     group.auto_reveal, group.min_votes, group.facilitator_votes = auto_reveal, min_votes, facilitator_votes
     group.present_only = present_only
+    # Rounds already voted in keep the deck they were voted with (Round.deck); the others follow.
+    new_deck = (deck, " ".join(cards) if deck == CUSTOM else None)
+    changed = new_deck != (group.deck, group.cards)
+    group.deck, group.cards = new_deck
+    return changed

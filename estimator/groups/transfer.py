@@ -207,7 +207,9 @@ def last_result(group: Group, issue: Issue) -> Result | None:
     revealed = [round_ for round_ in issue.rounds if round_.revealed]
     if not revealed:
         return None
-    return aggregate(group.deck_rules, {tally.card: tally.count for tally in revealed[-1].tallies})
+    return aggregate(
+        revealed[-1].deck_rules(group), {tally.card: tally.count for tally in revealed[-1].tallies}
+    )
 
 
 def content_disposition(filename: str) -> str:

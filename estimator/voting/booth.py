@@ -69,8 +69,9 @@ _BOOTH = (
     sa.select(
         Issue.group_id,
         Issue.state,
-        Group.deck,
-        Group.cards,
+        # The round's own deck once voted in, else the group's (Round.deck_rules).
+        sa.func.coalesce(Round.deck, Group.deck),
+        sa.case((Round.deck.is_(None), Group.cards), else_=Round.cards),
         Group.auto_reveal,
         Group.min_votes,
         Round.min_votes,

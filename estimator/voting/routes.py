@@ -54,14 +54,12 @@ def issue_page(
     expected = rules.expected_voters(issue, present)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
-        accept_form = AcceptForm(
-            issue.group.deck_rules, formdata=None, estimate=issue.final_estimate or suggestion
-        )
+        accept_form = AcceptForm(issue.deck_rules, formdata=None, estimate=issue.final_estimate or suggestion)
     return {
         "issue": issue,
         "group": issue.group,
         "state": state,
-        "deck": issue.group.deck_rules,
+        "deck": issue.deck_rules,
         "membership": seat,
         "own": own,
         "lost_ballots": issue.current_round.lost_ballots,
@@ -293,7 +291,7 @@ def deck_page(issue_id: int) -> ResponseReturnValue:
     """The deck to choose a card from."""
     issue, membership = member_issue(issue_id)
     ensure_voter(membership)
-    return ballot_page(issue_id, EstimateForm(issue.group.deck_rules), 200)
+    return ballot_page(issue_id, EstimateForm(issue.deck_rules), 200)
 
 
 def ballot_page(issue_id: int, form: EstimateForm, code: int) -> ResponseReturnValue:
@@ -397,7 +395,7 @@ def accept(issue_id: int) -> ResponseReturnValue:
     """Record the final estimate (owner only); GET goes back to the status page."""
     issue, membership = member_issue(issue_id)
     ensure_owner(membership)
-    form = AcceptForm(issue.group.deck_rules)
+    form = AcceptForm(issue.deck_rules)
     if not form.is_submitted():
         return back_to(issue)
     if not form.validate():

@@ -18,6 +18,7 @@ from flask_babel import ngettext
 
 from ..changes import RuleError
 from ..database import bump_version, bump_version_unless_changed, change_group, group_unchanged, lock_group
+from ..estimates import CUSTOM
 from ..extensions import db
 from ..instances import refuse_foreign_round, registry
 from ..live.presence import present_users
@@ -127,6 +128,8 @@ def cast_vote(booth: Booth, card: str) -> None:
             "round_store": registry().identity(),
             "round_min": promise,
             "round_opened": utcnow(),
+            "round_deck": booth.deck.name,
+            "round_cards": " ".join(booth.deck.cards) if booth.deck.name == CUSTOM else None,
         }
     if booth.glanced:
         if not bump_version_unless_changed(
@@ -162,6 +165,8 @@ _ROUND_SETTINGS = (
         key_id=sa.bindparam("round_key"),
         key_store=sa.bindparam("round_store"),
         min_votes=sa.bindparam("round_min"),
+        deck=sa.bindparam("round_deck"),
+        cards=sa.bindparam("round_cards"),
         opened_at=sa.func.coalesce(
             Round.opened_at, sa.bindparam("round_opened", type_=sa.DateTime(timezone=True))
         ),
@@ -300,7 +305,7 @@ def reveal(issue: Issue) -> Round:
     if cover(issue, readers) < needed:
         raise RuleError(threshold_message(needed, cover(issue, readers), lost))
     tally = Counter(readable)
-    for card in sorted(tally, key=issue.group.deck_rules.sort_key):
+    for card in sorted(tally, key=issue.deck_rules.sort_key):
         db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
     for ballot, opened in zip(round_.ballots, cards, strict=True):
         if opened is None:
@@ -368,6 +373,7 @@ def restart(issue: Issue) -> None:
     if round_.key_id is not None:
         ballot_keys.store.destroy(round_.key_id)
     round_.key_id = round_.key_store = round_.min_votes = round_.timer_ends_at = round_.nudged_at = None
+    round_.deck = round_.cards = None  # the next first ballot is cast with the group's deck of then
     round_.restarts += 1
     round_.opened_at = None  # until the next first ballot
     bump_version(issue.group_id)

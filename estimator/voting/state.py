@@ -33,7 +33,7 @@ def round_result(issue: Issue, round_: Round) -> Result | None:
     """The anonymous aggregate of a revealed round, None while it is open."""
     if not round_.revealed:
         return None
-    return aggregate(issue.group.deck_rules, {t.card: t.count for t in round_.tallies})
+    return aggregate(round_.deck_rules(issue.group), {t.card: t.count for t in round_.tallies})
 
 
 def result_json(issue: Issue, round_: Round) -> dict[str, Any] | None:
@@ -98,7 +98,7 @@ def issue_state(issue: Issue, voted: set[int] | None = None) -> dict[str, Any]:
         "description": issue.description,
         "state": issue.state,
         "round": current.number,
-        "deck": issue.group.deck,
+        "deck": issue.deck_rules.name,
         "voters": voters,
         "votes_cast": len(voted),
         "votes_expected": len(voters),
