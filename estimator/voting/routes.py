@@ -129,7 +129,13 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
         own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else None
         page = issue_page(issue, seat, own)
     else:
-        page = {"group": group, "membership": seat, "own": rules.OwnBallot() if viewer_id else None}
+        present = present_users(group.id)
+        page = {
+            "group": group,
+            "membership": seat,
+            "own": rules.OwnBallot() if viewer_id else None,
+            "present": {m.user.nickname for m in group.memberships if m.user_id in present},
+        }
     backlog = db.session.execute(
         sa.select(Issue.state, Issue.final_estimate).where(Issue.group_id == group.id)
     ).all()  # plain rows: the room needs only how many there are and what was recorded
@@ -402,13 +408,17 @@ def accept(issue_id: int) -> ResponseReturnValue:
         return render_status(issue, membership, accept_form=form, status=422)
     try:
         rules.accept(issue, form.estimate.data or "")
+        db.session.flush()  # moving on locks the group again, which reads it afresh
+        # "Record and next issue": one step where the meeting takes two.
+        following = rules.next_issue(issue.group) if request.form.get("then") == "next" else None
     except RuleError as error:
         db.session.rollback()
         flash(str(error), "warning")
     else:
         db.session.commit()
-        flash(
-            _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate),
-            "success",
-        )
+        message = _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate)
+        if request.form.get("then") == "next":
+            more = _("Next: %(key)s.", key=following.key) if following else _("Every issue is estimated.")
+            message = f"{message} {more}"
+        flash(message, "success")
     return back_to(issue)
