@@ -77,13 +77,14 @@ class JiraConnector:
 
     def check(self) -> str:
         """The name Jira shows for the account the credentials belong to."""
-        me = self._call("GET", f"{self.api}/myself", _("reading who the credentials belong to"))
+        what = _("reading who the credentials belong to")
+        me = self._call("GET", f"{self.api}/myself", what)
         if not isinstance(me, dict):
-            raise _nonsense(_("reading who the credentials belong to"))
+            raise _nonsense(what)
         for name in ("displayName", "name", "emailAddress", "accountId"):
             if isinstance(me.get(name), str) and me[name].strip():
                 return str(me[name]).strip()
-        raise _nonsense(_("reading who the credentials belong to"))
+        raise _nonsense(what)
 
     def fields(self) -> list[EstimateField]:
         """Numeric custom fields, story points first, then each board's estimation, then the
