@@ -9,6 +9,7 @@ a client of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -73,12 +74,29 @@ class Connector(Protocol):
         ...
 
 
-def call(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> Any:
+#: The longest reason from a tracker's own error answer that a message quotes.
+REASON_MAX = 300
+
+
+def call(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    what: str,
+    *,
+    explain: Callable[[Any], str | None] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Send one request and return its JSON answer (None for an empty one).
 
     Every failure becomes a TrackerError naming `what` was being done ("reading the issues"):
     a refusal (401/403: the credentials; 404: the address or the query), any other status, a
     timeout, an unreachable or forbidden host, or an answer that is not JSON.
+
+    `explain` reads the tracker's own JSON error answer (other than 401/403) and returns its
+    reason, or None: a tracker that says why it refused ("Field 'customfield_10016' cannot be
+    set. It is not on the appropriate screen") tells the facilitator what to change, where a
+    bare "400" does not.
     """
     try:
         response = client.request(method, url, **kwargs)
@@ -96,6 +114,16 @@ def call(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) 
                 status=response.status_code,
             )
         )
+    reason = _reason(response, explain) if not response.is_success else None
+    if reason:
+        raise TrackerError(
+            _(
+                "The tracker answered %(status)s while %(what)s: %(reason)s",
+                what=what,
+                status=response.status_code,
+                reason=reason,
+            )
+        )
     if response.status_code == 404:
         raise TrackerError(_("The tracker found nothing at that address while %(what)s (404).", what=what))
     if not response.is_success:
@@ -106,5 +134,19 @@ def call(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) 
         return None
     try:
         return response.json()
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # JSON nested deeper than Python recurses
         raise TrackerError(_("The tracker's answer was not JSON while %(what)s.", what=what)) from error
+
+
+def _reason(response: httpx.Response, explain: Callable[[Any], str | None] | None) -> str | None:
+    """The reason a tracker gave in its JSON error answer, shortened; None when it gave none."""
+    if explain is None:
+        return None
+    try:
+        reason = explain(response.json())
+    except (ValueError, RecursionError):
+        return None
+    if not reason:
+        return None
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 1] + "…"
