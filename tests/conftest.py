@@ -136,6 +136,7 @@ def make_app(schema, key_store_uri, tmp_path):
     yield make
     for app in made:
         app.extensions["instances"].stop()  # a serving app's heartbeat ends with its test
+        app.extensions["live_board"].stop()  # and its watcher, which writes who has pages open
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -5,13 +5,15 @@ its watcher's turn; here two books stand for two processes (two workers, or two 
 database, and their turns are taken by hand so that nothing waits on a clock.
 """
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.live import presence
 from estimator.live.presence import PresenceBook
-from estimator.models import Group, User
+from estimator.models import Group, Presence, User, utcnow
 from tests.conftest import join, vote
 from tests.helpers import group_json, text, visible, wait_until
 
@@ -72,16 +74,26 @@ def test_a_process_that_died_leaves_nobody_present_for_long(app, team, monkeypat
     group, owner = team["group"], team["owner"]
     dead, alive = PresenceBook(), PresenceBook()
     dead.opened(group, user_id(app, "Bob"))
+    alive.opened(group, user_id(app, "Carol"))
     turn(app, dead)
-    assert group_json(owner, group)["present"] == ["Bob"]
-    # The process serving Bob dies: nobody refreshes his row any more. After the time to live, the
-    # next turn of any other process removes it, and pages follow.
-    monkeypatch.setattr(presence, "TTL_SECONDS", -1.0)
+    turn(app, alive)
+    assert group_json(owner, group)["present"] == ["Bob", "Carol"]
+    # The process serving Bob dies: nobody refreshes his row any more. Once it is older than the
+    # time to live, the next refresh of a process still serving pages removes it; pages follow.
+    with app.app_context():
+        db.session.execute(
+            sa.update(Presence)
+            .where(Presence.instance == dead.instance)
+            .values(seen_at=utcnow() - timedelta(seconds=presence.TTL_SECONDS + 1))
+        )
+        db.session.commit()
+    alive._refreshed = 0.0  # its next turn is a refresh
     before = version(app, group)
     assert group in turn(app, alive)
     assert version(app, group) > before
-    monkeypatch.setattr(presence, "TTL_SECONDS", 20.0)
-    assert group_json(owner, group)["present"] == []
+    assert group_json(owner, group)["present"] == ["Carol"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Presence)) == 1
 
 
 def test_a_page_that_polls_counts_as_present(app, team):

@@ -73,6 +73,7 @@ class VersionBoard:
         self._watcher: threading.Thread | None = None
         self._pid = 0
         self.presence = PresenceBook()
+        self._stopping = threading.Event()
 
     def _connect(self) -> sa.Connection:
         connection = self.engine.connect()
@@ -253,6 +254,12 @@ class VersionBoard:
             if entry := self._groups.get(group_id):
                 entry.listeners -= 1
 
+    def stop(self) -> None:
+        """End this process's watcher (an app that stops serving: its pages' presence ends too)."""
+        self._stopping.set()
+        if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
+            self._watcher.join(timeout=5)
+
     def ensure_watcher(self) -> None:
         """Start this process's watcher unless it runs: it also writes who has which group open."""
         if self._watcher is not None and self._watcher.is_alive() and self._pid == os.getpid():
@@ -300,8 +307,7 @@ class VersionBoard:
         second, see whether their open rounds' keys are still in the key store."""
         failing = False
         keys_checked = presence_written = 0.0
-        while True:
-            time.sleep(WATCH_INTERVAL)
+        while not self._stopping.wait(WATCH_INTERVAL):
             if self.presence.due.is_set() or time.monotonic() - presence_written >= REFRESH_SECONDS:
                 presence_written = time.monotonic()
                 try:

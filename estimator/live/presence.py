@@ -107,7 +107,9 @@ class PresenceBook:
         self.due.clear()
         open_pairs = self._open_pairs(now)
         arrived, left = open_pairs - self._written, self._written - open_pairs
-        refresh = now - self._refreshed >= REFRESH_SECONDS
+        # A process with no page open writes nothing at all: nothing of its own to refresh, and
+        # the rows of processes gone are left to those still serving pages (reads skip them).
+        refresh = bool(open_pairs) and now - self._refreshed >= REFRESH_SECONDS
         if not (arrived or left or refresh):
             return set()
         moment = utcnow()
