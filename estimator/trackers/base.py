@@ -73,6 +73,17 @@ class Connector(Protocol):
         ...
 
 
+#: The credentials a connector is given (`secret`), as the connect form collects them: `token`
+#: always (an API key, an API token, a personal access token), and `email` when the facilitator
+#: gave one (Jira Cloud's e-mail address beside an API token; without it, Jira Data Center's
+#: personal access token alone).
+SECRET_TOKEN, SECRET_EMAIL = "token", "email"
+
+#: A connector may have an `estimate_field` attribute (a str): before `search`, the app sets it to
+#: the field the facilitator chose, so that imported issues' estimates are read from that field.
+ESTIMATE_FIELD_ATTRIBUTE = "estimate_field"
+
+
 def call(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> Any:
     """Send one request and return its JSON answer (None for an empty one).
 
