@@ -21,6 +21,8 @@ from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view
 from ..models import Group, Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
+from ..trackers.base import TrackerError
+from ..trackers.sync import Outgoing, automatic, deliver
 from . import bp, rules
 from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
@@ -385,9 +387,36 @@ def accept(issue_id: int) -> ResponseReturnValue:
         db.session.rollback()
         flash(str(error), "warning")
     else:
+        sending, problem = to_send(issue)
         db.session.commit()
         flash(
             _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate),
             "success",
         )
+        if sending is not None:
+            problem = send_recorded(sending, issue.key)
+        if problem is not None:
+            flash(
+                _("The estimate is recorded but was not sent to the tracker. %(reason)s", reason=problem),
+                "warning",
+            )
     return back_to(issue)
+
+
+def to_send(issue: Issue) -> tuple[Outgoing | None, str | None]:
+    """What the group sends to its tracker automatically once the estimate is recorded (read before
+    the commit, so that nothing is read while the tracker is asked), or why it cannot."""
+    try:
+        return automatic(issue), None
+    except TrackerError as error:
+        return None, str(error)
+
+
+def send_recorded(sending: Outgoing, key: str) -> str | None:
+    """Send a recorded estimate; None when the tracker took it, else why not."""
+    try:
+        deliver(sending)
+    except TrackerError as error:
+        return str(error)
+    flash(_("Sent %(estimate)s to the tracker for %(key)s.", estimate=sending.value, key=key), "success")
+    return None
