@@ -372,3 +372,85 @@ def test_the_client_reaches_only_the_allowed_hosts_and_ports(app, monkeypatch, u
     with app.test_request_context(), client, pytest.raises(TrackerError, match="TRACKER_ALLOWED_HOSTS"):
         client.get(url)
     assert seen == []
+
+
+def certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate for name, and its key, in PEM."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@pytest.fixture
+def tls_tracker(tmp_path) -> Iterator[dict[str, Any]]:
+    """An https tracker on loopback whose certificate names tracker.test; it records the name each
+    connection asked for (SNI) and each request's Host header."""
+    import ssl
+
+    cert, key = certificate("tracker.test")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    seen: dict[str, list[str]] = {"sni": [], "host": []}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.sni_callback = lambda _socket, name, _context: seen["sni"].append(str(name))
+
+    class Recording(FakeRedmine):
+        def do_GET(self) -> None:  # noqa: N802
+            seen["host"].append(self.headers["Host"])
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"port": server.server_address[1], "cert": cert, "seen": seen}
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_keeps_the_trackers_name_for_the_certificate_and_the_host(app, tls_tracker, monkeypatch):
+    """The client connects to the address it resolved, yet TLS asks for and checks the tracker's
+    name, and the request names it in Host: the pinning costs HTTPS nothing."""
+    import ssl
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real("127.0.0.1" if host in ("tracker.test", "elsewhere.test") else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    port = tls_tracker["port"]
+    policy = Policy.from_config(f"tracker.test:{port}, elsewhere.test:{port}", allow_private=True)
+    trusting = ssl.create_default_context(cadata=tls_tracker["cert"].decode())
+    with tracker_client(policy, httpx.HTTPTransport(verify=trusting)) as client:
+        answer = client.get(f"https://tracker.test:{port}/users/current.json")
+        assert answer.json()["user"]["login"] == "ada"
+        assert tls_tracker["seen"] == {"sni": ["tracker.test"], "host": [f"tracker.test:{port}"]}
+        # The same address under a name the certificate does not carry is refused by TLS
+        with pytest.raises(httpx.ConnectError, match="certificate"):
+            client.get(f"https://elsewhere.test:{port}/users/current.json")

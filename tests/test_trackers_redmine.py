@@ -119,10 +119,14 @@ def test_import_estimate_send_and_read_back_in_redmine(app, owner, voters, redmi
     assert issue_of(app, group_id, second).tracker_ref == str(project.issues[1])
 
     issue = issue_of(app, group_id, second)
+    assert owner.post(f"/issues/{issue.id}/start").status_code == 302  # the room is on it
     recorded = estimate(owner, members, issue.id, ["3", "8", "13"], "8")
     assert "Final estimate for" in visible(recorded)
-    assert "Send 8 to the tracker" in visible(owner.get(f"/issues/{issue.id}"))
-    assert "Send 8 to the tracker" not in visible(members[0].get(f"/issues/{issue.id}"))
+    for page in (f"/issues/{issue.id}", f"/groups/{group_id}/room"):
+        assert "Send 8 to the tracker" in visible(owner.get(page))
+        assert "Send 8 to the tracker" not in visible(members[0].get(page))
+    unestimated = issue_of(app, group_id, first)
+    assert "to the tracker" not in visible(owner.get(f"/issues/{unestimated.id}"))
     sent = owner.post(f"/issues/{issue.id}/tracker/send", follow_redirects=True)
     assert f"Sent 8 to the tracker for {second}." in visible(sent)
     points = {field["id"]: field["value"] for field in redmine.issue(project.issues[1])["custom_fields"]}

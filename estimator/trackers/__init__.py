@@ -80,7 +80,7 @@ KINDS: dict[str, Kind] = {
         email=False,
         url_example="https://gitlab.example.com",
         query_help=_l("A project's path, optionally with labels and a milestone."),
-        query_example="group/webshop",
+        query_example='group/webshop label:Backend milestone:"Sprint 4"',
     ),
 }
 
