@@ -454,3 +454,45 @@ def test_https_keeps_the_trackers_name_for_the_certificate_and_the_host(app, tls
         # The same address under a name the certificate does not carry is refused by TLS
         with pytest.raises(httpx.ConnectError, match="certificate"):
             client.get(f"https://elsewhere.test:{port}/users/current.json")
+
+
+def test_an_import_updates_titles_by_look_and_stops_at_the_group_limit(app, owner, tracker):
+    """#7 is in the group already: its title follows the tracker's and nothing else changes; #8
+    would be the 1,001st issue and is skipped, saying why."""
+    from estimator.groups.rules import add_issues
+    from estimator.models import Group
+
+    group_id = create_group(owner)
+    with app.app_context():
+        group = db.session.get_one(Group, group_id)
+        add_issues(group, [("#7", "Old title")] + [(f"X-{number}", "") for number in range(999)])
+        db.session.commit()
+    assert connect(owner, group_id, tracker["url"]).status_code == 302
+    answer = owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop"})
+    assert answer.status_code == 200
+    page = visible(answer)
+    assert "Added 0, updated 1 titles, skipped 1." in page
+    assert "#8 The group is full: a group holds at most 1000 issues." in page
+    assert issues(app)[0] == ("#7", "Log in", "7")
+
+
+def test_a_key_the_group_has_in_another_case_or_look_is_the_same_issue(app, owner):
+    from estimator.groups.rules import add_issues
+    from estimator.models import Group
+    from estimator.trackers.base import TrackerIssue
+    from estimator.trackers.sync import take_in
+
+    group_id = create_group(owner)
+    with app.test_request_context():
+        group = db.session.get_one(Group, group_id)
+        add_issues(group, [("WEB-1", "Old"), ("WEB-2", "Same")])
+        found = [
+            TrackerIssue("web-1", "New", "", "5", "10001"),
+            TrackerIssue("WЕB-2", "Same", "", None, "10002"),  # a Cyrillic Е
+            TrackerIssue("WEB-3", "Third", "", "5", "10003"),
+        ]
+        result = take_in(group, found)
+        db.session.commit()
+    assert (result.added, result.updated, [skip.key for skip in result.skipped]) == (1, 1, ["WЕB-2"])
+    assert result.estimated == 1
+    assert issues(app) == [("WEB-1", "New", "10001"), ("WEB-2", "Same", "10002"), ("WEB-3", "Third", "10003")]

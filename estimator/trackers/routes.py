@@ -16,6 +16,7 @@ from flask_babel import ngettext
 from flask_login import login_required
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
 
+from ..changes import RuleError
 from ..database import change_group, hold_sqlite_write_lock, locks_later
 from ..extensions import db
 from ..forms import EmptyForm
@@ -202,7 +203,12 @@ def import_issues(group_id: int) -> ResponseReturnValue:
     hold_sqlite_write_lock()
     change_group(group_id)
     group = db.session.get_one(Group, group_id)
-    result = take_in(group, found)
+    try:
+        result = take_in(group, found)
+    except RuleError as error:
+        db.session.rollback()
+        form.query.errors = [*form.query.errors, _("Nothing was imported. %(reason)s", reason=error)]
+        return tracker_page(group, connection_of(group_id), import_form=form, status=422)
     connection = connection_of(group_id)
     if connection is not None:
         connection.last_query = query

@@ -95,11 +95,9 @@ def take_in(group: Group, found: list[TrackerIssue]) -> Imported:
     final estimate, as if the team had recorded it.
     """
     result = Imported()
-    existing: dict[str, Issue] = {
-        looks(issue.key): issue
-        for issue in db.session.scalars(sa.select(Issue).where(Issue.group_id == group.id))
-    }
-    room = MAX_ISSUES - len(existing)
+    issues = list(db.session.scalars(sa.select(Issue).where(Issue.group_id == group.id)))
+    existing: dict[str, Issue] = {looks(issue.key): issue for issue in issues}
+    room = MAX_ISSUES - len(issues)  # counted: two old keys may look alike
     new: list[tuple[TrackerIssue, str, str]] = []
     seen: set[str] = set()
     for item in found:

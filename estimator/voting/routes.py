@@ -388,13 +388,11 @@ def accept(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "warning")
     else:
         sending, problem = to_send(issue)
-        db.session.commit()
-        flash(
-            _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate),
-            "success",
-        )
+        key, final = issue.key, issue.final_estimate
+        db.session.commit()  # read nothing more before the tracker is asked: no lock is held then
+        flash(_("Final estimate for %(key)s: %(estimate)s.", key=key, estimate=final), "success")
         if sending is not None:
-            problem = send_recorded(sending, issue.key)
+            problem = send_recorded(sending, key)
         if problem is not None:
             flash(
                 _("The estimate is recorded but was not sent to the tracker. %(reason)s", reason=problem),
