@@ -5,6 +5,7 @@ test tells one of its answers to redirect, grow, stall or talk nonsense.
 """
 
 import json
+import re
 import socket
 import threading
 import time
@@ -28,7 +29,16 @@ from tests.helpers import visible
 ISSUES = {
     "total_count": 2,
     "issues": [
-        {"id": 7, "subject": "Log in", "estimated_hours": 3.0, "custom_fields": []},
+        {
+            "id": 7,
+            "subject": "Log in",
+            "estimated_hours": 3.0,
+            "custom_fields": [
+                {"id": 4, "name": "Story points", "value": "5"},
+                {"id": 5, "name": "Team", "value": "Blue"},
+                {"id": 6, "name": "Components", "value": ["a"], "multiple": True},
+            ],
+        },
         {"id": 8, "subject": "Export", "estimated_hours": None, "custom_fields": []},
     ],
 }
@@ -72,6 +82,14 @@ class FakeRedmine(BaseHTTPRequestHandler):
             self.answer(200, b"{}")
         elif how == "html":
             self.answer(200, b"<!doctype html><title>Sign in</title><p>Please sign in", "text/html")
+        elif how == "many":  # 250 issues, served 100 a page as Redmine does
+            query = dict(part.split("=", 1) for part in self.path.split("?", 1)[1].split("&"))
+            offset, limit = int(query.get("offset", 0)), min(int(query.get("limit", 25)), 100)
+            page = [
+                {"id": n, "subject": f"Issue {n}"}
+                for n in range(1000 + offset, 1000 + min(offset + limit, 250))
+            ]
+            self.answer(200, json.dumps({"total_count": 250, "offset": offset, "issues": page}).encode())
         elif how == "nonsense":
             self.answer(200, json.dumps({"user": "ada", "issues": "many"}).encode())
         else:
@@ -496,3 +514,28 @@ def test_a_key_the_group_has_in_another_case_or_look_is_the_same_issue(app, owne
     assert (result.added, result.updated, [skip.key for skip in result.skipped]) == (1, 1, ["WЕB-2"])
     assert result.estimated == 1
     assert issues(app) == [("WEB-1", "New", "10001"), ("WEB-2", "Same", "10002"), ("WEB-3", "Third", "10003")]
+
+
+def test_redmine_fields_are_read_from_the_issues_when_the_list_is_for_administrators(app, owner, tracker):
+    group_id = create_group(owner)
+    answer = connect(owner, group_id, tracker["url"], test="1", submit="")
+    page = visible(answer)
+    assert "Connected to Redmine as Ada L (ada)." in page
+    assert "Estimated time (hours)" in page and "Story points" in page
+    options = re.findall(r"<option[^>]*>([^<]*)</option>", answer.get_data(as_text=True))
+    assert "Story points" in options and "Team" not in options and "Components" not in options
+    assert connections(app) == 0
+    assert connect(owner, group_id, tracker["url"], estimate_field="cf_4").status_code == 302
+    owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop"})
+    with app.app_context():
+        estimates = db.session.execute(sa.select(Issue.key, Issue.final_estimate).order_by(Issue.id)).all()
+    assert [tuple(row) for row in estimates] == [("#7", "5"), ("#8", None)]  # Story points, not hours
+
+
+def test_redmine_issues_are_read_page_by_page(app, owner, tracker):
+    group_id = create_group(owner)
+    assert connect(owner, group_id, tracker["url"]).status_code == 302
+    tracker["plan"]["/issues.json"] = "many"
+    page = visible(owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop 3"}))
+    assert "Added 250, updated 0 titles, skipped 0." in page
+    assert [key for key, _title, _ref in issues(app)][::100] == ["#1000", "#1100", "#1200"]
