@@ -539,3 +539,17 @@ def test_redmine_issues_are_read_page_by_page(app, owner, tracker):
     page = visible(owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop 3"}))
     assert "Added 250, updated 0 titles, skipped 0." in page
     assert [key for key, _title, _ref in issues(app)][::100] == ["#1000", "#1100", "#1200"]
+
+
+def test_a_send_the_tracker_refuses_is_a_warning_and_the_estimate_stays(app, owner, tracker):
+    group_id = create_group(owner)
+    assert connect(owner, group_id, tracker["url"], estimate_field="estimated_hours").status_code == 302
+    owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop"})
+    with app.app_context():
+        issue_id = db.session.scalar(sa.select(Issue.id).where(Issue.key == "#7"))
+    tracker["plan"]["/issues/7.json"] = "html"
+    page = visible(owner.post(f"/issues/{issue_id}/tracker/send", follow_redirects=True))
+    assert "The estimate was not sent. The tracker's answer was not JSON while writing the estimate." in page
+    assert issues(app)[0] == ("#7", "Log in", "7")
+    with app.app_context():
+        assert db.session.get_one(Issue, issue_id).final_estimate == "3"

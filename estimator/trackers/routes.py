@@ -218,8 +218,9 @@ def import_issues(group_id: int) -> ResponseReturnValue:
     )
 
 
+@bp.app_template_global("tracker_summary")
 def summary(result: Imported) -> str:
-    """What an import did, in one sentence."""
+    """What an import did, in one sentence (the tracker page shows it)."""
     return str(
         _(
             "Added %(added)d, updated %(updated)d titles, skipped %(skipped)d.",
@@ -237,12 +238,6 @@ def summary(result: Imported) -> str:
         if result.estimated
         else ""
     )
-
-
-@bp.app_template_global()
-def tracker_summary(result: Imported) -> str:
-    """The import's sentence, for the page."""
-    return summary(result)
 
 
 @bp.route("/issues/<id:issue_id>/tracker/send", methods=["GET", "POST"])
