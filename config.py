@@ -108,6 +108,17 @@ class Config:
     # Prometheus metrics at /metrics: off unless asked for, so a public site does not publish them.
     METRICS_ENABLED = env_flag("METRICS_ENABLED")
 
+    # The key that encrypts tracker credentials at rest: 32 random bytes in base64 (several,
+    # comma-separated, while replacing one: the first encrypts, all decrypt). Unset, no tracker can
+    # be connected; never a key written in the code.
+    TRACKER_SECRET_KEY = os.environ.get("TRACKER_SECRET_KEY") or None
+    # The only trackers the server may reach: host names, or host:port for a port other than 80
+    # and 443, comma-separated. Empty (the default), it reaches none.
+    TRACKER_ALLOWED_HOSTS = os.environ.get("TRACKER_ALLOWED_HOSTS", "")
+    # Whether an allowed host may be on a loopback, private or link-local address (a tracker inside
+    # the company network): off, such an address is refused, whatever name leads to it.
+    TRACKER_ALLOW_PRIVATE = env_flag("TRACKER_ALLOW_PRIVATE")
+
 
 class ProductionConfig(Config):
     """The same as Config; named so deployments can say what they run."""
@@ -132,3 +143,7 @@ class TestConfig(Config):
     LIVE_STREAM_SECONDS = 0.3
     # Apps built by the tests share one database and serve nothing: they record no instance.
     SERVING = False
+    # Tracker credentials are encrypted in tests too; the tests that reach a tracker allow it.
+    TRACKER_SECRET_KEY = "dGVzdC1vbmx5LXRyYWNrZXIta2V5LTMyLWJ5dGVzISE="
+    TRACKER_ALLOWED_HOSTS = ""
+    TRACKER_ALLOW_PRIVATE = False

@@ -170,9 +170,10 @@ def register_blueprints(app: Flask) -> None:
     from .groups import bp as groups_bp
     from .health import bp as health_bp
     from .theme import bp as theme_bp
+    from .trackers.routes import bp as trackers_bp
     from .voting import bp as voting_bp
 
-    for blueprint in (auth_bp, groups_bp, voting_bp, api_bp, health_bp, theme_bp):
+    for blueprint in (auth_bp, groups_bp, voting_bp, api_bp, health_bp, theme_bp, trackers_bp):
         app.register_blueprint(blueprint)
 
 

@@ -19,6 +19,8 @@ from .estimates import DECK_NAMES, Deck, deck_named
 from .extensions import db
 
 MIN_VOTES_DEFAULT, MIN_VOTES_SAFE, MIN_VOTES_MAX = 3, 3, 20
+#: The trackers a group can connect to (estimator/trackers has a connector for each).
+TRACKER_KINDS = ("jira", "redmine", "gitlab")
 
 
 class Role(StrEnum):
@@ -138,6 +140,9 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
         order_by="(Issue.position, Issue.id)",
         foreign_keys="Issue.group_id",
     )
+    tracker: Mapped[TrackerConnection | None] = relationship(
+        back_populates="group", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @property
     def deck_rules(self) -> Deck:
@@ -199,6 +204,9 @@ class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     position: Mapped[int] = mapped_column(default=0, server_default="0")
     state: Mapped[str] = mapped_column(sa.String(16), default=IssueState.VOTING)
     final_estimate: Mapped[str | None] = mapped_column(sa.String(16))
+    #: Where the issue came from in the group's connected tracker (what its connector needs to write
+    #: the final estimate back: an id, `project:iid`…); None for issues typed or imported from a file.
+    tracker_ref: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
     group: Mapped[Group] = relationship(back_populates="issues", foreign_keys=[group_id])
@@ -316,6 +324,39 @@ class Tally(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     count: Mapped[int]
 
     round: Mapped[Round] = relationship(back_populates="tallies")
+
+
+class TrackerConnection(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime
+    """A group's issue tracker: where issues are imported from and final estimates are sent to.
+
+    One per group. The credentials are kept only encrypted (estimator/trackers/vault.py), under a
+    key that lives in the environment and never in the database, bound to this group: a copy of
+    the database alone tells nobody the tracker's token, and a sealed credential moved to another
+    group's row does not open.
+    """
+
+    __tablename__ = "tracker_connections"
+    __table_args__ = (sa.CheckConstraint(sa.column("kind").in_(TRACKER_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"), unique=True)
+    #: Which connector talks to it: "jira", "redmine", "gitlab".
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    #: The tracker's address as the facilitator gave it, without a trailing slash.
+    base_url: Mapped[str] = mapped_column(sa.String(500))
+    #: The credentials (a JSON object: `token`, and `email` where the tracker wants one), sealed.
+    credentials: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    #: The field that receives the final estimate (EstimateField.id); None until one is chosen.
+    estimate_field: Mapped[str | None] = mapped_column(sa.String(100))
+    #: Its name as the tracker gave it, for the pages.
+    estimate_field_label: Mapped[str | None] = mapped_column(sa.String(200))
+    #: Recording a final estimate sends it at once.
+    send_automatically: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    #: The last query imported, offered again next time.
+    last_query: Mapped[str | None] = mapped_column(sa.String(2000))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    group: Mapped[Group] = relationship(back_populates="tracker")
 
 
 class Instance(db.Model):  # type: ignore[name-defined]  # db.Model is made at runtime

@@ -74,6 +74,17 @@ class Connector(Protocol):
         ...
 
 
+#: The credentials a connector is given (`secret`), as the connect form collects them: `token`
+#: always (an API key, an API token, a personal access token), and `email` when the facilitator
+#: gave one (Jira Cloud's e-mail address beside an API token; without it, Jira Data Center's
+#: personal access token alone).
+SECRET_TOKEN, SECRET_EMAIL = "token", "email"
+
+#: A connector may have an `estimate_field` attribute (a str): before `search`, the app sets it to
+#: the field the facilitator chose, so that imported issues' estimates are read from that field.
+ESTIMATE_FIELD_ATTRIBUTE = "estimate_field"
+
+
 #: The longest reason from a tracker's own error answer that a message quotes.
 REASON_MAX = 300
 

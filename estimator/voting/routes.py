@@ -21,6 +21,8 @@ from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view, present_users
 from ..models import Group, Issue, IssueState, Membership
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
+from ..trackers.base import TrackerError
+from ..trackers.sync import Outgoing, automatic, deliver
 from . import bp, rules
 from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
@@ -415,10 +417,38 @@ def accept(issue_id: int) -> ResponseReturnValue:
         db.session.rollback()
         flash(str(error), "warning")
     else:
-        db.session.commit()
-        message = _("Final estimate for %(key)s: %(estimate)s.", key=issue.key, estimate=issue.final_estimate)
+        sending, problem = to_send(issue)
+        key, final = issue.key, issue.final_estimate
+        message = _("Final estimate for %(key)s: %(estimate)s.", key=key, estimate=final)
         if request.form.get("then") == "next":
             more = _("Next: %(key)s.", key=following.key) if following else _("Every issue is estimated.")
             message = f"{message} {more}"
+        db.session.commit()  # read nothing more before the tracker is asked: no lock is held then
         flash(message, "success")
+        if sending is not None:
+            problem = send_recorded(sending, key)
+        if problem is not None:
+            flash(
+                _("The estimate is recorded but was not sent to the tracker. %(reason)s", reason=problem),
+                "warning",
+            )
     return back_to(issue)
+
+
+def to_send(issue: Issue) -> tuple[Outgoing | None, str | None]:
+    """What the group sends to its tracker automatically once the estimate is recorded (read before
+    the commit, so that nothing is read while the tracker is asked), or why it cannot."""
+    try:
+        return automatic(issue), None
+    except TrackerError as error:
+        return None, str(error)
+
+
+def send_recorded(sending: Outgoing, key: str) -> str | None:
+    """Send a recorded estimate; None when the tracker took it, else why not."""
+    try:
+        deliver(sending)
+    except TrackerError as error:
+        return str(error)
+    flash(_("Sent %(estimate)s to the tracker for %(key)s.", estimate=sending.value, key=key), "success")
+    return None
