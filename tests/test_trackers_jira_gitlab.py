@@ -216,17 +216,17 @@ def estimate(owner, members, issue_id: int, cards: list[str], final: str):
     return owner.post(f"/issues/{issue_id}/accept", data={"estimate": final}, follow_redirects=True)
 
 
-def nothing_of_the_meeting(received: list[Received], cards: list[str]) -> None:
-    """No request carries a nickname, a vote or a figure of the result."""
+def nothing_of_the_meeting(received: list[Received], written: list[Any]) -> None:
+    """No request carries a nickname, a vote or a figure of the result: the only bodies sent are
+    the final estimates written, and nothing else names a person or a round."""
     assert received, "nothing reached the tracker"
+    assert [seen.json() for seen in received if seen.body] == written
     for seen in received:
         everything = seen.everything()
         for nickname in NICKNAMES:
             assert nickname not in everything, seen
-        assert "vote" not in everything and "distribution" not in everything, seen
-        body = seen.body.decode()
-        for card in cards:
-            assert f'"{card}"' not in body and f": {card}" not in body, (card, seen)
+        for word in ("vote", "distribution", "average", "median"):
+            assert word not in everything, (word, seen)
 
 
 # The connect page ------------------------------------------------------------------------------
@@ -306,6 +306,7 @@ def test_jira_connect_import_estimate_and_send_the_story_points(app, owner, vote
     assert (write.method, write.path) == ("PUT", f"{jira.context}{jira.api}/issue/10002")
     assert write.json() == {"fields": {"customfield_10016": 13}}
     assert jira.issues[1].fields["customfield_10016"] == 13
+    written = [{"fields": {"customfield_10016": 13}}]
 
     # A title changed in Jira follows on the next import; estimates and votes stay
     jira.issues[0].summary = "Log in with a passkey or a password"
@@ -315,7 +316,7 @@ def test_jira_connect_import_estimate_and_send_the_story_points(app, owner, vote
         ("PROJ-1", "Log in with a passkey or a password", "5", "10001"),
         ("PROJ-2", "Forget the password form", "13", "10002"),
     ]
-    nothing_of_the_meeting(jira.received, ["1", "2", "21"])
+    nothing_of_the_meeting(jira.received, written)
 
 
 def test_jira_board_estimation_is_read_at_import_and_written_on_record(app, owner, voters, jira):
@@ -339,7 +340,7 @@ def test_jira_board_estimation_is_read_at_import_and_written_on_record(app, owne
     assert write.params == {"boardId": "84"}
     assert write.json() == {"value": "8"}
     assert jira.issues[2].fields["customfield_10016"] == 8.0
-    nothing_of_the_meeting(jira.received, ["1", "2", "21"])
+    nothing_of_the_meeting(jira.received, [{"value": "8"}])
 
 
 # GitLab ----------------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ def test_gitlab_connect_import_estimate_and_send_the_weight(app, owner, voters, 
         ("#2", "Export the backlog", "13", "8:2"),
         ("#3", "Rewrite the checkout", None, "8:3"),  # weight 40 is no Fibonacci card
     ]
-    nothing_of_the_meeting(gitlab.received, ["1", "2", "21"])
+    nothing_of_the_meeting(gitlab.received, [{"weight": 13}])
 
 
 def test_gitlab_weight_is_sent_when_the_estimate_is_recorded(app, owner, voters, gitlab):
@@ -410,7 +411,7 @@ def test_gitlab_weight_is_sent_when_the_estimate_is_recorded(app, owner, voters,
     assert "Sent 5 to the tracker for #2." in page
     (write,) = gitlab.writes()
     assert write.json() == {"weight": 5}
-    nothing_of_the_meeting(gitlab.received, ["8"])
+    nothing_of_the_meeting(gitlab.received, [{"weight": 5}])
 
 
 # A final estimate that is not a number ---------------------------------------------------------
