@@ -242,6 +242,22 @@ def test_the_connect_page_tells_each_kind_what_to_enter(app, owner):
     assert "GitLab: Access token (scope api)" in page
 
 
+def test_a_jira_cloud_site_without_the_e_mail_address_is_told_what_is_missing(app, owner):
+    """A token alone goes to Jira Data Center as a personal access token; Jira Cloud takes none, and
+    the page says the e-mail address is missing rather than that the token was refused."""
+    group_id = create_group(owner)
+    app.config["TRACKER_ALLOWED_HOSTS"] = "yourteam.atlassian.net"
+    data = {"kind": "jira", "base_url": "https://yourteam.atlassian.net", "token": "ATATT3xFfGF0-cloud-token"}
+    for button in ("test", "submit"):
+        answer = owner.post(f"/groups/{group_id}/tracker", data=data | {button: "1"})
+        assert answer.status_code == 422
+        assert (
+            "Jira Cloud (an atlassian.net address) signs in with the account's e-mail address and an API "
+            "token: enter the e-mail address too."
+        ) in visible(answer)
+    assert connection_row(app) is None
+
+
 # Jira, Cloud and Data Center ----------------------------------------------------------------------
 
 
