@@ -485,7 +485,10 @@ def test_a_query_jira_refuses_shows_jiras_reason():
 def test_a_wrong_address_says_nothing_is_there():
     # No Jira answers there at all: the web server's own 404 is no answer of the API.
     connector, _jira = connect(
-        lambda request: httpx.Response(404, text="<html>Not Found</html>"), DATA_CENTER, answers_conform=False
+        lambda request: httpx.Response(404, text="<html>Not Found</html>"),
+        DATA_CENTER,
+        "https://jira.example.com",
+        answers_conform=False,
     )
     with pytest.raises(TrackerError, match=r"found nothing at that address .*\(404\)"):
         connector.search("project = OPS", 10)
@@ -552,7 +555,9 @@ def test_a_data_center_that_ignores_the_offset_ends_in_a_clear_error():
         "total": 50,
         "issues": [cloud_issue(1, "One"), cloud_issue(2, "Two")],
     }
-    connector, jira = connect(lambda request: httpx.Response(200, json=page), DATA_CENTER)
+    connector, jira = connect(
+        lambda request: httpx.Response(200, json=page), DATA_CENTER, "https://jira.example.com"
+    )
     with pytest.raises(TrackerError, match="never end"):
         connector.search("project = PROJ", 1000)
     assert len(jira.requests) == 2

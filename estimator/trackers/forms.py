@@ -29,7 +29,9 @@ class ConnectionForm(FlaskForm):
     base_url = StringField(
         _l("Address"),
         validators=[CleanText(1, URL_MAX, what=_l("The address"))],
-        render_kw={"maxlength": URL_MAX, "placeholder": "https://redmine.example.com", "inputmode": "url"},
+        # No example in the field: one tracker's address would mislead whoever connects another,
+        # and each tracker's hint below the form gives its own.
+        render_kw={"maxlength": URL_MAX, "inputmode": "url"},
         description=_l("The tracker's address as its own pages show it, with https://."),
     )
     email = StringField(

@@ -23,7 +23,7 @@ import math
 import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from flask_babel import gettext as _
@@ -161,6 +161,15 @@ class JiraConnector:
                 _(
                     "The Jira connection needs an API token with its account's e-mail address (Jira Cloud) "
                     "or a personal access token (Jira Data Center)."
+                )
+            )
+        if not self.cloud and _is_cloud_site(self.base_url):
+            # Jira Cloud takes no personal access token: a token alone would only be refused (401),
+            # which says nothing of the e-mail address that is missing.
+            raise TrackerError(
+                _(
+                    "Jira Cloud (an atlassian.net address) signs in with the account's e-mail address "
+                    "and an API token: enter the e-mail address too."
                 )
             )
         headers = {"Accept": "application/json"}
@@ -310,6 +319,12 @@ def _explain(answer: Any) -> str | None:
     if isinstance(errors, dict):
         reasons += [f"{name}: {m}" for name, m in errors.items() if isinstance(m, str)]
     return " ".join(reasons) or None
+
+
+def _is_cloud_site(base_url: str) -> bool:
+    """Whether the address is a Jira Cloud site (`yourteam.atlassian.net`)."""
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    return host.endswith(".atlassian.net")
 
 
 def _nonsense(what: str) -> TrackerError:
