@@ -489,7 +489,6 @@ HOSTILE = {
 def test_a_misbehaving_tracker_changes_nothing(app, owner, voters, monkeypatch, tracker, how):
     """Test, import and send each meet a tracker that refuses, redirects, answers 10 MiB or stalls:
     each says so on the page, and the connection, the issues and the estimate stay as they were."""
-    monkeypatch.setattr(tracker_http, "TOTAL_SECONDS", 0.5)
     fake: FakeTracker = tracker
     gitlab = isinstance(fake, FakeGitLab)
     group_id, members = voters(owner)
@@ -503,6 +502,8 @@ def test_a_misbehaving_tracker_changes_nothing(app, owner, voters, monkeypatch, 
     connection, issues = connection_row(app), issues_of(app, group_id)
 
     fake.hostile = how
+    # A stall is cut short here; set only now, so that the setting up above is not hurried.
+    monkeypatch.setattr(tracker_http, "TOTAL_SECONDS", 0.5)
     tested = owner.post(f"/groups/{group_id}/tracker", data=credentials(fake) | {"test": "1"})
     assert tested.status_code == 422
     assert HOSTILE[how].format(what="reading who the credentials belong to") in visible(tested)

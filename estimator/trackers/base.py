@@ -85,6 +85,25 @@ SECRET_TOKEN, SECRET_EMAIL = "token", "email"
 ESTIMATE_FIELD_ATTRIBUTE = "estimate_field"
 
 
+class ConnectorBase:
+    """What every connector keeps of its tracker: the guarded client it was given, the tracker's
+    address (without a trailing slash, so that paths join to it), the credentials as typed, and
+    the field imported estimates are read from (None: the connector's usual one)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        base_url: str,
+        secret: dict[str, str],
+        estimate_field: str | None = None,
+    ) -> None:
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.email = (secret.get(SECRET_EMAIL) or "").strip()
+        self.token = (secret.get(SECRET_TOKEN) or "").strip()
+        self.estimate_field = estimate_field
+
+
 #: The longest reason from a tracker's own error answer that a message quotes.
 REASON_MAX = 300
 

@@ -31,10 +31,9 @@ import shlex
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-import httpx
 from flask_babel import gettext as _
 
-from .base import EstimateField, TrackerError, TrackerIssue, call
+from .base import ConnectorBase, EstimateField, TrackerError, TrackerIssue, call
 
 #: The one field: GitLab's issue weight.
 WEIGHT = "weight"
@@ -51,24 +50,13 @@ _REF = re.compile(r"([0-9]{1,18}):([0-9]{1,18})")
 _WHOLE = re.compile(r"[0-9]{1,9}")
 
 
-class GitLabConnector:
+class GitLabConnector(ConnectorBase):
     """GitLab's REST API v4, signed in with an access token."""
 
     kind: ClassVar[str] = "gitlab"
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        base_url: str,
-        secret: dict[str, str],
-        estimate_field: str | None = None,
-    ) -> None:
-        """`estimate_field` is accepted as every connector takes it; GitLab's estimate is always
-        the weight, which `search` reports whatever is picked."""
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.token = (secret.get("token") or "").strip()
-        self.estimate_field = estimate_field
+    # Built as every connector is (base.ConnectorBase): GitLab's estimate is always the weight, which
+    # `search` reports whatever field is picked.
 
     def check(self) -> str:
         """The account's name and username, as GitLab shows them: `Jane Doe (@jdoe)`."""

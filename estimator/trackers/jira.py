@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from flask_babel import gettext as _
 
-from .base import EstimateField, TrackerError, TrackerIssue, call
+from .base import ConnectorBase, EstimateField, TrackerError, TrackerIssue, call
 
 #: The estimate field that means "the estimation of board N", written `agile-estimation:N`.
 AGILE = "agile-estimation"
@@ -51,7 +51,7 @@ MAX_BOARDS = 50
 _ADF_DEPTH = 32
 
 
-class JiraConnector:
+class JiraConnector(ConnectorBase):
     """Jira Cloud (REST API v3) or Jira Data Center (REST API v2), by the secret's shape."""
 
     kind: ClassVar[str] = "jira"
@@ -65,13 +65,9 @@ class JiraConnector:
     ) -> None:
         """`estimate_field`, when given, is the field whose value `search` reports as each issue's
         estimate: the one the facilitator picked for the final estimate."""
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.email = (secret.get("email") or "").strip()
-        self.token = (secret.get("token") or "").strip()
+        super().__init__(client, base_url, secret, estimate_field)
         self.cloud = bool(self.email)
         self.api = "/rest/api/3" if self.cloud else "/rest/api/2"
-        self.estimate_field = estimate_field
 
     # The four things a connector does.
 

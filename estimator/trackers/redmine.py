@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import httpx
 from flask_babel import gettext as _
 
-from .base import EstimateField, TrackerError, TrackerIssue, call
+from .base import ConnectorBase, EstimateField, TrackerError, TrackerIssue, call
 
 ESTIMATED_HOURS = "estimated_hours"
 #: How many issues one request reads (Redmine's largest page).
@@ -48,17 +48,16 @@ def estimate_field(field: dict[str, Any]) -> EstimateField:
     return EstimateField(f"cf_{int(field['id'])}", str(field.get("name") or field["id"]))
 
 
-class Redmine:
+class Redmine(ConnectorBase):
     """A Redmine server, seen with one user's API key."""
 
     kind: ClassVar[str] = "redmine"
 
-    def __init__(self, client: httpx.Client, base_url: str, secret: dict[str, str]) -> None:
-        #: The field an imported issue's estimate is read from (see base.Connector).
-        self.estimate_field = ESTIMATED_HOURS
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"X-Redmine-API-Key": secret.get("token", ""), "Accept": "application/json"}
+    def __init__(
+        self, client: httpx.Client, base_url: str, secret: dict[str, str], estimate_field: str | None = None
+    ) -> None:
+        super().__init__(client, base_url, secret, estimate_field or ESTIMATED_HOURS)
+        self.headers = {"X-Redmine-API-Key": self.token, "Accept": "application/json"}
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         answer = call(self.client, method, self.base_url + path, what, headers=self.headers, **kwargs)
