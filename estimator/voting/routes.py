@@ -411,8 +411,12 @@ def accept(issue_id: int) -> ResponseReturnValue:
     try:
         rules.accept(issue, form.estimate.data or "")
         db.session.flush()  # moving on locks the group again, which reads it afresh
-        # "Record and next issue": one step where the meeting takes two.
-        following = rules.next_issue(issue.group) if request.form.get("then") == "next" else None
+        # "Record and next issue": one step where the meeting takes two, and only from the issue
+        # the room is on (read under the group's lock): the same form sent twice, or from a page
+        # the room has left, would otherwise move the room past an issue nobody estimated.
+        asked_next = request.form.get("then") == "next"
+        moving_on = asked_next and issue.group.current_issue_id == issue.id
+        following = rules.next_issue(issue.group) if moving_on else None
     except RuleError as error:
         db.session.rollback()
         flash(str(error), "warning")
@@ -420,9 +424,11 @@ def accept(issue_id: int) -> ResponseReturnValue:
         sending, problem = to_send(issue)
         key, final = issue.key, issue.final_estimate
         message = _("Final estimate for %(key)s: %(estimate)s.", key=key, estimate=final)
-        if request.form.get("then") == "next":
+        if moving_on:
             more = _("Next: %(key)s.", key=following.key) if following else _("Every issue is estimated.")
             message = f"{message} {more}"
+        elif asked_next:
+            message = f"{message} {_('The room is not on %(key)s, so it stays where it is.', key=key)}"
         db.session.commit()  # read nothing more before the tracker is asked: no lock is held then
         flash(message, "success")
         if sending is not None:
