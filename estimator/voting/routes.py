@@ -13,13 +13,13 @@ from flask_login import current_user, login_required
 from ..auth.session import session_claim
 from ..changes import RuleError
 from ..database import locks_later
-from ..estimates import total
+from ..estimates import deck_named, total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
 from ..groups.forms import SettingsForm
 from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view, present_users
-from ..models import Group, Issue, IssueState, Membership
+from ..models import Group, Issue, IssueState, Membership, Round
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from ..trackers.base import TrackerError
 from ..trackers.sync import Outgoing, automatic, deliver
@@ -138,11 +138,19 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
             "own": rules.OwnBallot() if viewer_id else None,
             "present": {m.user.nickname for m in group.memberships if m.user_id in present},
         }
+    other = sa.orm.aliased(Round)
+    latest = sa.select(sa.func.max(other.number)).where(other.issue_id == Issue.id).scalar_subquery()
     backlog = db.session.execute(
-        sa.select(Issue.state, Issue.final_estimate).where(Issue.group_id == group.id)
-    ).all()  # plain rows: the room needs only how many there are and what was recorded
-    estimated = sum(1 for state, _final in backlog if state == IssueState.ESTIMATED)
-    finals = [final for _state, final in backlog if final]
+        sa.select(Issue.state, Issue.final_estimate, Round.deck, Round.cards)
+        .join(Round, (Round.issue_id == Issue.id) & (Round.number == latest))
+        .where(Issue.group_id == group.id)
+    ).all()  # plain rows: the room needs only how many there are, what was recorded and with which deck
+    estimated = sum(1 for state, *_rest in backlog if state == IssueState.ESTIMATED)
+    finals = [
+        (final, deck_named(deck, cards) if deck else group.deck_rules)
+        for _state, final, deck, cards in backlog
+        if final
+    ]
     return page | {
         "room_issue": issue,
         "issue_count": len(backlog),

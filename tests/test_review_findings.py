@@ -1,0 +1,71 @@
+"""What a review of the room's newest features found: each test shows a problem a facilitator or a
+member would meet, and holds the fix to it."""
+
+from tests.conftest import add_issue, vote
+from tests.helpers import group_json, issue_json, visible
+
+
+def revealed(team, dave, issue: int, cards=("3", "5", "8")) -> None:
+    """The team votes on the issue and the facilitator reveals it."""
+    for member, card in zip((team["bob"], team["carol"], dave), cards, strict=True):
+        assert vote(member, issue, card).status_code == 302
+    assert team["owner"].post(f"/issues/{issue}/reveal").status_code == 302
+
+
+def test_pressing_record_and_next_twice_does_not_skip_an_issue(app, team, dave):
+    owner, group, first = team["owner"], team["group"], team["issue"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    add_issue(app, owner, group, "PROJ-3")
+    owner.post(f"/issues/{first}/start")
+    revealed(team, dave, first)
+    # A double click, or a reload that sends the form again: the same request twice.
+    for _ in range(2):
+        response = owner.post(
+            f"/issues/{first}/accept?back=room", data={"estimate": "5", "then": "next"}, follow_redirects=True
+        )
+    assert group_json(owner, group)["current_issue"] == second, "PROJ-2 was skipped, never estimated"
+    assert issue_json(owner, first)["final_estimate"] == "5"
+    assert "Next: PROJ-3" not in visible(response)
+
+
+def test_record_and_next_from_an_issue_the_room_has_left_does_not_move_the_room(app, team, dave):
+    owner, group, first = team["owner"], team["group"], team["issue"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    add_issue(app, owner, group, "PROJ-3")
+    owner.post(f"/issues/{first}/start")
+    revealed(team, dave, first)
+    owner.post(f"/issues/{second}/start")  # the team moved on while PROJ-1's page stayed open
+    assert vote(team["bob"], second, "3").status_code == 302
+
+    response = owner.post(
+        f"/issues/{first}/accept?back=room", data={"estimate": "5", "then": "next"}, follow_redirects=True
+    )
+    assert issue_json(owner, first)["final_estimate"] == "5", "the estimate is recorded"
+    assert group_json(owner, group)["current_issue"] == second, "the half-voted PROJ-2 was left behind"
+    assert "stays" in visible(response)
+
+
+def test_the_total_keeps_estimates_recorded_with_an_earlier_deck(app, team, dave):
+    owner, group, first = team["owner"], team["group"], team["issue"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    revealed(team, dave, first)
+    assert owner.post(f"/issues/{first}/accept", data={"estimate": "40"}).status_code == 302
+    assert group_json(owner, group)["total"] == 40
+
+    # The team goes on with Fibonacci cards, on which 40 is not a card.
+    owner.post(f"/groups/{group}/settings", data={"deck": "fibonacci"})
+    assert group_json(owner, group)["total"] == 40, "the recorded 40 vanished from the total"
+    revealed(team, dave, second, ("3", "5", "8"))
+    assert owner.post(f"/issues/{second}/accept", data={"estimate": "5"}).status_code == 302
+    assert group_json(owner, group)["total"] == 45
+    assert "Total: 45" in visible(owner.get(f"/groups/{group}/room"))
+    assert "Total of the final estimates: 45" in visible(owner.get(f"/groups/{group}"))
+
+
+def test_sizes_keep_every_recorded_estimate_after_a_deck_change(app, team, dave):
+    owner, group, first = team["owner"], team["group"], team["issue"]
+    revealed(team, dave, first)
+    assert owner.post(f"/issues/{first}/accept", data={"estimate": "5"}).status_code == 302
+    owner.post(f"/groups/{group}/settings", data={"deck": "tshirt"})
+    assert group_json(owner, group)["total"] == {"5": 1}, "the recorded 5 vanished from the total"
+    assert "1 × 5" in visible(owner.get(f"/groups/{group}"))
