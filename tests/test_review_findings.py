@@ -1,6 +1,10 @@
 """What a review of the room's newest features found: each test shows a problem a facilitator or a
 member would meet, and holds the fix to it."""
 
+import sqlalchemy as sa
+
+from estimator.extensions import db
+from estimator.models import Ballot, Round
 from tests.conftest import add_issue, vote
 from tests.helpers import group_json, issue_json, visible
 
@@ -69,3 +73,24 @@ def test_sizes_keep_every_recorded_estimate_after_a_deck_change(app, team, dave)
     owner.post(f"/groups/{group}/settings", data={"deck": "tshirt"})
     assert group_json(owner, group)["total"] == {"5": 1}, "the recorded 5 vanished from the total"
     assert "1 × 5" in visible(owner.get(f"/groups/{group}"))
+
+
+def test_a_round_voted_in_before_rounds_kept_their_deck_keeps_the_cards_cast_in_it(app, team, dave):
+    """A round whose voter left before the upgrade has its threshold fixed but no deck of its own
+    (the upgrade gave one only to rounds holding ballots): its next vote must fix it."""
+    owner, group, issue = team["owner"], team["group"], team["issue"]
+    owner.post(f"/groups/{group}/settings", data={"deck": "fibonacci"})
+    assert vote(team["bob"], issue, "5").status_code == 302
+    with app.app_context():
+        db.session.execute(sa.update(Round).where(Round.issue_id == issue).values(deck=None, cards=None))
+        db.session.execute(sa.delete(Ballot))  # Bob's ballot, withdrawn as he left
+        db.session.commit()
+
+    assert vote(team["carol"], issue, "8").status_code == 302
+    owner.post(f"/groups/{group}/settings", data={"deck": "tshirt"})
+    assert issue_json(owner, issue)["deck"] == "fibonacci", "Carol's 8 is now read as a size"
+    assert vote(dave, issue, "13").status_code == 302
+    assert vote(team["bob"], issue, "5").status_code == 302
+    response = owner.post(f"/issues/{issue}/reveal")
+    assert response.status_code == 302
+    assert issue_json(owner, issue)["result"]["distribution"] == {"5": 1, "8": 1, "13": 1}

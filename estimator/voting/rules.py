@@ -119,8 +119,8 @@ def cast_vote(booth: Booth, card: str) -> None:
     sealed = seal(key, card, round_id=booth.round_id, user_id=voter_id, key_id=key_id)
     values = {"of_round": booth.round_id, "of_user": voter_id, "card": sealed}
     writes = [_RESEAL if booth.has_ballot else _BALLOT]
-    if key_id != booth.key_id or booth.round_min_votes is None:
-        # The round's new key, and the promise its first ballot is cast under.
+    if key_id != booth.key_id or booth.round_min_votes is None or not booth.round_deck_fixed:
+        # The round's new key, and the promise and the deck its first ballot is cast under.
         writes.insert(0, _ROUND_SETTINGS)
         promise = booth.group_min_votes if booth.round_min_votes is None else booth.round_min_votes
         values |= {
