@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Ballot, Round
-from tests.conftest import add_issue, vote
+from tests.conftest import add_issue, create_group, vote
 from tests.helpers import group_json, issue_json, visible
 
 
@@ -94,3 +94,18 @@ def test_a_round_voted_in_before_rounds_kept_their_deck_keeps_the_cards_cast_in_
     response = owner.post(f"/issues/{issue}/reveal")
     assert response.status_code == 302
     assert issue_json(owner, issue)["result"]["distribution"] == {"5": 1, "8": 1, "13": 1}
+
+
+def test_an_estimate_imported_from_the_tracker_keeps_its_deck_in_the_total(app, owner):
+    from estimator.models import Group
+    from estimator.trackers.base import TrackerIssue
+    from estimator.trackers.sync import take_in
+
+    group = create_group(owner, deck="modified")
+    with app.test_request_context():
+        result = take_in(db.session.get_one(Group, group), [TrackerIssue("WEB-1", "Login", "", "40", "1")])
+        db.session.commit()
+    assert result.estimated == 1
+    assert group_json(owner, group)["total"] == 40
+    owner.post(f"/groups/{group}/settings", data={"deck": "fibonacci"})
+    assert group_json(owner, group)["total"] == 40, "the imported 40 vanished from the total"
