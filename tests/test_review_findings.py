@@ -5,8 +5,8 @@ import sqlalchemy as sa
 
 from estimator.extensions import db
 from estimator.models import Ballot, Round
-from tests.conftest import add_issue, create_group, vote
-from tests.helpers import group_json, issue_json, visible
+from tests.conftest import add_issue, create_group, join, vote
+from tests.helpers import group_json, issue_json, text, visible
 
 
 def revealed(team, dave, issue: int, cards=("3", "5", "8")) -> None:
@@ -109,3 +109,30 @@ def test_an_estimate_imported_from_the_tracker_keeps_its_deck_in_the_total(app, 
     assert group_json(owner, group)["total"] == 40
     owner.post(f"/groups/{group}/settings", data={"deck": "fibonacci"})
     assert group_json(owner, group)["total"] == 40, "the imported 40 vanished from the total"
+
+
+def test_with_present_only_a_nudge_is_offered_only_when_someone_here_is_late(app, team, dave, new_client):
+    from estimator.live.presence import PresenceBook
+    from estimator.models import User
+
+    group, issue, owner = team["group"], team["issue"], team["owner"]
+    erin = new_client("Erin")
+    assert join(app, erin, group).status_code == 302  # Erin joined but is not here
+    owner.post(f"/issues/{issue}/start")
+    owner.post(f"/groups/{group}/settings", data={"facilitator_votes": "0", "present_only": ["0", "y"]})
+    book = PresenceBook()
+    with app.app_context():
+        for name in ("Olivia", "Bob", "Carol", "Dave"):
+            book.opened(group, db.session.scalar(sa.select(User.id).where(User.nickname == name)))
+        book.turn(db.engine)
+    for member, card in ((team["bob"], "3"), (team["carol"], "5")):
+        assert vote(member, issue, card).status_code == 302
+    page = text(owner.get(f"/groups/{group}/room"))
+    assert f'action="/issues/{issue}/nudge' in page, "Dave is here and has not voted"
+
+    assert vote(dave, issue, "8").status_code == 302
+    page = visible(owner.get(f"/groups/{group}/room"))
+    assert "Everybody has voted. You can reveal." in page
+    assert "Nudge who has not voted" not in page, "only absent Erin is missing: nobody to nudge"
+    refused = visible(owner.post(f"/issues/{issue}/nudge?back=room", follow_redirects=True))
+    assert "Everybody here has voted: whoever has not is away, so there is nobody to nudge." in refused

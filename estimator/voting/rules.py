@@ -229,6 +229,8 @@ def nudge(issue: Issue) -> list[str]:
     round_ = issue.current_round
     voted = counted_voters(round_, key_alive(round_))
     late = expected_voters(issue, present_if_needed(issue)) - voted
+    if not late and expected_voters(issue, None) - voted:
+        raise RuleError(_("Everybody here has voted: whoever has not is away, so there is nobody to nudge."))
     if not late:
         raise RuleError(_("Everybody has voted: there is nobody to nudge."))
     round_.nudged_at = utcnow()
@@ -255,6 +257,9 @@ class RevealCheck:
     #: How many people besides the facilitator are expected to vote: fewer than `needed` means the
     #: round can never be revealed until more join or the facilitator lowers the threshold.
     others: int
+    #: How many expected voters have not voted: whom a nudge would reach (with `present_only`, a
+    #: voter who is away is not expected, and is not nudged).
+    late: int = 0
 
     @property
     def ready(self) -> bool:
@@ -270,6 +275,7 @@ def reveal_check(issue: Issue, voted: set[int], expected: set[int]) -> RevealChe
         short=max(0, needed - cover(issue, voted)),
         everybody=bool(expected) and expected <= voted,
         others=cover(issue, expected | voted),
+        late=len(expected - voted),
     )
 
 
