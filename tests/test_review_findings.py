@@ -123,7 +123,7 @@ def test_with_present_only_a_nudge_is_offered_only_when_someone_here_is_late(app
     book = PresenceBook()
     with app.app_context():
         for name in ("Olivia", "Bob", "Carol", "Dave"):
-            book.opened(group, db.session.scalar(sa.select(User.id).where(User.nickname == name)))
+            book.opened(group, db.session.scalars(sa.select(User.id).where(User.nickname == name)).one())
         book.turn(db.engine)
     for member, card in ((team["bob"], "3"), (team["carol"], "5")):
         assert vote(member, issue, card).status_code == 302
