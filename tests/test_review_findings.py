@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from estimator.extensions import db
 from estimator.models import Ballot, Round
 from tests.conftest import add_issue, create_group, join, vote
-from tests.helpers import group_json, issue_json, text, visible
+from tests.helpers import at_once, group_json, issue_json, text, visible
 
 
 def revealed(team, dave, issue: int, cards=("3", "5", "8")) -> None:
@@ -136,3 +136,24 @@ def test_with_present_only_a_nudge_is_offered_only_when_someone_here_is_late(app
     assert "Nudge who has not voted" not in page, "only absent Erin is missing: nobody to nudge"
     refused = visible(owner.post(f"/issues/{issue}/nudge?back=room", follow_redirects=True))
     assert "Everybody here has voted: whoever has not is away, so there is nobody to nudge." in refused
+
+
+def test_two_record_and_next_at_the_same_instant_move_the_room_one_issue(app, team, dave):
+    owner, group, first = team["owner"], team["group"], team["issue"]
+    second = add_issue(app, owner, group, "PROJ-2")
+    add_issue(app, owner, group, "PROJ-3")
+    owner.post(f"/issues/{first}/start")
+    revealed(team, dave, first)
+    tabs = [owner, owner]  # a double click: the same browser sends the form twice at once
+    statuses = at_once(
+        [
+            lambda tab=tab: (
+                tab.post(
+                    f"/issues/{first}/accept?back=room", data={"estimate": "5", "then": "next"}
+                ).status_code
+            )
+            for tab in tabs
+        ]
+    )
+    assert statuses == [302, 302]
+    assert group_json(owner, group)["current_issue"] == second
