@@ -157,3 +157,20 @@ def test_two_record_and_next_at_the_same_instant_move_the_room_one_issue(app, te
     )
     assert statuses == [302, 302]
     assert group_json(owner, group)["current_issue"] == second
+
+
+def test_with_present_only_voters_who_are_away_still_count_as_voters_of_the_group(app, team, dave):
+    from estimator.live.presence import PresenceBook
+    from estimator.models import User
+
+    group, issue, owner = team["group"], team["issue"], team["owner"]
+    owner.post(f"/issues/{issue}/start")
+    owner.post(f"/groups/{group}/settings", data={"present_only": ["0", "y"]})
+    book = PresenceBook()
+    with app.app_context():
+        for name in ("Olivia", "Bob"):  # Carol and Dave are away for a moment
+            book.opened(group, db.session.scalars(sa.select(User.id).where(User.nickname == name)).one())
+        book.turn(db.engine)
+    page = visible(owner.get(f"/groups/{group}/room"))
+    assert "The reveal opens when at least 3 people other than you have voted: 3 more needed." in page
+    assert "invite more" not in page, "three people besides Olivia vote in the group"

@@ -274,7 +274,9 @@ def reveal_check(issue: Issue, voted: set[int], expected: set[int]) -> RevealChe
         needed=needed,
         short=max(0, needed - cover(issue, voted)),
         everybody=bool(expected) and expected <= voted,
-        others=cover(issue, expected | voted),
+        # Every voter of the group, those away too: they can still vote (present_only only stops
+        # the round waiting for them), so they are no reason to invite more or lower the minimum.
+        others=cover(issue, expected_voters(issue, None) | voted),
         late=len(expected - voted),
     )
 
