@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -278,14 +279,22 @@ def aggregate(deck: Deck, tally: Mapping[str, int]) -> Result:
     )
 
 
-def total(deck: Deck, estimates: list[str]) -> float | dict[str, int]:
+def total(deck: Deck, estimates: Sequence[str | tuple[str, Deck]]) -> float | dict[str, int]:
     """The running total of final estimates: a number for numeric decks, how many of each card
-    (in deck order) for ordinal ones."""
-    cards = [card for card in estimates if deck.parse_estimate(card) == card]
+    (in deck order, then cards of earlier decks as they come) for ordinal ones.
+
+    Each estimate is read with the deck it was recorded with (a pair), or the group's (a plain
+    card): a deck changed since must not drop an estimate from the total, nor read it as another
+    number. A size cannot be added to points, so a numeric deck's total leaves sizes out.
+    """
+    pairs = [(estimate, deck) if isinstance(estimate, str) else estimate for estimate in estimates]
+    cards = [(card, own) for card, own in pairs if own.parse_estimate(card) == card]
     if deck.sized:
-        counts = {card: cards.count(card) for card in sorted(set(cards), key=deck.sort_key)}
-        return counts
-    whole = sum((deck.value(card) for card in cards), Fraction(0))
+        order = {card: position for position, card in enumerate(deck.cards)}
+        counts = Counter(card for card, _own in cards)
+        ordered = sorted(counts, key=lambda card: (card not in order, order.get(card, 0)))
+        return {card: counts[card] for card in ordered}
+    whole = sum((own.value(card) for card, own in cards if not own.sized), Fraction(0))
     return int(whole) if whole.denominator == 1 else two_decimals(whole)
 
 

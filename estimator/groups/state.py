@@ -76,7 +76,14 @@ def group_state(group: Group) -> dict[str, Any]:
         "owner": group.owner.nickname,
         "members": [{"nickname": m.user.nickname, "role": m.role} for m in group.memberships],
         "current_issue": group.current_issue_id,
-        "total": total(group.deck_rules, [i.final_estimate for i in group.issues if i.final_estimate]),
+        "total": total(
+            group.deck_rules,
+            [
+                (i.final_estimate, current_rounds[i.id].deck_rules(group))
+                for i in group.issues
+                if i.final_estimate
+            ],
+        ),
         "settings": {
             "auto_reveal": group.auto_reveal,
             "min_votes": group.min_votes,

@@ -135,6 +135,9 @@ def take_in(group: Group, found: list[TrackerIssue]) -> Imported:
         card = deck.parse_estimate(item.estimate)
         if card is not None:
             issue.final_estimate, issue.state = card, IssueState.ESTIMATED
+            # The estimate reads with the deck it was taken with, as a voted round's does: a deck
+            # changed later must not drop it from the total or read it as another card.
+            issue.current_round.deck, issue.current_round.cards = group.deck, group.cards
             result.estimated += 1
     result.added = len(new)
     return result

@@ -35,6 +35,9 @@ class Booth:
     #: The group's reveal threshold now, and the one the round's first ballot was cast under.
     group_min_votes: int
     round_min_votes: int | None
+    #: Whether the round has a deck of its own yet (a round voted in before rounds kept their deck
+    #: may have its threshold fixed and no deck: its next vote gives it the deck read here).
+    round_deck_fixed: bool
     round_id: int
     key_id: str | None
     #: The identity of the key store that made the round's key (None for rounds keyed before it was kept).
@@ -72,6 +75,7 @@ _BOOTH = (
         # The round's own deck once voted in, else the group's (Round.deck_rules).
         sa.func.coalesce(Round.deck, Group.deck),
         sa.case((Round.deck.is_(None), Group.cards), else_=Round.cards),
+        Round.deck.is_not(None),
         Group.auto_reveal,
         Group.min_votes,
         Round.min_votes,
@@ -135,8 +139,9 @@ def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | 
         rows = read_rows(connection, _BOOTH, values)
     if not rows:
         return None
-    (group_id, state, deck, cards, auto_reveal, group_min, round_min, round_id, key_id, key_store, role,
-     facilitator_votes, ballot_id, sealed, any_sealed, token, version, _read_version) = rows[0]  # fmt: skip
+    (group_id, state, deck, cards, deck_fixed, auto_reveal, group_min, round_min, round_id, key_id,
+     key_store, role, facilitator_votes, ballot_id, sealed, any_sealed, token, version,
+     _read_version) = rows[0]  # fmt: skip
     if locked:
         holding(group_id)
     return Booth(
@@ -149,6 +154,7 @@ def open_booth(issue_id: int, voter: Claim, *, glance: bool = False) -> Booth | 
         auto_reveal=auto_reveal,
         group_min_votes=group_min,
         round_min_votes=round_min,
+        round_deck_fixed=bool(deck_fixed),
         round_id=round_id,
         key_id=key_id,
         key_store=key_store,

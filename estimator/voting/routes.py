@@ -13,13 +13,13 @@ from flask_login import current_user, login_required
 from ..auth.session import session_claim
 from ..changes import RuleError
 from ..database import locks_later
-from ..estimates import total
+from ..estimates import deck_named, total
 from ..extensions import db, login_manager
 from ..forms import EmptyForm
 from ..groups.forms import SettingsForm
 from ..groups.routes import confirm
 from ..live import Seat, live_context, live_view, present_users
-from ..models import Group, Issue, IssueState, Membership
+from ..models import Group, Issue, IssueState, Membership, Round
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from ..trackers.base import TrackerError
 from ..trackers.sync import Outgoing, automatic, deliver
@@ -138,11 +138,19 @@ def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> d
             "own": rules.OwnBallot() if viewer_id else None,
             "present": {m.user.nickname for m in group.memberships if m.user_id in present},
         }
+    other = sa.orm.aliased(Round)
+    latest = sa.select(sa.func.max(other.number)).where(other.issue_id == Issue.id).scalar_subquery()
     backlog = db.session.execute(
-        sa.select(Issue.state, Issue.final_estimate).where(Issue.group_id == group.id)
-    ).all()  # plain rows: the room needs only how many there are and what was recorded
-    estimated = sum(1 for state, _final in backlog if state == IssueState.ESTIMATED)
-    finals = [final for _state, final in backlog if final]
+        sa.select(Issue.state, Issue.final_estimate, Round.deck, Round.cards)
+        .join(Round, (Round.issue_id == Issue.id) & (Round.number == latest))
+        .where(Issue.group_id == group.id)
+    ).all()  # plain rows: the room needs only how many there are, what was recorded and with which deck
+    estimated = sum(1 for state, *_rest in backlog if state == IssueState.ESTIMATED)
+    finals = [
+        (final, deck_named(deck, cards) if deck else group.deck_rules)
+        for _state, final, deck, cards in backlog
+        if final
+    ]
     return page | {
         "room_issue": issue,
         "issue_count": len(backlog),
@@ -411,8 +419,12 @@ def accept(issue_id: int) -> ResponseReturnValue:
     try:
         rules.accept(issue, form.estimate.data or "")
         db.session.flush()  # moving on locks the group again, which reads it afresh
-        # "Record and next issue": one step where the meeting takes two.
-        following = rules.next_issue(issue.group) if request.form.get("then") == "next" else None
+        # "Record and next issue": one step where the meeting takes two, and only from the issue
+        # the room is on (read under the group's lock): the same form sent twice, or from a page
+        # the room has left, would otherwise move the room past an issue nobody estimated.
+        asked_next = request.form.get("then") == "next"
+        moving_on = asked_next and issue.group.current_issue_id == issue.id
+        following = rules.next_issue(issue.group) if moving_on else None
     except RuleError as error:
         db.session.rollback()
         flash(str(error), "warning")
@@ -420,9 +432,11 @@ def accept(issue_id: int) -> ResponseReturnValue:
         sending, problem = to_send(issue)
         key, final = issue.key, issue.final_estimate
         message = _("Final estimate for %(key)s: %(estimate)s.", key=key, estimate=final)
-        if request.form.get("then") == "next":
+        if moving_on:
             more = _("Next: %(key)s.", key=following.key) if following else _("Every issue is estimated.")
             message = f"{message} {more}"
+        elif asked_next:
+            message = f"{message} {_('The room is not on %(key)s, so it stays where it is.', key=key)}"
         db.session.commit()  # read nothing more before the tracker is asked: no lock is held then
         flash(message, "success")
         if sending is not None:

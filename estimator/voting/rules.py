@@ -119,8 +119,8 @@ def cast_vote(booth: Booth, card: str) -> None:
     sealed = seal(key, card, round_id=booth.round_id, user_id=voter_id, key_id=key_id)
     values = {"of_round": booth.round_id, "of_user": voter_id, "card": sealed}
     writes = [_RESEAL if booth.has_ballot else _BALLOT]
-    if key_id != booth.key_id or booth.round_min_votes is None:
-        # The round's new key, and the promise its first ballot is cast under.
+    if key_id != booth.key_id or booth.round_min_votes is None or not booth.round_deck_fixed:
+        # The round's new key, and the promise and the deck its first ballot is cast under.
         writes.insert(0, _ROUND_SETTINGS)
         promise = booth.group_min_votes if booth.round_min_votes is None else booth.round_min_votes
         values |= {
@@ -229,6 +229,8 @@ def nudge(issue: Issue) -> list[str]:
     round_ = issue.current_round
     voted = counted_voters(round_, key_alive(round_))
     late = expected_voters(issue, present_if_needed(issue)) - voted
+    if not late and expected_voters(issue, None) - voted:
+        raise RuleError(_("Everybody here has voted: whoever has not is away, so there is nobody to nudge."))
     if not late:
         raise RuleError(_("Everybody has voted: there is nobody to nudge."))
     round_.nudged_at = utcnow()
@@ -255,6 +257,9 @@ class RevealCheck:
     #: How many people besides the facilitator are expected to vote: fewer than `needed` means the
     #: round can never be revealed until more join or the facilitator lowers the threshold.
     others: int
+    #: How many expected voters have not voted: whom a nudge would reach (with `present_only`, a
+    #: voter who is away is not expected, and is not nudged).
+    late: int = 0
 
     @property
     def ready(self) -> bool:
@@ -269,7 +274,10 @@ def reveal_check(issue: Issue, voted: set[int], expected: set[int]) -> RevealChe
         needed=needed,
         short=max(0, needed - cover(issue, voted)),
         everybody=bool(expected) and expected <= voted,
-        others=cover(issue, expected | voted),
+        # Every voter of the group, those away too: they can still vote (present_only only stops
+        # the round waiting for them), so they are no reason to invite more or lower the minimum.
+        others=cover(issue, expected_voters(issue, None) | voted),
+        late=len(expected - voted),
     )
 
 
