@@ -15,6 +15,7 @@ from estimator.live import regions as live_regions
 from estimator.models import Round
 from estimator.sealing import ballot_keys
 from tests.conftest import join, vote
+from tests.helpers import group_json, wait_until
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
@@ -156,6 +157,9 @@ def test_regions_are_for_members_only_and_name_a_real_view(app, team, outsider):
 
 def test_an_unchanged_page_polls_for_a_304_and_a_logout_everywhere_changes_the_tag(app, team):
     url = f"/api/groups/{team['group']}/regions?view=room"
+    # The page's first poll makes Bob present, a change every page of the group shows, his own too.
+    team["bob"].get(url)
+    wait_until(lambda: group_json(team["owner"], team["group"])["present"] == ["Bob"], timeout=3)
     first = team["bob"].get(url)
     tag = first.headers["ETag"]
     assert team["bob"].get(url, headers={"If-None-Match": tag}).status_code == 304
