@@ -215,7 +215,9 @@ def vote(client, issue_id: int, value: str):
 
 @pytest.fixture
 def team(app, owner, new_client):
-    """Olivia's range-deck group with members Bob and Carol and one issue."""
+    """Olivia's range-deck group with members Bob and Carol and one issue. Their two votes stay
+    below the default reveal threshold of 3, as the facilitator's own card never counts: add the
+    `dave` fixture (and `members_vote`) for a round that can be revealed."""
     group_id = create_group(owner)
     bob, carol = new_client("Bob"), new_client("Carol")
     for member in (bob, carol):
