@@ -216,7 +216,9 @@ def vote(client, issue_id: int, value: str):
 
 @pytest.fixture
 def team(app, owner, new_client):
-    """Olivia's range-deck group with members Bob and Carol and one issue."""
+    """Olivia's range-deck group with members Bob and Carol and one issue. Their two votes stay
+    below the default reveal threshold of 3, as the facilitator's own card never counts: add the
+    `dave` fixture (and `members_vote`) for a round that can be revealed."""
     group_id = create_group(owner)
     bob, carol = new_client("Bob"), new_client("Carol")
     for member in (bob, carol):
@@ -278,10 +280,19 @@ def browser():
 
 @pytest.fixture
 def dave(app, team, new_client):
-    """A third member of the team's group, so that the members alone reach the default threshold of 3."""
+    """A third member of the team's group (also `team["dave"]`), so that the members alone reach the
+    default threshold of 3: the facilitator's own card never counts towards it."""
     client = new_client("Dave")
     assert join(app, client, team["group"]).status_code == 302
+    team["dave"] = client
     return client
+
+
+def members_vote(team, issue_id: int, cards: tuple[str, str, str]) -> None:
+    """Bob, Carol and Dave (the `dave` fixture) vote these cards in turn: the three votes besides
+    the facilitator's that a reveal needs by default."""
+    for name, card in zip(("bob", "carol", "dave"), cards, strict=True):
+        assert vote(team[name], issue_id, card).status_code == 302, name
 
 
 @pytest.fixture

@@ -64,8 +64,9 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iterator[Site]:
-    """Olivia's Fibonacci group with Bob and Carol: one issue revealed, one in the room with Bob's
-    vote cast; Erin is logged in but in no group, Pat's nickname has a password."""
+    """Olivia's Fibonacci group with Bob, Carol and Dave: one issue revealed (the members' three
+    votes), one in the room with Bob's vote cast; Erin is logged in but in no group, Pat's nickname
+    has a password."""
     app = create_app(make_config(schema, BALLOT_KEY_STORE_URI=key_store_uri))
     with app.app_context():
         empty_tables()
@@ -89,8 +90,8 @@ def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iter
     invite = owner.input_value("#invite-link").removeprefix(server)
     first, second = (owner.get_attribute(f"#issues a:text-is('{key}')", "href") for key in ("AXE-1", "AXE-2"))
     assert first and second
-    voters = [owner]
-    for nickname in ("Bob", "Carol"):
+    voters = []
+    for nickname in ("Bob", "Carol", "Dave"):
         member = person(nickname)
         member.goto(invite)
         member.click("text=Join group")
@@ -105,7 +106,7 @@ def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iter
     owner.goto(group)
     owner.click("#issues li:has(a:text-is('AXE-2')) >> button:text-is('Start')")  # not 'not started'
     expect(owner.locator("#room-heading h1")).to_have_text("AXE-2")
-    bob = voters[1]
+    bob = voters[0]
     bob.goto(group + "/room")
     bob.click("#vote button[value='13']")
     expect(bob.locator(".my-card")).to_have_text("13")
@@ -121,7 +122,7 @@ def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iter
     assert not problems, problems
     logins = {
         name: ctx.storage_state()
-        for name, ctx in zip(("Olivia", "Bob", "Carol", "Erin"), contexts[:4], strict=True)
+        for name, ctx in zip(("Olivia", "Bob", "Carol", "Dave", "Erin"), contexts[:5], strict=True)
     }
     yield Site(server, logins, group, group + "/room", first, second, invite)
     for context in contexts:

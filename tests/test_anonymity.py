@@ -143,8 +143,9 @@ def test_removing_a_member_keeps_their_open_ballot(app, crew):
     assert result["distribution"] == {"3": 1, "5": 1, "8": 1}
 
 
-def test_a_reveal_needs_three_votes_with_a_number_by_default(crew):
-    """One vote is never revealed by default, nor two numbers and a "?"; three numbers are."""
+def test_a_reveal_needs_three_votes_besides_the_facilitator_s_by_default(crew):
+    """One vote is never revealed by default, nor two and the facilitator's own, which hides
+    nobody's card from the facilitator; three members' votes are, a "?" among them."""
     owner, issue_id = crew["owner"], crew["issue"]
     assert vote(crew["Bob"], issue_id, "8").status_code == 302
     page = reveal(owner, issue_id)
@@ -152,15 +153,41 @@ def test_a_reveal_needs_three_votes_with_a_number_by_default(crew):
     assert any("at least 3" in message for message in flashes(page)), flashes(page)
 
     assert vote(crew["Carol"], issue_id, "5").status_code == 302
-    assert vote(crew["Dave"], issue_id, UNSURE).status_code == 302
-    reveal(owner, issue_id)
+    assert vote(owner, issue_id, "13").status_code == 302
+    page = reveal(owner, issue_id)
     assert issue_api(owner, issue_id)["result"] is None
+    assert any("1 more vote is needed" in message for message in flashes(page)), flashes(page)
 
-    assert vote(crew["Erin"], issue_id, "13").status_code == 302
+    assert vote(crew["Dave"], issue_id, UNSURE).status_code == 302
     reveal(owner, issue_id)
     result = issue_api(owner, issue_id)["result"]
     assert result is not None
     assert (result["votes"], result["unsure"]) == (4, 1)
+
+
+def test_a_second_account_of_the_facilitator_does_not_fill_the_threshold(app, crew, new_client):
+    """The facilitator votes 1, then joins with a second account ("Olly", another browser) that
+    votes 1 too, and Bob votes 34: Bob's would be the only card that is not theirs, so the reveal is
+    refused, as only two people other than the facilitator have voted. And the second account, which
+    joined after the round's first vote, is marked so for everybody."""
+    owner, group_id, issue_id = crew["owner"], crew["group"], crew["issue"]
+    assert vote(owner, issue_id, "1").status_code == 302
+    olly = new_client("Olly")
+    assert join(app, olly, group_id).status_code == 302
+    assert vote(olly, issue_id, "1").status_code == 302
+    assert vote(crew["Bob"], issue_id, "34").status_code == 302
+
+    page = reveal(owner, issue_id)
+    assert issue_api(owner, issue_id)["result"] is None
+    assert any("1 more vote is needed" in message for message in flashes(page)), flashes(page)
+    assert f'action="/issues/{issue_id}/reveal"' not in page
+    assert "34" not in re.sub(r"<[^>]+>", " ", page)
+    for viewer in (owner, crew["Bob"], crew["Carol"], olly):
+        seen = " ".join(
+            re.sub(r"<[^>]+>", " ", viewer.get(f"/issues/{issue_id}").get_data(as_text=True)).split()
+        )
+        assert re.search(r"Olly joined during this round", seen), seen
+        assert not re.search(r"(Bob|Carol|Dave|Erin|Olivia) joined during this round", seen)
 
 
 def test_a_refused_reveal_does_not_tell_whether_a_voter_chose_a_number(app, crew):

@@ -5,7 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from estimator.extensions import db
-from tests.conftest import add_issue, join, vote
+from tests.conftest import add_issue, join, members_vote, vote
 
 ISSUE_KEYS = {
     "id",
@@ -78,8 +78,10 @@ def test_issue_shape_before_and_after_reveal(app, team, new_client):
     ]  # observers are not voters
     assert (data["votes_cast"], data["votes_expected"]) == (1, 3)
     vote(team["carol"], issue, "8")
-    vote(owner, issue, "5")  # a reveal needs 3 numeric votes by default
-    owner.post(f"/issues/{issue}/reveal")
+    dave = new_client("Dave")  # a reveal needs 3 votes besides the facilitator's by default
+    assert join(app, dave, team["group"]).status_code == 302
+    vote(dave, issue, "5")
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
     data = team["bob"].get(f"/api/issues/{issue}").json
     assert data["state"] == "revealed"
     assert set(data["result"]) == RESULT_KEYS
@@ -167,16 +169,14 @@ def shown_values(data: object, key: str = "") -> set[str]:
     return set() if key in {"id", "group_id", "current_issue"} else {str(data)}
 
 
-def test_no_individual_value_in_any_response(app, team):
+def test_no_individual_value_in_any_response(app, team, dave):
     """Bob votes 37, a number nobody else uses: it must never appear tied to anyone."""
     issue, group = team["issue"], team["group"]
-    vote(team["bob"], issue, "37")
-    vote(team["carol"], issue, "2")
-    vote(team["owner"], issue, "2")
+    members_vote(team, issue, ("37", "2", "2"))
     for client in (team["owner"], team["carol"]):
         for path in (f"/api/issues/{issue}", f"/api/groups/{group}"):
             assert "37" not in shown_values(client.get(path).json)
-    team["owner"].post(f"/issues/{issue}/reveal")
+    assert team["owner"].post(f"/issues/{issue}/reveal").status_code == 302
     data = team["carol"].get(f"/api/issues/{issue}").json
     assert data["result"]["distribution"] == {"2": 2, "37": 1}  # anonymous counts only
     assert all(set(voter) == {"nickname", "voted"} for voter in data["voters"])

@@ -14,7 +14,7 @@ from werkzeug.test import encode_multipart
 from estimator.backlog_csv import EXPORT_HEADER, MAX_BYTES, MAX_ROWS, read_csv
 from estimator.extensions import db
 from estimator.models import Group
-from tests.conftest import add_issue, create_group, join, login, vote
+from tests.conftest import add_issue, create_group, join, login, members_vote, vote
 from tests.helpers import text, visible
 
 BOM = b"\xef\xbb\xbf"
@@ -364,18 +364,16 @@ def test_the_export_is_a_utf8_csv_download_named_after_the_group(app, owner):
     assert response.data == BOM + header  # no issues yet: the header alone
 
 
-def test_the_export_round_trips_with_results_in_backlog_order(app, team, new_client):
+def test_the_export_round_trips_with_results_in_backlog_order(app, team, dave):
     owner, issue, group_id = team["owner"], team["issue"], team["group"]
     long_text = 'Zwei Zeilen:\nÄrger, "Zitate" und Kommas'
     add_issue(app, owner, group_id, "PROJ-2", long_text)
     second = add_issue(app, owner, group_id, "PROJ-3", "estimated twice")
-    for client, card in ((owner, "3"), (team["bob"], "5"), (team["carol"], "13")):
-        vote(client, issue, card)
+    members_vote(team, issue, ("5", "13", "3"))
     assert owner.post(f"/issues/{issue}/reveal").status_code == 302
     assert owner.post(f"/issues/{issue}/accept", data={"estimate": "8"}).status_code == 302
-    for client, card in ((owner, "1"), (team["bob"], "2"), (team["carol"], "2")):
-        vote(client, second, card)
-    owner.post(f"/issues/{second}/reveal")
+    members_vote(team, second, ("2", "2", "1"))
+    assert owner.post(f"/issues/{second}/reveal").status_code == 302
     owner.post(f"/issues/{second}/revote")  # a new round is open: the last revealed one counts
     vote(owner, second, "100")
 
@@ -426,12 +424,12 @@ def test_the_export_round_trips_with_results_in_backlog_order(app, team, new_cli
 def test_an_ordinal_deck_exports_its_cards(app, owner, new_client):
     group_id = create_group(owner, "Sizes", "tshirt")
     issue = add_issue(app, owner, group_id, "T-1")
-    voters = [owner, new_client("Bob"), new_client("Carol")]
-    for client in voters[1:]:
+    voters = [new_client("Bob"), new_client("Carol"), new_client("Dave")]
+    for client in voters:
         join(app, client, group_id)
     for client, card in zip(voters, ("S", "M", "XL"), strict=True):
         vote(client, issue, card)
-    owner.post(f"/issues/{issue}/reveal")
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
     (row,) = exported(owner, group_id)
     assert (row["votes"], row["median"], row["low"], row["high"]) == ("3", "M", "S", "XL")
 

@@ -165,15 +165,36 @@ def test_pages_work_without_javascript(browser, server, app):
     page.click("text=Create group")
     page.fill("#key", "NOJS-1")
     page.click("text=Add issue")
-    page.fill("#min_votes", "1")  # a facilitator trying things out alone
+    page.fill("#min_votes", "1")  # a facilitator trying things out with one other person
     page.click("text=Save settings")
     expect(page.locator(".small-votes-notice")).to_be_visible()
+    invite = page.input_value("#invite-link")
     page.click("#issues >> text=NOJS-1")
+    issue_url = page.url
     expect(page.locator("#reveal-needs")).to_contain_text("1 more needed")
+    expect(page.locator("#reveal-needs")).to_contain_text("Only 0 people besides you vote in this group")
     page.click("#vote button[value='L']")
     expect(page.locator(".alert-success.alert-dismissible")).to_contain_text("Your vote is recorded")
-    expect(page.locator(".everybody-voted")).to_contain_text("Everybody has voted")
     expect(page.locator(".vote-feedback")).to_contain_text("Your card: L")
+    # the facilitator's own card never counts: nothing to reveal, and no cue
+    expect(page.locator("#reveal-needs")).to_contain_text("1 more needed")
+    expect(page.locator(".everybody-voted")).to_have_count(0)
+    expect(page.locator("form[action$='/reveal'], button:has-text('Reveal votes')")).to_have_count(0)
+
+    other = browser.new_context(base_url=server, java_script_enabled=False)
+    nell = other.new_page()
+    nell.goto("/login")
+    nell.fill("#nickname", "Nell")
+    nell.click("main [type=submit]")
+    nell.goto(invite)
+    nell.click("text=Join group")
+    nell.goto(issue_url)
+    nell.click("#vote button[value='M']")
+    expect(nell.locator(".vote-feedback")).to_contain_text("Your card: M")
+    other.close()
+
+    page.goto(issue_url)
+    expect(page.locator(".everybody-voted")).to_contain_text("Everybody has voted")
     page.click("text=Reveal votes")
     expect(page.locator("#result")).to_contain_text("Suggestion")
     context.close()

@@ -209,26 +209,27 @@ def test_issue_description_keeps_line_breaks_and_is_escaped(app, team):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-def test_owner_turns_a_member_into_an_observer_and_removes_another(app, team):
+def test_owner_turns_a_member_into_an_observer_and_removes_another(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     team["bob"].post(f"/issues/{issue}/estimate", data={"value": "5"})
     with app.app_context():
-        bob_id, carol_id = db.session.scalars(
+        bob_id, carol_id, _dave_id = db.session.scalars(
             sa.select(Membership.user_id).where(Membership.role == "member").order_by(Membership.id)
         ).all()
     assert owner.post(f"/groups/{group}/members/{bob_id}/role", data={"role": "observer"}).status_code == 302
     page = owner.get(f"/issues/{issue}").get_data(as_text=True)
-    assert "1 of 3" in page  # Bob's open ballot stays in the open round: it is his
+    assert "1 of 4" in page  # Bob's open ballot stays in the open round: it is his
     team["carol"].post(f"/issues/{issue}/estimate", data={"value": "8"})
     assert owner.post(f"/groups/{group}/members/{carol_id}/remove").status_code == 302
     assert team["carol"].get(f"/groups/{group}").status_code == 404
-    assert "2 of 3" in owner.get(f"/issues/{issue}").get_data(as_text=True)  # so does Carol's
+    assert "2 of 4" in owner.get(f"/issues/{issue}").get_data(as_text=True)  # so does Carol's
     # the next round expects only the voting members
     owner.post(f"/issues/{issue}/estimate", data={"value": "3"})
-    owner.post(f"/issues/{issue}/reveal")
-    assert owner.get(f"/api/issues/{issue}").json["result"]["votes"] == 3
+    dave.post(f"/issues/{issue}/estimate", data={"value": "13"})
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
+    assert owner.get(f"/api/issues/{issue}").json["result"]["votes"] == 4
     owner.post(f"/issues/{issue}/revote")
-    assert "0 of 1" in owner.get(f"/issues/{issue}").get_data(as_text=True)
+    assert "0 of 2" in owner.get(f"/issues/{issue}").get_data(as_text=True)
 
 
 def test_parallel_joins_by_one_person_make_one_membership(app, owner, new_client):

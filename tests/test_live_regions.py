@@ -138,7 +138,8 @@ def test_each_language_and_role_gets_its_own_regions(app, team, new_client):
     member = team["bob"].get(url).get_json()["regions"]
     observer = oscar.get(url).get_json()["regions"]
     german = team["bob"].get(url, headers=GERMAN).get_json()["regions"]
-    assert "Reveal votes" in owner["controls"] and "Reveal" not in member["controls"]
+    assert "Start timer" in owner["controls"] and "Start timer" not in member["controls"]
+    assert "Facilitator" in owner["controls"] and "Facilitator" not in member["controls"]
     assert "vote-form" in member["vote"] and "observing" in observer["vote"]
     assert "Deine Schätzung" in german["vote"] and "Your estimate" in member["vote"]
 

@@ -120,19 +120,20 @@ def test_no_card_reaches_any_log_line_while_voting(make_app, caplog):
 
     handler = app_log_handler(app)
     caplog.set_level(logging.DEBUG)
-    owner, bob, carol = (app.test_client() for _ in range(3))
-    for client, nickname in ((owner, "Olivia"), (bob, "Bob"), (carol, "Carol")):
+    owner, bob, carol, dave = (app.test_client() for _ in range(4))
+    for client, nickname in ((owner, "Olivia"), (bob, "Bob"), (carol, "Carol"), (dave, "Dave")):
         assert client.post("/login", data={"nickname": nickname}).status_code == 302
     response = owner.post("/groups", data={"name": "Team", "deck": "custom", "cards": " ".join(SECRET_CARDS)})
     assert response.status_code == 302
     group_id = int(response.headers["Location"].rsplit("/", 1)[1])
-    for member in (bob, carol):
+    for member in (bob, carol, dave):
         assert join(app, member, group_id).status_code == 302
     issue_id = add_issue(app, owner, group_id)
-    for client, card in zip((owner, bob, carol), SECRET_CARDS, strict=True):
+    for client, card in zip((dave, bob, carol), SECRET_CARDS, strict=True):
         assert vote(client, issue_id, card).status_code == 302
     vote(bob, issue_id, "not-a-card-QZXJ")  # a refused vote is not logged either
     assert owner.post(f"/issues/{issue_id}/reveal").status_code == 302
+    assert owner.get(f"/api/issues/{issue_id}").get_json()["state"] == "revealed"
     lines = json_lines(handler)
     assert len(lines) >= 5 and all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in lines)
     logged = [record.getMessage() + repr(vars(record)) for record in caplog.records]

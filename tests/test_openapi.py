@@ -78,10 +78,10 @@ def estimating(app, team, new_client):
     vote(carol, revoted, "8")
 
     sizes = create_group(owner, "Design", deck="tshirt")
-    for member in (bob, carol):
+    for member in (bob, carol, dave):
         assert join(app, member, sizes).status_code == 302
     sized = add_issue(app, owner, sizes, "UI-1", "Sized")
-    everyone_votes([owner, bob, carol], sized, ["S", "XL", "M"])
+    everyone_votes([bob, carol, dave], sized, ["S", "XL", "M"])  # the facilitator's card would not count
     owner.post(f"/issues/{sized}/reveal")
 
     issues = {

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from estimator.extensions import db
 from estimator.groups.rules import move_issue
 from estimator.models import Issue
-from tests.conftest import add_issue, create_group, join, vote
+from tests.conftest import add_issue, create_group, join, members_vote, vote
 from tests.helpers import group_json, issue_json, text, visible
 
 
@@ -50,9 +50,9 @@ def reveal(client, issue_id: int, **query: str):
 
 
 def estimate(app, team, issue_id: int, cards: tuple[str, str, str] = ("5", "8", "5")) -> None:
-    """Bob, Carol and Olivia vote, the round is revealed and 5 recorded: the issue is estimated."""
-    for voter, card in zip((team["bob"], team["carol"], team["owner"]), cards, strict=True):
-        assert vote(voter, issue_id, card).status_code == 302
+    """Bob, Carol and Dave (the `dave` fixture) vote, the round is revealed and 5 recorded: the
+    issue is estimated."""
+    members_vote(team, issue_id, cards)
     assert reveal(team["owner"], issue_id).status_code == 302
     assert team["owner"].post(f"/issues/{issue_id}/accept", data={"estimate": "5"}).status_code == 302
     assert issue_json(team["owner"], issue_id)["state"] == "estimated"
@@ -99,7 +99,7 @@ def test_start_keeps_the_votes_of_an_open_round(app, team, backlog):
     assert "1 of 3" in visible(room(team["carol"], team["group"]))
 
 
-def test_starting_an_estimated_issue_opens_a_new_round(app, team):
+def test_starting_an_estimated_issue_opens_a_new_round(app, team, dave):
     owner, issue = team["owner"], team["issue"]
     estimate(app, team, issue)
     assert start(owner, issue).status_code == 302
@@ -115,10 +115,9 @@ def test_starting_an_estimated_issue_opens_a_new_round(app, team):
     assert "Earlier rounds" in status and "Round 1" in status
 
 
-def test_starting_a_revealed_issue_keeps_its_result(app, team):
+def test_starting_a_revealed_issue_keeps_its_result(app, team, dave):
     owner, issue = team["owner"], team["issue"]
-    for voter, card in ((team["bob"], "3"), (team["carol"], "3"), (owner, "3")):
-        vote(voter, issue, card)
+    members_vote(team, issue, ("3", "3", "3"))
     assert reveal(owner, issue).status_code == 302
     assert start(owner, issue).status_code == 302
     state = issue_json(owner, issue)
@@ -167,7 +166,7 @@ def test_next_starts_with_the_first_issue(app, team, backlog):
     assert re.search(r"<h1[^>]*>PROJ-1</h1>", text(room(team["bob"], team["group"])))
 
 
-def test_next_skips_estimated_issues_and_wraps_round(app, team, backlog):
+def test_next_skips_estimated_issues_and_wraps_round(app, team, backlog, dave):
     owner, group = team["owner"], team["group"]
     estimate(app, team, backlog[2])  # PROJ-3
     start(owner, backlog[1])  # PROJ-2
@@ -195,7 +194,7 @@ def test_next_follows_the_backlog_order(app, team, backlog):
     assert group_json(owner, group)["current_issue"] == backlog[3]
 
 
-def test_next_comes_back_to_the_current_issue_when_it_is_the_only_one_left(app, team, backlog):
+def test_next_comes_back_to_the_current_issue_when_it_is_the_only_one_left(app, team, backlog, dave):
     owner, group = team["owner"], team["group"]
     for issue in backlog[1:]:
         estimate(app, team, issue)
@@ -204,7 +203,7 @@ def test_next_comes_back_to_the_current_issue_when_it_is_the_only_one_left(app, 
     assert group_json(owner, group)["current_issue"] == backlog[0]
 
 
-def test_when_every_issue_is_estimated_the_room_says_so(app, team, backlog):
+def test_when_every_issue_is_estimated_the_room_says_so(app, team, backlog, dave):
     owner, group = team["owner"], team["group"]
     for issue in backlog:
         estimate(app, team, issue)
@@ -273,11 +272,10 @@ def test_a_member_sees_the_issue_the_deck_and_the_progress(app, team):
     assert "Reveal votes" not in page and "Next issue" not in page  # no facilitator controls
 
 
-def test_the_room_shows_the_result_after_the_reveal(app, team):
+def test_the_room_shows_the_result_after_the_reveal(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     start(owner, issue)
-    for voter, card in ((team["bob"], "3"), (team["carol"], "8"), (owner, "8")):
-        vote(voter, issue, card)
+    members_vote(team, issue, ("3", "8", "8"))
     reveal(owner, issue, back="room")
     page = visible(room(team["bob"], group))
     assert "Result of round 1" in page and "Suggestion" in page
@@ -295,15 +293,15 @@ def test_an_observer_sees_the_room_without_a_deck(app, team, new_client):
     assert "0 of 3" in visible(response)  # Otto is not waited for
 
 
-def test_the_facilitator_sees_the_controls_that_come_back_to_the_room(app, team):
+def test_the_facilitator_sees_the_controls_that_come_back_to_the_room(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     start(owner, issue)
     page = room(owner, group)
     assert f'action="/issues/{issue}/timer?back=room"' in text(page) and "Start timer" in visible(page)
     assert f'action="/groups/{group}/next"' in text(page) and "Next issue" in visible(page)
-    assert "Reveal votes" in visible(page) and "3 more needed" in visible(page)
-    for voter, card in ((team["bob"], "3"), (team["carol"], "8"), (owner, "8")):
-        vote(voter, issue, card)
+    assert "3 more needed" in visible(page)
+    assert "/reveal" not in text(page) and "Reveal votes" not in visible(page)  # nothing to press yet
+    members_vote(team, issue, ("3", "8", "8"))
     page = room(owner, group)
     assert f'action="/issues/{issue}/reveal?back=room"' in text(page) and "Reveal votes" in visible(page)
     reveal(owner, issue, back="room")
@@ -313,11 +311,10 @@ def test_the_facilitator_sees_the_controls_that_come_back_to_the_room(app, team)
     assert f'action="/issues/{issue}/revote?back=room"' in text(page) and "Vote again" in visible(page)
 
 
-def test_revote_from_the_room_comes_back_to_the_room(app, team):
+def test_revote_from_the_room_comes_back_to_the_room(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     start(owner, issue)
-    for voter in (team["bob"], team["carol"], owner):
-        vote(voter, issue, "5")
+    members_vote(team, issue, ("5", "5", "5"))
     reveal(owner, issue, back="room")
     response = owner.post(f"/issues/{issue}/revote", query_string={"back": "room"})
     assert response.status_code == 302 and response.headers["Location"] == f"/groups/{group}/room"
@@ -357,65 +354,68 @@ def test_running_one_issue_takes_the_facilitator_three_posts_and_each_member_one
 # --- settings: auto_reveal -----------------------------------------------------------------------
 
 
-def test_auto_reveal_reveals_with_the_vote_that_completes_the_round(app, team):
+def test_auto_reveal_reveals_with_the_vote_that_completes_the_round(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     assert change_settings(owner, group, auto_reveal=TICKED, facilitator_votes=TICKED).status_code == 302
     assert settings_of(owner, group) == {"auto_reveal": True, "min_votes": 3, "facilitator_votes": True}
     start(owner, issue)
+    vote(owner, issue, "8")
     vote(team["bob"], issue, "3")
     vote(team["carol"], issue, "5")
     assert issue_json(owner, issue)["state"] == "voting"
-    assert vote(owner, issue, "8").status_code == 302  # the last expected voter
+    assert vote(dave, issue, "8").status_code == 302  # the last expected voter
     state = issue_json(team["bob"], issue)
-    assert state["state"] == "revealed" and state["result"]["distribution"] == {"3": 1, "5": 1, "8": 1}
+    assert state["state"] == "revealed" and state["result"]["distribution"] == {"3": 1, "5": 1, "8": 2}
     assert "Result of round 1" in visible(room(team["carol"], group))
 
 
 def test_auto_reveal_waits_for_every_expected_voter(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     change_settings(owner, group, auto_reveal=TICKED)
-    for voter in (team["bob"], team["carol"], owner):  # enough for the threshold, but Dave is missing
+    for voter in (team["bob"], team["carol"], dave):  # enough for the threshold, but Olivia is missing
         vote(voter, issue, "5")
     assert issue_json(owner, issue)["state"] == "voting"
-    vote(dave, issue, "5")
+    vote(owner, issue, "5")
     assert issue_json(owner, issue)["state"] == "revealed"
 
 
 def test_auto_reveal_does_not_reveal_below_the_threshold(app, team):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     change_settings(owner, group, auto_reveal=TICKED)
-    vote(team["bob"], issue, "?")
-    vote(team["carol"], issue, "?")
-    assert vote(owner, issue, "5").status_code == 302  # everybody voted, one number only
+    vote(team["bob"], issue, "8")
+    vote(team["carol"], issue, "5")
+    assert vote(owner, issue, "5").status_code == 302  # everybody voted: two cards besides Olivia's
     state = issue_json(owner, issue)
     assert state["state"] == "voting" and state["votes_cast"] == 3 and state["result"] is None
     # the facilitator is told why the round cannot be revealed
     response = reveal(owner, issue)
     assert response.status_code == 302
-    assert "more votes with a number are needed" in visible(owner.get(f"/issues/{issue}"))
+    assert "1 more vote is needed" in visible(owner.get(f"/issues/{issue}"))
     assert issue_json(owner, issue)["state"] == "voting"
 
 
-def test_auto_reveal_is_never_set_off_by_a_changed_card(app, team):
-    """Changing "?" to a number in a round everybody has voted in must not reveal it: the reveal
-    would tell everybody that this voter's card had been "?"."""
+def test_auto_reveal_is_never_set_off_by_a_changed_card(app, team, dave):
+    """Changing a card in a round everybody has voted in must not reveal it: the reveal would tell
+    everybody that this voter had changed their card, and so that it had been something else."""
     owner, group, issue = team["owner"], team["group"], team["issue"]
-    change_settings(owner, group, auto_reveal=TICKED)
     vote(team["bob"], issue, "?")
     vote(team["carol"], issue, "5")
     vote(owner, issue, "5")
+    vote(dave, issue, "5")
+    assert change_settings(owner, group, auto_reveal=TICKED).status_code == 302  # after the last vote
     assert issue_json(owner, issue)["state"] == "voting"
     vote(team["bob"], issue, "8")
     assert issue_json(owner, issue)["state"] == "voting"
     assert reveal(owner, issue).status_code == 302  # the facilitator can
-    assert issue_json(owner, issue)["result"]["distribution"] == {"5": 2, "8": 1}
+    assert issue_json(owner, issue)["result"]["distribution"] == {"5": 3, "8": 1}
 
 
-def test_without_auto_reveal_the_completing_vote_reveals_nothing(app, team):
+def test_without_auto_reveal_the_completing_vote_reveals_nothing(app, team, dave):
     issue = team["issue"]
-    for voter in (team["bob"], team["carol"], team["owner"]):
+    for voter in (team["bob"], team["carol"], dave, team["owner"]):
         vote(voter, issue, "5")
     assert issue_json(team["owner"], issue)["state"] == "voting"
+    assert reveal(team["owner"], issue).status_code == 302 and issue_json(dave, issue)["state"] == "revealed"
 
 
 # --- settings: facilitator_votes -----------------------------------------------------------------
@@ -451,16 +451,15 @@ def test_a_facilitator_who_does_not_vote_is_not_waited_for(app, team, dave):
     assert group_json(owner, group)["current_issue"] != issue
 
 
-def test_a_facilitator_who_stops_voting_keeps_the_card_already_cast(app, team):
+def test_a_facilitator_who_stops_voting_keeps_the_card_already_cast(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     assert vote(owner, issue, "13").status_code == 302
     assert change_settings(owner, group, facilitator_votes=UNTICKED).status_code == 302
     state = issue_json(owner, issue)
     assert {"nickname": "Olivia", "voted": True} in state["voters"] and state["votes_cast"] == 1
-    vote(team["bob"], issue, "5")
-    vote(team["carol"], issue, "5")
+    members_vote(team, issue, ("5", "5", "5"))
     assert reveal(owner, issue).status_code == 302
-    assert issue_json(owner, issue)["result"]["distribution"] == {"13": 1, "5": 2}
+    assert issue_json(owner, issue)["result"]["distribution"] == {"13": 1, "5": 3}
 
 
 def test_a_facilitator_who_votes_again_is_waited_for_again(app, team):
@@ -623,11 +622,10 @@ def test_a_bad_timer_length_changes_nothing_and_says_why(app, team, seconds, rea
     assert ends_at(owner, issue) == running
 
 
-def test_the_reveal_ends_the_timer_and_a_revealed_round_refuses_one(app, team):
+def test_the_reveal_ends_the_timer_and_a_revealed_round_refuses_one(app, team, dave):
     owner, issue = team["owner"], team["issue"]
     set_timer(owner, issue, "300")
-    for voter in (team["bob"], team["carol"], owner):
-        vote(voter, issue, "5")
+    members_vote(team, issue, ("5", "5", "5"))
     reveal(owner, issue)
     assert ends_at(owner, issue) is None
     response = set_timer(owner, issue, "60")
@@ -641,11 +639,11 @@ def test_the_reveal_ends_the_timer_and_a_revealed_round_refuses_one(app, team):
     assert set_timer(owner, issue, "60").status_code == 302 and ends_at(owner, issue) is not None
 
 
-def test_an_auto_reveal_ends_the_timer(app, team):
+def test_an_auto_reveal_ends_the_timer(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     change_settings(owner, group, auto_reveal=TICKED)
     set_timer(owner, issue, "300")
-    for voter in (team["bob"], team["carol"], owner):
+    for voter in (team["bob"], team["carol"], dave, owner):
         vote(voter, issue, "5")
     assert issue_json(owner, issue)["state"] == "revealed" and ends_at(owner, issue) is None
 
@@ -665,35 +663,111 @@ def test_only_the_facilitator_sets_the_timer(app, team, outsider):
 # --- the facilitator's "everybody voted" cue ----------------------------------------------------
 
 
-def test_the_facilitator_is_told_when_everybody_has_voted(app, team):
+def refusal(client, issue_id: int) -> list[str]:
+    """Ask for the reveal as the facilitator, and read the messages of the page shown afterwards
+    (those of earlier steps are shown, and so cleared, first)."""
+    client.get(f"/issues/{issue_id}")
+    page = text(client.post(f"/issues/{issue_id}/reveal", follow_redirects=True))
+    found = re.findall(r'<div class="alert alert-\w+ alert-dismissible[^>]*>(.*?)<button', page, re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", message).split()) for message in found]
+
+
+def test_the_facilitator_is_told_when_everybody_has_voted(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     start(owner, issue)
     vote(team["bob"], issue, "5")
     vote(team["carol"], issue, "8")
+    vote(dave, issue, "?")
     for page in (room(owner, group), owner.get(f"/issues/{issue}")):
         assert "Everybody has voted" not in visible(page) and "All voted" not in title(page)
-        assert "2 of 3 voted — 1 missing" in visible(page)
+        assert "3 of 4 voted — 1 missing" in visible(page)
     vote(owner, issue, "5")
     for page in (room(owner, group), owner.get(f"/issues/{issue}")):
-        assert "Everybody has voted" in visible(page)
+        assert "Everybody has voted. You can reveal." in visible(page)
         assert title(page).startswith("All voted — PROJ-1")
     for member in (team["bob"], team["carol"]):
         for page in (room(member, group), member.get(f"/issues/{issue}")):
             assert "Everybody has voted" not in visible(page) and "All voted" not in title(page)
+        assert "All votes are in. Waiting for the facilitator to reveal." in visible(room(member, group))
     reveal(owner, issue)
     for page in (room(owner, group), owner.get(f"/issues/{issue}")):
         assert "Everybody has voted" not in visible(page) and "All voted" not in title(page)
 
 
-def test_the_cue_does_not_wait_for_a_facilitator_who_does_not_vote(app, team):
+def test_the_cue_does_not_wait_for_a_facilitator_who_does_not_vote(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     change_settings(owner, group, facilitator_votes="0")
     start(owner, issue)
     vote(team["bob"], issue, "5")
-    assert "All voted" not in title(room(owner, group))
     vote(team["carol"], issue, "5")
+    assert "All voted" not in title(room(owner, group))
+    vote(dave, issue, "5")
     assert title(room(owner, group)).startswith("All voted — ")
     assert "Everybody has voted" in visible(room(owner, group))
+
+
+def test_everybody_having_voted_is_no_cue_while_a_reveal_would_be_refused(app, team):
+    """Olivia, Bob and Carol have all voted, but only two of the cards are not the facilitator's:
+    nothing tells Olivia to reveal, there is nothing to press, and the members are told why they wait."""
+    owner, group, issue = team["owner"], team["group"], team["issue"]
+    start(owner, issue)
+    for voter, card in ((team["bob"], "5"), (team["carol"], "8"), (owner, "13")):
+        assert vote(voter, issue, card).status_code == 302
+    assert issue_json(owner, issue)["votes_cast"] == 3
+    for page in (room(owner, group), owner.get(f"/issues/{issue}")):
+        assert "3 of 3 voted." in visible(page)
+        assert "Everybody has voted" not in visible(page) and "You can reveal" not in visible(page)
+        assert "All voted" not in title(page)
+        assert "/reveal" not in text(page) and "Reveal votes" not in visible(page)
+        assert "1 more needed" in visible(page)
+    for member in (team["bob"], team["carol"]):
+        page = visible(room(member, group))
+        assert "All votes are in, but a reveal needs 1 more vote" in page
+        assert "Waiting for the facilitator to reveal" not in page
+    assert any("1 more vote is needed" in message for message in refusal(owner, issue))
+    assert issue_json(owner, issue)["state"] == "voting"
+
+
+def test_a_question_mark_counts_and_the_facilitator_s_card_never_does(app, team, new_client):
+    """With the default threshold of 3, Bob, Carol and Dave voting 5, "?" and 8 make a round the
+    room offers to reveal, and the reveal is accepted. Two members and the facilitator do not, and
+    each refusal on the way reads the same whatever the cards cast so far."""
+    owner, group = team["owner"], team["group"]
+    dave = new_client("Dave")
+    assert join(app, dave, group).status_code == 302
+    # Bob, Carol and Olivia: a "?" where another issue gets a number, and each refusal compared
+    refused: dict[str, list[list[str]]] = {}
+    for key, cards in (("UNSURE-1", ("5", "?", "8")), ("NUMBER-1", ("5", "8", "8"))):
+        issue = add_issue(app, owner, group, key)
+        start(owner, issue)
+        refused[key] = [refusal(owner, issue)]
+        for voter, card in zip((team["bob"], team["carol"], owner), cards, strict=True):
+            assert vote(voter, issue, card).status_code == 302
+            refused[key].append(refusal(owner, issue))
+        page = room(owner, group)
+        assert "You can reveal" not in visible(page) and "All voted" not in title(page)
+        assert f'action="/issues/{issue}/reveal' not in text(page)
+        assert issue_json(owner, issue)["state"] == "voting"
+    assert refused["UNSURE-1"] == refused["NUMBER-1"]
+    needed = [" ".join(messages) for messages in refused["NUMBER-1"]]
+    for more, messages in zip(
+        ("3 more votes", "2 more votes", "1 more vote", "1 more vote"), needed, strict=True
+    ):
+        assert f"{more} " in messages, messages
+    # Bob, Carol and Dave: 5, "?" and 8 are enough
+    issue = add_issue(app, owner, group, "PROJ-2")
+    start(owner, issue)
+    for voter, card in ((team["bob"], "5"), (team["carol"], "?"), (dave, "8")):
+        assert vote(voter, issue, card).status_code == 302
+    assert "You can reveal" not in visible(room(owner, group))  # Olivia has not voted
+    assert f'action="/issues/{issue}/reveal?back=room"' in text(room(owner, group))
+    assert vote(owner, issue, "13").status_code == 302
+    page = room(owner, group)
+    assert "Everybody has voted. You can reveal." in visible(page)
+    assert title(page).startswith("All voted — PROJ-2")
+    assert reveal(owner, issue, back="room").status_code == 302
+    result = issue_json(team["bob"], issue)["result"]
+    assert result["votes"] == 4 and result["unsure"] == 1
 
 
 # --- JSON ----------------------------------------------------------------------------------------
@@ -884,7 +958,7 @@ def test_the_facilitator_starts_a_round_over_and_every_ballot_is_gone_unread(app
     assert issue_json(owner, issue)["votes_cast"] == 1
 
 
-def test_only_an_open_round_by_its_facilitator_starts_over(app, team):
+def test_only_an_open_round_by_its_facilitator_starts_over(app, team, dave):
     issue = team["issue"]
     assert vote(team["bob"], issue, "5").status_code == 302
     assert team["bob"].post(f"/issues/{issue}/restart").status_code == 403
@@ -904,6 +978,7 @@ def test_people_who_joined_during_the_open_round_are_marked_for_everyone(app, te
     assert vote(team["bob"], issue, "5").status_code == 302
     dave = new_client("Dave")
     assert join(app, dave, group).status_code == 302
+    team["dave"] = dave
     for viewer in (team["owner"], team["bob"], dave):
         voters = visible(room(viewer, group))
         assert re.search(r"Dave\s*joined during this round", voters)

@@ -274,7 +274,7 @@ def test_a_writer_waits_for_another_process_s_lock_in_sleeps_that_let_others_run
     waiter.execute("PRAGMA busy_timeout=30000")
 
 
-def test_postgresql_reads_in_autocommit_and_writes_in_one_transaction(app, team):
+def test_postgresql_reads_in_autocommit_and_writes_in_one_transaction(app, team, dave):
     """GET requests, and the polls answered before Flask, skip BEGIN and ROLLBACK. A new voter's
     ballot is one guarded statement, its own transaction; a changed card and a reveal, which
     write more, run in one transaction on the same pooled connections afterwards."""
@@ -312,11 +312,12 @@ def test_postgresql_reads_in_autocommit_and_writes_in_one_transaction(app, team)
         vote(team["bob"], team["issue"], "8")  # a changed card: read again under the lock
         assert seen[0][0] and len(seen) > 2 and not any(autocommit for autocommit, _ in seen[1:])
         reads()
-        for card, member in (("3", team["owner"]), ("5", team["carol"])):
+        for card, member in (("3", dave), ("5", team["carol"])):
             vote(member, team["issue"], card)
         seen.clear()
         assert team["owner"].post(f"/issues/{team['issue']}/reveal").status_code == 302
         assert seen and not any(autocommit for autocommit, _ in seen)
+        assert team["owner"].get(f"/api/issues/{team['issue']}").get_json()["state"] == "revealed"
         reads()
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)

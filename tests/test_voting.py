@@ -12,7 +12,7 @@ from estimator import sealing
 from estimator.extensions import db
 from estimator.models import Ballot, Group, Issue, IssueState, Round, Tally
 from estimator.sealing import ballot_keys, unseal
-from tests.conftest import add_issue, create_group, join, vote
+from tests.conftest import add_issue, create_group, join, members_vote, vote
 from tests.helpers import text, visible, wait_until
 from tests.test_outage import writes
 
@@ -36,16 +36,17 @@ def ballots(app) -> list[tuple[int, str | None]]:
 
 
 def card_group(app, owner, new_client, deck: str):
-    """A group with the given deck, members Bob and Carol, and one issue."""
+    """A group with the given deck, members Bob, Carol and Dave (enough for a reveal by default),
+    and one issue."""
     group_id = create_group(owner, f"{deck} team", deck)
-    members = [new_client(name) for name in ("Bob", "Carol")]
+    members = [new_client(name) for name in ("Bob", "Carol", "Dave")]
     for member in members:
         join(app, member, group_id)
     return add_issue(app, owner, group_id), members
 
 
 def test_estimate_page_shows_the_deck(app, owner, new_client):
-    issue, (bob, _) = card_group(app, owner, new_client, "tshirt")
+    issue, (bob, *_) = card_group(app, owner, new_client, "tshirt")
     page = text(bob.get(f"/issues/{issue}/estimate"))
     for size in ("XS", "S", "M", "L", "XL", "XXL", "?"):
         assert f'name="value" value="{size}"' in page
@@ -91,7 +92,7 @@ def test_bad_range_estimates_are_refused(app, team, value):
     [("fibonacci", "4"), ("tshirt", "XXXL"), ("powers", "3"), ("modified", "21"), ("fibonacci", "100")],
 )
 def test_cards_not_in_the_deck_are_refused(app, owner, new_client, deck, value):
-    issue, (bob, _) = card_group(app, owner, new_client, deck)
+    issue, (bob, *_) = card_group(app, owner, new_client, deck)
     response = vote(bob, issue, value)
     assert response.status_code == 422 and "Choose one of the cards" in text(response)
     assert ballots(app) == []
@@ -114,11 +115,9 @@ def test_reveal_shows_the_anonymous_result(app, team):
     assert not re.search(r"(Bob|Carol|Olivia)[^<]*</span>\s*<span[^>]*>\s*(3|8|\?)\s*<", page)
 
 
-def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
+def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team, dave):
     issue = team["issue"]
-    vote(team["bob"], issue, "13")
-    vote(team["carol"], issue, "13")
-    vote(team["owner"], issue, "2")
+    members_vote(team, issue, ("13", "13", "2"))
     assert [card for _, card in ballots(app)] == ["13", "13", "2"]
     with app.app_context():
         key_id = db.session.scalar(sa.select(Round.key_id))
@@ -141,43 +140,45 @@ def test_reveal_unlinks_every_value_from_its_voter_in_the_database(app, team):
                 assert not {"card", "value"} & set(table.columns.keys()), table.name
 
 
-def test_reveal_needs_three_numeric_votes_and_says_how_many_are_missing(app, team):
+def test_reveal_needs_three_votes_besides_the_facilitator_s_and_says_how_many_are_missing(app, team, dave):
     owner, issue = team["owner"], team["issue"]
     page = visible(owner.get(f"/issues/{issue}"))
-    assert "0 of 3 voted — 3 missing" in page and "3 more needed" in page
-    assert re.search(r"disabled[^>]*>Reveal votes", text(owner.get(f"/issues/{issue}")))
+    assert "0 of 4 voted — 4 missing" in page and "3 more needed" in page
+    assert "/reveal" not in text(owner.get(f"/issues/{issue}"))  # no reveal to press
     response = owner.post(f"/issues/{issue}/reveal", follow_redirects=True)
     refused = visible(response)
-    assert "needs at least 3 votes with a number" in refused and "3 more votes are needed" in refused
+    assert "at least 3 people other than the facilitator" in refused and "3 more votes are needed" in refused
     vote(team["bob"], issue, "5")
-    assert "1 of 3 voted — 2 missing" in visible(owner.get(f"/issues/{issue}"))
+    assert "1 of 4 voted — 3 missing" in visible(owner.get(f"/issues/{issue}"))
     # one vote alone is never revealed, by default
     assert "2 more votes are needed" in visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
-    vote(team["carol"], issue, "?")
     vote(owner, issue, "8")
-    # "?" does not count towards the threshold
-    refused = visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
-    assert "Some of the votes are “?”: more votes with a number are needed" in refused
+    # the facilitator's own card does not count towards the threshold
+    assert "2 more votes are needed" in visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
+    assert "2 more needed" in visible(owner.get(f"/issues/{issue}"))
+    vote(team["carol"], issue, "?")
+    # "?" does
+    assert "1 more vote is needed" in visible(owner.post(f"/issues/{issue}/reveal", follow_redirects=True))
     assert "voting" in text(owner.get(f"/issues/{issue}"))
+    vote(dave, issue, "3")
+    assert f'action="/issues/{issue}/reveal"' in text(owner.get(f"/issues/{issue}"))
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
+    assert "revealed" in text(owner.get(f"/issues/{issue}"))
 
 
-def test_no_vote_after_the_reveal(app, team, new_client):
+def test_no_vote_after_the_reveal(app, team, dave):
     issue = team["issue"]
-    dave = new_client("Dave")
-    join(app, dave, team["group"])
-    for voter in (team["bob"], team["carol"], team["owner"]):
+    for voter in (team["bob"], team["carol"], dave):
         vote(voter, issue, "5")
-    team["owner"].post(f"/issues/{issue}/reveal")
-    response = vote(dave, issue, "8")
+    assert team["owner"].post(f"/issues/{issue}/reveal").status_code == 302
+    response = vote(team["owner"], issue, "8")
     assert response.status_code == 409 and "already revealed" in text(response)
     assert len(ballots(app)) == 3
 
 
-def test_accept_prefilled_with_suggestion_then_recorded(app, team):
+def test_accept_prefilled_with_suggestion_then_recorded(app, team, dave):
     owner, issue = team["owner"], team["issue"]
-    vote(team["bob"], issue, "3")
-    vote(team["carol"], issue, "5")
-    vote(owner, issue, "4")
+    members_vote(team, issue, ("3", "5", "4"))
     owner.post(f"/issues/{issue}/reveal")
     page = text(owner.get(f"/issues/{issue}"))
     assert re.search(r'name="estimate"[^>]*value="5"', page)  # 4 → nearest Fibonacci 5
@@ -187,10 +188,9 @@ def test_accept_prefilled_with_suggestion_then_recorded(app, team):
 
 
 @pytest.mark.parametrize("estimate", ["", "?", "0", "abc", "101"])
-def test_bad_final_estimates_are_refused(app, team, estimate):
+def test_bad_final_estimates_are_refused(app, team, dave, estimate):
     owner, issue = team["owner"], team["issue"]
-    for voter in (team["bob"], team["carol"], owner):
-        vote(voter, issue, "3")
+    members_vote(team, issue, ("3", "3", "3"))
     owner.post(f"/issues/{issue}/reveal")
     response = owner.post(f"/issues/{issue}/accept", data={"estimate": estimate})
     assert response.status_code == 422 and "whole number from 1 to 100" in text(response)
@@ -241,10 +241,10 @@ def test_vote_by_script_gets_json(app, team):
     assert bad.status_code == 422 and "whole number" in bad.json["error"]
 
 
-def test_a_late_vote_and_a_vote_on_no_issue_are_refused_as_json(app, team):
+def test_a_late_vote_and_a_vote_on_no_issue_are_refused_as_json(app, team, dave):
     script = {"Accept": "application/json"}
     url = f"/issues/{team['issue']}/estimate"
-    for member, card in ((team["owner"], "3"), (team["bob"], "5"), (team["carol"], "8")):
+    for member, card in ((dave, "3"), (team["bob"], "5"), (team["carol"], "8")):
         assert member.post(url, data={"value": card}, headers=script).status_code == 200
     assert team["owner"].post(f"/issues/{team['issue']}/reveal").status_code == 302
     late = team["bob"].post(url, data={"value": "13"}, headers=script)
@@ -418,10 +418,10 @@ def test_a_vote_whose_group_changed_since_it_read_is_cast_again_from_what_is_the
 
 
 def test_card_deck_flow_with_half_card(app, owner, new_client):
-    issue, (bob, carol) = card_group(app, owner, new_client, "modified")
+    issue, (bob, carol, dave) = card_group(app, owner, new_client, "modified")
     vote(bob, issue, "½")
     vote(carol, issue, "0.5")
-    vote(owner, issue, "1/2")
-    owner.post(f"/issues/{issue}/reveal")
+    vote(dave, issue, "1/2")
+    assert owner.post(f"/issues/{issue}/reveal").status_code == 302
     page = text(bob.get(f"/issues/{issue}"))
     assert "consensus" in page and "½" in page
