@@ -174,3 +174,40 @@ def test_with_present_only_voters_who_are_away_still_count_as_voters_of_the_grou
     page = visible(owner.get(f"/groups/{group}/room"))
     assert "The reveal opens when at least 3 people other than you have voted: 3 more needed." in page
     assert "invite more" not in page, "three people besides Olivia vote in the group"
+
+
+def test_a_second_account_made_an_observer_after_voting_stays_marked(app, team, dave, new_client):
+    """The facilitator's second account joins mid-round and votes; making it an observer then
+    must not take its mark away: its card still counts toward the threshold."""
+    owner, group, issue = team["owner"], team["group"], team["issue"]
+    owner.post(f"/issues/{issue}/start")
+    assert vote(team["bob"], issue, "34").status_code == 302  # the round is open
+    olly = new_client("Olly")
+    assert join(app, olly, group).status_code == 302
+    assert vote(olly, issue, "1").status_code == 302
+    olly_id = next(m["user_id"] for m in members(app, group) if m["nickname"] == "Olly")
+    assert owner.post(f"/groups/{group}/members/{olly_id}/role", data={"role": "observer"}).status_code == 302
+    for viewer in (owner, team["bob"], team["carol"]):
+        page = text(viewer.get(f"/groups/{group}/room"))
+        assert page.count("joined during this round") == 1, "Olly's card is in the round: he stays marked"
+
+
+def members(app, group: int) -> list[dict[str, object]]:
+    from estimator.models import Membership, User
+
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(User.id, User.nickname).join(Membership).where(Membership.group_id == group)
+        )
+        return [{"user_id": user_id, "nickname": nickname} for user_id, nickname in rows]
+
+
+def test_a_key_that_normalizes_to_a_lone_mark_is_refused(app, team):
+    """ "¨" passes the form's check, but kept in NFKC it is a space and a lone diaeresis."""
+    owner, group = team["owner"], team["group"]
+    before = group_json(owner, group)["issues"]
+    for key in ("¨", "῭", "A-1 ῁"):
+        response = owner.post(f"/groups/{group}/issues", data={"key": key, "description": ""})
+        assert response.status_code == 422, key
+        assert "mark on its own" in visible(response) or "cannot be empty" in visible(response)
+    assert group_json(owner, group)["issues"] == before

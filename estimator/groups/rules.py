@@ -15,7 +15,7 @@ from ..estimates import CUSTOM
 from ..extensions import db
 from ..models import Ballot, Group, Issue, IssueState, Membership, Role, Round, User, new_token
 from ..sealing import ballot_keys
-from ..text import looks
+from ..text import has_forbidden_characters, has_lone_marks, looks
 
 INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what new_token() makes, URL-safe base64
 
@@ -82,7 +82,14 @@ KEY_MAX = 32
 def issue_key(typed: str) -> str:
     """An issue key as it is kept: NFKC, so that "Ä-1" typed as one character or as "A" with a
     combining diaeresis, or "ＡＢＣ-1" in full width, is one key; RuleError when it grows too long."""
-    key = unicodedata.normalize("NFKC", typed)
+    key = unicodedata.normalize("NFKC", typed).strip()
+    # NFKC can make what the form checked into what it refuses: "¨" becomes a space and a lone
+    # diaeresis, which would sit on whatever the page shows before the key.
+    what = _("An issue key")
+    if not key:
+        raise RuleError(_("%(what)s cannot be empty.", what=what))
+    if has_lone_marks(key) or has_forbidden_characters(key):
+        raise RuleError(_("%(what)s cannot contain an accent or other mark on its own.", what=what))
     if len(key) > KEY_MAX:
         raise RuleError(_("An issue key has at most %(max)d characters.", max=KEY_MAX))
     return key

@@ -72,7 +72,13 @@ def joined_late(issue: Issue) -> set[str]:
     if opened is None or issue.current_round.revealed:
         return set()
     members = issue.group.memberships
-    return {m.user.nickname for m in members if m.votes and as_utc(m.joined_at) > as_utc(opened)}
+    # A voter made an observer after voting keeps the mark: their card is in the round all the same.
+    balloted = {ballot.user_id for ballot in issue.current_round.ballots}
+    return {
+        m.user.nickname
+        for m in members
+        if (m.votes or m.user_id in balloted) and as_utc(m.joined_at) > as_utc(opened)
+    }
 
 
 def voter_list(issue: Issue, voted: set[int]) -> list[dict[str, Any]]:
