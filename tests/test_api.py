@@ -50,7 +50,18 @@ REVEALED = {
     "distribution": {"5": 2, "8": 1},
     "median": 5.0,
 }
-GROUP_KEYS = {"id", "name", "deck", "owner", "members", "issues", "current_issue", "settings", "total"}
+GROUP_KEYS = {
+    "id",
+    "name",
+    "deck",
+    "owner",
+    "members",
+    "issues",
+    "current_issue",
+    "settings",
+    "total",
+    "present",
+}
 GROUP_ISSUE_KEYS = {
     "id",
     "key",

@@ -357,7 +357,12 @@ def test_running_one_issue_takes_the_facilitator_three_posts_and_each_member_one
 def test_auto_reveal_reveals_with_the_vote_that_completes_the_round(app, team, dave):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     assert change_settings(owner, group, auto_reveal=TICKED, facilitator_votes=TICKED).status_code == 302
-    assert settings_of(owner, group) == {"auto_reveal": True, "min_votes": 3, "facilitator_votes": True}
+    assert settings_of(owner, group) == {
+        "auto_reveal": True,
+        "min_votes": 3,
+        "facilitator_votes": True,
+        "present_only": False,
+    }
     start(owner, issue)
     vote(owner, issue, "8")
     vote(team["bob"], issue, "3")
@@ -519,9 +524,19 @@ def test_a_setting_left_out_keeps_a_value_that_was_changed(app, team):
     owner, group = team["owner"], team["group"]
     change_settings(owner, group, auto_reveal=TICKED, facilitator_votes="0", min_votes="5")
     change_settings(owner, group, min_votes="4")
-    assert settings_of(owner, group) == {"auto_reveal": True, "min_votes": 4, "facilitator_votes": False}
+    assert settings_of(owner, group) == {
+        "auto_reveal": True,
+        "min_votes": 4,
+        "facilitator_votes": False,
+        "present_only": False,
+    }
     change_settings(owner, group, auto_reveal="0")
-    assert settings_of(owner, group) == {"auto_reveal": False, "min_votes": 4, "facilitator_votes": False}
+    assert settings_of(owner, group) == {
+        "auto_reveal": False,
+        "min_votes": 4,
+        "facilitator_votes": False,
+        "present_only": False,
+    }
     page = text(owner.get(f"/groups/{group}"))
     assert not re.search(r'name="facilitator_votes"[^>]*checked|checked[^>]*name="facilitator_votes"', page)
 
@@ -533,7 +548,12 @@ def test_a_bad_threshold_changes_no_setting(app, team, min_votes):
     assert response.status_code == 422
     page = visible(response)
     assert "Choose a whole number from 1 to 20" in page or "Please give a number of votes" in page
-    assert settings_of(owner, group) == {"auto_reveal": False, "min_votes": 3, "facilitator_votes": True}
+    assert settings_of(owner, group) == {
+        "auto_reveal": False,
+        "min_votes": 3,
+        "facilitator_votes": True,
+        "present_only": False,
+    }
 
 
 def test_only_the_facilitator_changes_the_settings(app, team, outsider):
@@ -777,12 +797,22 @@ def test_the_group_json_names_the_current_issue_and_the_settings(app, team):
     owner, group, issue = team["owner"], team["group"], team["issue"]
     state = group_json(team["bob"], group)
     assert state["current_issue"] is None
-    assert state["settings"] == {"auto_reveal": False, "min_votes": 3, "facilitator_votes": True}
+    assert state["settings"] == {
+        "auto_reveal": False,
+        "min_votes": 3,
+        "facilitator_votes": True,
+        "present_only": False,
+    }
     start(owner, issue)
     change_settings(owner, group, auto_reveal=TICKED, facilitator_votes="0", min_votes="4")
     state = group_json(team["carol"], group)
     assert state["current_issue"] == issue
-    assert state["settings"] == {"auto_reveal": True, "min_votes": 4, "facilitator_votes": False}
+    assert state["settings"] == {
+        "auto_reveal": True,
+        "min_votes": 4,
+        "facilitator_votes": False,
+        "present_only": False,
+    }
     assert issue_json(team["carol"], issue)["timer_ends_at"] is None
 
 
@@ -1023,7 +1053,12 @@ def test_the_facilitator_changes_settings_from_the_room_and_stays_there(app, tea
     )
     assert response.status_code == 302 and response.headers["Location"] == f"/groups/{group}/room"
     assert "Settings saved" in visible(owner.get(response.headers["Location"]))
-    assert settings_of(owner, group) == {"auto_reveal": True, "min_votes": 4, "facilitator_votes": True}
+    assert settings_of(owner, group) == {
+        "auto_reveal": True,
+        "min_votes": 4,
+        "facilitator_votes": True,
+        "present_only": False,
+    }
     refused = owner.post(f"/groups/{group}/settings?back=room", data={"min_votes": "99"})
     assert refused.headers["Location"] == f"/groups/{group}/room"
     assert "whole number from 1 to 20" in visible(owner.get(refused.headers["Location"]))

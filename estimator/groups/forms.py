@@ -158,8 +158,8 @@ class SettingsForm(DeckChoice, FlaskForm):
     present_only = SettingBox(
         _l("Wait only for the voters present"),
         description=_l(
-            "“Everybody has voted” and automatic reveals wait only for the voters who have the "
-            "group open now, not for someone who is away."
+            "The cue that all have voted, and automatic reveals, wait only for the voters who "
+            "have the group open now, not for someone who is away."
         ),
     )
     min_votes = IntegerField(

@@ -85,11 +85,12 @@ def issue_key(typed: str) -> str:
     key = unicodedata.normalize("NFKC", typed).strip()
     # NFKC can make what the form checked into what it refuses: "¨" becomes a space and a lone
     # diaeresis, which would sit on whatever the page shows before the key.
-    what = _("An issue key")
     if not key:
-        raise RuleError(_("%(what)s cannot be empty.", what=what))
+        raise RuleError(_("%(what)s cannot be empty.", what=_("An issue key")))
     if has_lone_marks(key) or has_forbidden_characters(key):
-        raise RuleError(_("%(what)s cannot contain an accent or other mark on its own.", what=what))
+        raise RuleError(
+            _("%(what)s cannot contain an accent or other mark on its own.", what=_("An issue key"))
+        )
     if len(key) > KEY_MAX:
         raise RuleError(_("An issue key has at most %(max)d characters.", max=KEY_MAX))
     return key
