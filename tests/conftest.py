@@ -236,6 +236,17 @@ def streams_held(monkeypatch):
     monkeypatch.setattr(estimator.live, "cooperative_worker", lambda: True)
 
 
+@pytest.fixture
+def no_presence(monkeypatch):
+    """Pages whose arrival is not written as presence (tests/test_presence.py tests it): in a test
+    that counts a page's events or entity tags, its own arrival would be one more change."""
+    from estimator.live.presence import PresenceBook
+
+    monkeypatch.setattr(PresenceBook, "opened", lambda *_args: None)
+    monkeypatch.setattr(PresenceBook, "closed", lambda *_args: None)
+    monkeypatch.setattr(PresenceBook, "polled", lambda *_args: None)
+
+
 @pytest.fixture(scope="session")
 def server(schema, key_store_uri, tmp_path_factory):
     """The URL of the app served by gunicorn with several workers on the test database."""

@@ -166,7 +166,7 @@ def test_a_logged_out_cookie_gets_no_state(app, team):
 
 
 @pytest.mark.parametrize("path", ["/api/groups/{group}", "/api/groups/{group}/regions?view=room"])
-def test_a_tag_from_before_a_logout_everywhere_never_matches(app, team, path):
+def test_a_tag_from_before_a_logout_everywhere_never_matches(app, team, path, no_presence):
     bob, path = team["bob"], path.format(group=team["group"])
     tag = bob.get(path).headers["ETag"]
     assert bob.get(path, headers={"If-None-Match": tag}).status_code == 304

@@ -183,7 +183,9 @@ class VersionBoard:
     ) -> Iterator[bytes]:
         """The event stream of one listener: the version whenever it changes, a comment between.
 
-        Before each version event it sends what `on_change` makes of the change. It ends after
+        Before each version event it sends what `on_change` makes of the change; a listener with
+        one is a page of the group, and counts as its member's presence while it is open (a bare
+        stream of versions is a script's, and does not). It ends after
         `lifetime` seconds (the browser reconnects at once, sending Last-Event-ID, and is checked
         again), when the group goes away, or when the listener is no longer one of its members with
         this login (removed, or logged out everywhere) as seen at the group's next change. Raises
@@ -206,7 +208,7 @@ class VersionBoard:
             entry = self._enter(group_id)
         except LookupError:
             return
-        user_id = int(login.partition(":")[0] or 0)
+        user_id = int(login.partition(":")[0] or 0) if on_change is not None else 0
         if user_id:
             self.presence.opened(group_id, user_id)
         try:
