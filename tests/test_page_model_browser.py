@@ -17,8 +17,9 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from bench import page_model
 from bench.sse import EventReader, Message
 from estimator.extensions import db
-from estimator.models import Group, Issue
-from tests.helpers import logged_in_page
+from estimator.live.presence import present_statement
+from estimator.models import Group, Issue, User
+from tests.helpers import logged_in_page, wait_until
 from tests.http import Person
 
 LIVE = 2000  # ms: what the spec promises
@@ -39,6 +40,13 @@ def read_group(group_id: int) -> Group:
     group = db.session.get(Group, group_id)
     assert group is not None, group_id
     return group
+
+
+def present(group_id: int) -> set[str]:
+    """Who the database says has a page of the group open now."""
+    db.session.remove()
+    ids = db.session.scalars(present_statement(group_id))
+    return {user.nickname for user in db.session.scalars(sa.select(User).where(User.id.in_(list(ids))))}
 
 
 def room_with_issue(server: str) -> tuple[Person, int, int, str]:
@@ -134,6 +142,9 @@ def test_the_room_page_asks_for_what_the_page_model_says(
     bob.goto(invite)
     bob.click("text=Join group")
     expect(bob.locator("#room-heading h1")).to_have_text("M-1")  # a meeting is on: joining lands in the room
+    # Bob's arrival in the room is a change of the group of its own (presence): the version the
+    # test holds the pages to is the one after it. A reload within seconds is no departure.
+    wait_until(lambda: present(group_id) == {"Bob"}, timeout=5, what="Bob counted present")
 
     version = read_group(group_id).version
     values = {"group": group_id, "issue": issue_id, "view": page_model.view_of("room"), "version": version}

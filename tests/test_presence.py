@@ -70,6 +70,25 @@ def test_the_room_and_the_api_show_who_has_the_group_open_on_any_process(app, te
     assert group_json(owner, group)["present"] == ["Carol"]
 
 
+def test_a_second_page_on_another_process_changes_nobody_s_presence(app, team):
+    """Bob opens the room on two machines: only his first arrival and his last departure are
+    changes the group's pages are sent."""
+    group, bob = team["group"], user_id(app, "Bob")
+    first, second = PresenceBook(), PresenceBook()
+    first.opened(group, bob)
+    assert turn(app, first) == {group}
+    before = version(app, group)
+    second.opened(group, bob)
+    assert turn(app, second) == set() and version(app, group) == before
+    first.closed(group, bob)
+    first._closed = {pair: at - presence.GRACE_SECONDS - 1 for pair, at in first._closed.items()}
+    assert turn(app, first) == set() and version(app, group) == before, "still there on the other"
+    second.closed(group, bob)
+    second._closed = {pair: at - presence.GRACE_SECONDS - 1 for pair, at in second._closed.items()}
+    assert turn(app, second) == {group} and version(app, group) > before
+    assert group_json(team["owner"], group)["present"] == []
+
+
 def test_a_process_that_died_leaves_nobody_present_for_long(app, team, monkeypatch):
     group, owner = team["group"], team["owner"]
     dead, alive = PresenceBook(), PresenceBook()

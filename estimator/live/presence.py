@@ -5,9 +5,9 @@ its version watcher writes what changed to the `presences` table: a row per memb
 process. Arrivals and departures are written at the watcher's next turn (a page that reloads is
 given a few seconds before it counts as gone); every process refreshes all of its rows in one
 statement every REFRESH_SECONDS, and removes any row nobody refreshed for TTL_SECONDS (its
-process died). Every arrival, departure and removal bumps the group's version, so pages learn of
-it as of any change, and what a page shows of presence is read once per version, never per
-listener. Presence says who has the group open, nothing of any card.
+process died). Every arrival and departure (of someone no other process has there) and every
+removal bumps the group's version, so pages learn of it as of any change, and what a page shows of
+presence is read once per version, never per listener. Presence says who has the group open, nothing of any card.
 """
 
 from __future__ import annotations
@@ -113,8 +113,12 @@ class PresenceBook:
         if not (arrived or left or refresh):
             return set()
         moment = utcnow()
-        changed = {group_id for group_id, _user in arrived | left}
         with engine.begin() as connection:
+            # Who comes or goes here while another process has them too changes nobody's presence.
+            elsewhere = self._elsewhere(connection, arrived | left, instance, moment)
+            changed = {
+                group_id for group_id, user_id in arrived | left if (group_id, user_id) not in elsewhere
+            }
             self._insert(connection, arrived, instance, moment)
             for group_id, user_id in sorted(left):
                 connection.execute(
@@ -144,6 +148,20 @@ class PresenceBook:
         if refresh:
             self._refreshed = now
         return changed
+
+    @staticmethod
+    def _elsewhere(connection: sa.Connection, pairs: set[Pair], instance: str, moment: datetime) -> set[Pair]:
+        """Which of these pairs another process has a page of, as its rows read now."""
+        if not pairs:
+            return set()
+        rows = connection.execute(
+            sa.select(Presence.group_id, Presence.user_id).where(
+                Presence.group_id.in_(sorted({group_id for group_id, _user in pairs})),
+                Presence.instance != instance,
+                Presence.seen_at >= moment - timedelta(seconds=TTL_SECONDS),
+            )
+        )
+        return {(group_id, user_id) for group_id, user_id in rows} & pairs
 
     @staticmethod
     def _insert(connection: sa.Connection, pairs: set[Pair], instance: str, moment: datetime) -> None:
