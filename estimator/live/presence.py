@@ -7,7 +7,8 @@ given a few seconds before it counts as gone); every process refreshes all of it
 statement every REFRESH_SECONDS, and removes any row nobody refreshed for TTL_SECONDS (its
 process died). Every arrival and departure (of someone no other process has there) and every
 removal bumps the group's version, so pages learn of it as of any change, and what a page shows of
-presence is read once per version, never per listener. Presence says who has the group open, nothing of any card.
+presence is read once per version, never per listener. Presence says who has the group open,
+nothing of any card.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from ..database import INTENT, WRITE
 from ..extensions import db
 from ..models import Group, Presence, utcnow
 
@@ -98,8 +100,15 @@ class PresenceBook:
         """Write what changed here (and, every REFRESH_SECONDS, refresh this process's rows and
         remove the rows of processes gone); bump the versions of the groups whose presence
         changed, and return them. Cheap when nothing changed: no statement at all."""
-        with self._turning:
-            return self._turn(engine)
+        # A write, like a writing request's: on SQLite it takes the write lock up front, waiting
+        # for it in sleeps that let a gevent worker's requests and streams run meanwhile, never
+        # in SQLite's own busy wait, which would stall the whole worker.
+        intent = INTENT.set(WRITE)
+        try:
+            with self._turning:
+                return self._turn(engine)
+        finally:
+            INTENT.reset(intent)
 
     def _turn(self, engine: sa.Engine) -> set[int]:
         now = time.monotonic()
