@@ -10,9 +10,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from playwright.sync_api import FilePayload, Route, expect
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
@@ -21,7 +23,7 @@ from estimator.backlog_files import DETAILS_MAX, MAX_BYTES, MAX_ROWS, MAX_TEXT_B
 from estimator.extensions import db
 from estimator.models import Group, Issue
 from tests.conftest import add_issue, create_group, join, login, vote
-from tests.helpers import text, visible
+from tests.helpers import logged_in_page, text, visible, wait_until
 
 BOM = b"\xef\xbb\xbf"
 
@@ -900,3 +902,52 @@ def test_the_edit_form_changes_details_and_a_request_without_them_keeps_them(app
     )
     assert refused.status_code == 422 and "A description has at most 20000 characters." in visible(refused)
     assert issues(app, group)["E-1"][1] == "Changed\nhere"
+
+
+@pytest.mark.browser
+def test_the_import_button_is_busy_and_says_importing_while_the_file_is_sent(browser, server, app, contexts):
+    problems: list[str] = []
+    page = logged_in_page(browser, server, "Olivia", contexts, problems)
+    page.fill("#name", "Busy team")
+    page.click("text=Create group")
+    page.goto(urlsplit(page.url).path + "/import")
+    status = page.locator("form:has(#file) [data-busy-status]")
+    expect(status).to_be_hidden()
+    held: list[Route] = []  # the upload, held back until the page has shown that it is busy
+    page.route(
+        "**/import", lambda route: held.append(route) if route.request.method == "POST" else route.continue_()
+    )
+    page.set_input_files(
+        "#file",
+        files=[
+            FilePayload(
+                name="t.json",
+                mimeType="application/json",
+                buffer=trello([{"name": "Slow", "shortLink": "s1"}]),
+            )
+        ],
+    )
+    page.click("#submit_file", no_wait_after=True)
+    # the page is leaving (its form is posted): asked directly, as locators wait for the next page
+    busy = wait_until(
+        lambda: (
+            held
+            and page.evaluate(
+                """() => {
+                const form = document.querySelector("form:has(#file)");
+                const status = form.querySelector("[data-busy-status]");
+                const button = form.querySelector("#submit_file");
+                return !status.hidden && button.disabled && form.getAttribute("aria-busy") === "true"
+                    && status.textContent.trim();
+            }"""
+            )
+        ),
+        10,
+        "the busy upload",
+        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
+    )
+    assert busy == "Importing…"
+    held[0].continue_()
+    expect(page.locator("#import-result")).to_contain_text("Added 1, skipped 0.")
+    expect(page.locator("#submit_file")).to_be_enabled()  # a fresh page: ready for the next file
+    assert not problems, problems

@@ -102,7 +102,7 @@ def allow_backlog_files(endpoint: str | None, _values: dict[str, Any] | None) ->
     if endpoint != IMPORT_ENDPOINT:
         return
     if (request.content_length or 0) > MAX_IMPORT_REQUEST:
-        raise RequestEntityTooLarge("A backlog file has at most 10 MiB. Split it into smaller files.")
+        raise RequestEntityTooLarge(_("A backlog file has at most 10 MiB. Split it into smaller files."))
     request.max_content_length = MAX_IMPORT_REQUEST
     request.max_form_memory_size = MAX_IMPORT_REQUEST  # pasted text arrives as a form field
 
