@@ -818,6 +818,27 @@ def test_a_file_is_recognised_by_its_content_not_its_name(app, owner, group):
     assert set(issues(app, group)) == {"PROJ-1", "s1", "X-1", "C-1"}
 
 
+def test_items_of_xml_and_json_are_counted_by_item(app, owner, group):
+    data = jira_xml("<item><key>I-1</key><summary>One</summary></item>" * 2)
+    page = visible(upload(owner, group, data, "jira.xml"))
+    assert "Added 1, skipped 1." in page
+    assert "Item Key Why it was skipped 2 I-1 The same key is in item 1." in page
+
+
+def test_an_imported_estimate_reads_as_recorded_on_the_pages(app, owner):
+    group_id = create_group(owner, "Deck", "fibonacci")
+    upload(owner, group_id, b"Issue key,Summary,Story Points\r\nE-1,Done before,8\r\nE-2,Open,\r\n")
+    with app.app_context():
+        issue_id = db.session.scalar(sa.select(Issue.id).where(Issue.key == "E-1"))
+    status = owner.get(f"/issues/{issue_id}")
+    assert status.status_code == 200 and "Final estimate: 8" in visible(status)
+    assert owner.get(f"/api/groups/{group_id}").json["total"] == 8
+    # the room's "next issue" goes to the one still to estimate
+    owner.post(f"/groups/{group_id}/next")
+    assert "E-2" in visible(owner.get(f"/groups/{group_id}/room")).split("Final estimate")[0]
+    assert owner.get(f"/api/groups/{group_id}").json["current_issue"] != issue_id
+
+
 def test_a_file_naming_no_known_column_is_refused_only_when_it_has_nothing(app, owner, group):
     page = visible(upload(owner, group, b"Summary,Status\r\nA title,To Do\r\n"))
     assert "Added 1, skipped 0." in page

@@ -129,7 +129,9 @@ def render_import(
     ), status
 
 
-def sort_rows(group: Group, rows: Sequence[Row], taken: set[str]) -> tuple[list[rules.NewIssue], Imported]:
+def sort_rows(
+    group: Group, rows: Sequence[Row], taken: set[str], unit: str = "line"
+) -> tuple[list[rules.NewIssue], Imported]:
     """The rows to add (trimmed, checked, in order), and what happened to the others: skipped for
     a key the group or an earlier row already has (by look, as the group tells keys apart:
     `looks`) or for breaking the add-issue form's rules; noted for an estimate that is no card of
@@ -145,7 +147,10 @@ def sort_rows(group: Group, rows: Sequence[Row], taken: set[str]) -> tuple[list[
             outcome.skipped.append(Skipped(row.line, printable(key), _("The group already has this issue.")))
             continue
         if key and folded in lines:
-            reason = _("The same key is on line %(line)d.", line=lines[folded])
+            if unit == "line":
+                reason = _("The same key is on line %(line)d.", line=lines[folded])
+            else:
+                reason = _("The same key is in item %(item)d.", item=lines[folded])
             outcome.skipped.append(Skipped(row.line, printable(key), reason))
             continue
         form = IssueForm(formdata=MultiDict({"key": row.key, "description": row.title}), meta={"csrf": False})
@@ -169,12 +174,13 @@ def sort_rows(group: Group, rows: Sequence[Row], taken: set[str]) -> tuple[list[
     return to_add, outcome
 
 
-def add_rows(group: Group, rows: Sequence[Row]) -> Imported:
+def add_rows(group: Group, rows: Sequence[Row], unit: str = "line") -> Imported:
     """Add a tracker's issues to the group: the one step every import takes, from a file, from
-    pasted lines or from a tracker's connection. Skips and notes rows as `sort_rows` says; RuleError
-    (nothing added) when the rest would overfill the group. The caller commits or rolls back."""
+    pasted lines or from a tracker's connection. Skips and notes rows as `sort_rows` says (`unit`:
+    what `Row.line` counts, "line" or "item"); RuleError (nothing added) when the rest would
+    overfill the group. The caller commits or rolls back."""
     change_group(group.id)
-    to_add, outcome = sort_rows(group, rows, rules.taken_keys(group))
+    to_add, outcome = sort_rows(group, rows, rules.taken_keys(group), unit)
     if to_add:
         outcome.added = len(rules.add_issues(group, to_add))
     return outcome
@@ -202,7 +208,7 @@ def import_backlog(group_id: int) -> ResponseReturnValue:
         return render_import(membership, file_form, text_form, status=422)
 
     try:
-        imported = add_rows(membership.group, backlog.rows)
+        imported = add_rows(membership.group, backlog.rows, backlog.unit)
     except RuleError as error:
         db.session.rollback()
         failure.errors = [*failure.errors, _("Nothing was imported. %(reason)s", reason=error)]
