@@ -42,9 +42,9 @@ from ..text import looks
 from . import bp, rules
 from .forms import IssueForm
 
-#: The largest request body the import takes: a file just over MAX_BYTES still arrives, so that it
-#: gets the import page's own message; anything much larger is refused before it is read.
-MAX_IMPORT_REQUEST = 2 * MAX_BYTES
+#: The largest request body the import takes: a file up to a mebibyte over MAX_BYTES still arrives,
+#: so that it gets the import page's own message; anything larger is refused before it is read.
+MAX_IMPORT_REQUEST = MAX_BYTES + 1024 * 1024
 IMPORT_ENDPOINT = "groups.import_backlog"
 #: What the file field offers: every format `read_file` reads (it goes by content, not by name).
 ACCEPTED_FILES = ".csv,.xml,.json,text/csv,text/xml,application/xml,application/json"
