@@ -47,6 +47,7 @@ OWN_KEY_COLUMNS = ("key", "issue key")
 TITLE_COLUMNS = ("summary", "title", "name", "subject")
 DETAILS_COLUMNS = ("description",)
 ESTIMATE_COLUMNS = (
+    "final_estimate",  # this app's own export
     "estimation",  # Poinz
     "custom field (story points)",  # Jira
     "story points",

@@ -196,6 +196,16 @@ def test_an_export_imported_into_another_group_gives_the_same_backlog(app, owner
     assert backlog(app, other) == backlog(app, group)
 
 
+def test_an_export_keeps_its_final_estimates_in_a_group_of_the_same_deck(app, owner):
+    first = create_group(owner, "Sprint 1", "fibonacci")
+    upload(owner, first, b"Issue key,Summary,Story Points\r\nF-1,Estimated,13\r\nF-2,Open,\r\n")
+    exported = owner.get(f"/groups/{first}/export.csv").data
+    second = create_group(owner, "Sprint 2", "fibonacci")
+    assert "Added 2, skipped 0." in visible(upload(owner, second, exported, "export.csv"))
+    assert issues(app, second) == issues(app, first)
+    assert issues(app, second)["F-1"][2:] == ("estimated", "13")
+
+
 def test_nothing_to_add_changes_nothing(app, owner, group):
     before = version(app, group)
     response = paste(owner, group, "PROJ-1 again")
