@@ -36,6 +36,9 @@ MAX_TEXT_BYTES = 1024 * 1024
 MAX_ROWS = 1000
 #: The longest tracker description kept; a longer one is cut, and the page says so.
 DETAILS_MAX = 20_000
+# csv refuses a cell over 128 KiB by default, and with it the whole file: a Jira description with
+# a pasted log in it is longer. A cell can be as long as the file; what is kept of it is cut later.
+csv.field_size_limit(MAX_BYTES)
 
 #: Header names, case folded, in order of preference. The key: ours, Jira's, then the other
 #: trackers' (GitLab `Issue ID`, Linear `Id`, Plane `Identifier`, Redmine `#`).

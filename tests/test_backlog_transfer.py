@@ -811,6 +811,13 @@ def test_a_long_description_is_cut_with_a_note(app, owner, group):
     assert found["L-2"][1] == "y\nz"
 
 
+def test_a_description_longer_than_csvs_own_cell_limit_is_cut_not_refused(app, owner, group):
+    data = csv_file([("B-1", "Big log", "log line\n" * 30_000)], header="key,summary,description")
+    assert len(data) > 256 * 1024
+    page = visible(upload(owner, group, data))
+    assert "Added 1, skipped 0." in page and "2 B-1 The description was cut at 20000 characters." in page
+
+
 def test_details_hide_no_text(app, owner, group):
     data = csv_file([("H-1", "Title", "left \u202e right\u200b")], header="key,title,description")
     assert "Added 1, skipped 0." in visible(upload(owner, group, data))
