@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import FilePayload, Route, expect
+from playwright.sync_api import FilePayload, expect
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
@@ -23,7 +23,7 @@ from estimator.backlog_files import DETAILS_MAX, MAX_BYTES, MAX_ROWS, MAX_TEXT_B
 from estimator.extensions import db
 from estimator.models import Group, Issue
 from tests.conftest import add_issue, create_group, join, login, vote
-from tests.helpers import logged_in_page, text, visible, wait_until
+from tests.helpers import logged_in_page, text, visible
 
 BOM = b"\xef\xbb\xbf"
 
@@ -948,44 +948,27 @@ def test_the_import_button_is_busy_and_says_importing_while_the_file_is_sent(bro
     page = logged_in_page(browser, server, "Olivia", contexts, problems)
     page.fill("#name", "Busy team")
     page.click("text=Create group")
-    page.goto(urlsplit(page.url).path + "/import")
-    status = page.locator("form:has(#file) [data-busy-status]")
+    import_page = urlsplit(page.url).path + "/import"
+    page.goto(import_page)
+    form = page.locator("form:has(#file)")
+    status = form.locator("[data-busy-status]")
     expect(status).to_be_hidden()
-    held: list[Route] = []  # the upload, held back until the page has shown that it is busy
-    page.route(
-        "**/import", lambda route: held.append(route) if route.request.method == "POST" else route.continue_()
+    upload = FilePayload(
+        name="t.json", mimeType="application/json", buffer=trello([{"name": "Slow", "shortLink": "s1"}])
     )
-    page.set_input_files(
-        "#file",
-        files=[
-            FilePayload(
-                name="t.json",
-                mimeType="application/json",
-                buffer=trello([{"name": "Slow", "shortLink": "s1"}]),
-            )
-        ],
-    )
-    page.click("#submit_file", no_wait_after=True)
-    # the page is leaving (its form is posted): asked directly, as locators wait for the next page
-    busy = wait_until(
-        lambda: (
-            held
-            and page.evaluate(
-                """() => {
-                const form = document.querySelector("form:has(#file)");
-                const status = form.querySelector("[data-busy-status]");
-                const button = form.querySelector("#submit_file");
-                return !status.hidden && button.disabled && form.getAttribute("aria-busy") === "true"
-                    && status.textContent.trim();
-            }"""
-            )
-        ),
-        10,
-        "the busy upload",
-        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
-    )
-    assert busy == "Importing…"
-    held[0].continue_()
+    # the upload held back on the page (a listener after the page's own), to see it while it is busy
+    page.evaluate("document.addEventListener('submit', (event) => event.preventDefault())")
+    page.set_input_files("#file", files=[upload])
+    page.click("#submit_file")
+    expect(status).to_be_visible()
+    expect(status).to_have_text("Importing…")
+    expect(form).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#submit_file")).to_be_disabled()
+    # let go: the upload goes through and the page that answers is ready for the next file
+    page.goto(import_page)
+    page.set_input_files("#file", files=[upload])
+    page.click("#submit_file")
     expect(page.locator("#import-result")).to_contain_text("Added 1, skipped 0.")
-    expect(page.locator("#submit_file")).to_be_enabled()  # a fresh page: ready for the next file
+    expect(page.locator("#submit_file")).to_be_enabled()
+    expect(page.locator("form:has(#file) [data-busy-status]")).to_be_hidden()
     assert not problems, problems
