@@ -15,7 +15,7 @@ from typing import BinaryIO, cast
 from flask import Flask, Response, abort, request
 from werkzeug.wsgi import LimitedStream
 
-DISCARD_LIMIT = 4 * 1024 * 1024  # twice the largest body a route accepts (the backlog import)
+DISCARD_LIMIT = 24 * 1024 * 1024  # about twice the largest body a route accepts (the import's 11 MiB)
 CHUNK = 64 * 1024
 
 

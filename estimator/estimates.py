@@ -64,6 +64,21 @@ class Deck:
                 return card
         return None
 
+    def fitting(self, raw: str | None) -> str | None:
+        """The card an estimate written elsewhere stands for (a tracker's "5.0" is the card "5",
+        "0.5" is ½), or None when this deck has no such card. Sizes match by label only."""
+        card = self.parse_estimate(raw)
+        if card is not None or self.sized:
+            return card
+        try:
+            number = Fraction((raw or "").strip())
+        except (ValueError, ZeroDivisionError):
+            return None
+        if self.is_range:
+            whole = number.numerator if number.denominator == 1 else None
+            return str(whole) if whole is not None and RANGE_MIN <= whole <= RANGE_MAX else None
+        return next((card for card in self.cards if self.values[card] == number), None)
+
     def value(self, card: str) -> Fraction:
         """The number a card stands for (a size's position for the t-shirt deck)."""
         if self.is_range:

@@ -200,6 +200,9 @@ class Issue(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     group_id: Mapped[int] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(sa.String(32))
     description: Mapped[str] = mapped_column(sa.String(500), default="")
+    #: The tracker's long description, as plain text (never rendered as HTML): what a file or a
+    #: tracker brought beside the short title in `description`; "" for issues typed in here.
+    details: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     #: Backlog order within the group: new issues go to the end; the facilitator moves them.
     position: Mapped[int] = mapped_column(default=0, server_default="0")
     state: Mapped[str] = mapped_column(sa.String(16), default=IssueState.VOTING)

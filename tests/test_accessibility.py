@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]  # ships no type hints
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, ViewportSize, expect
 
 from estimator import create_app
 from estimator.extensions import db
@@ -90,6 +91,10 @@ def site(browser: Browser, server: str, schema: str, key_store_uri: str) -> Iter
     invite = owner.input_value("#invite-link").removeprefix(server)
     first, second = (owner.get_attribute(f"#issues a:text-is('{key}')", "href") for key in ("AXE-1", "AXE-2"))
     assert first and second
+    owner.goto(second + "/edit")  # a tracker's description, folded on the status page and in the room
+    owner.fill("#details", "As a team we estimate\n  with <em>care</em>.")
+    owner.click("main [type=submit]")
+    owner.goto(group)
     voters = []
     for nickname in ("Bob", "Carol", "Dave"):
         member = person(nickname)
@@ -156,6 +161,19 @@ def import_lines(page: Page) -> None:
     expect(page.locator("#import-result")).to_be_visible()
 
 
+def import_file(page: Page) -> None:
+    """Import a tracker's file in Windows-1252 with an estimate that is no card, to see the notes;
+    the button is busy while it is sent."""
+    key = f"AXE-{uuid4().hex[:8]}"
+    data = f'Issue key;Summary;Description;Story Points\r\n{key};Caf\xe9;"Zeile 1\r\nZeile 2";4\r\n'
+    page.set_input_files(
+        "#file", files=[FilePayload(name="jira.csv", mimeType="text/csv", buffer=data.encode("cp1252"))]
+    )
+    page.click("#submit_file")
+    expect(page.locator("#import-result")).to_be_visible()
+    expect(page.locator(".import-note").first).to_be_visible()
+
+
 def guess_passwords(page: Page) -> None:
     """Wrong passwords for Pat's nickname until they are refused for a while (429)."""
     for _ in range(WRONG_PASSWORD_TRIES):
@@ -183,6 +201,7 @@ def visits(site: Site) -> list[Visit]:
         Visit("status after reveal (owner)", "Olivia", site.revealed),
         Visit("import", "Olivia", site.group + "/import"),
         Visit("import report", "Olivia", site.group + "/import", import_lines),
+        Visit("import report with notes", "Olivia", site.group + "/import", import_file),
         Visit("edit issue", "Olivia", site.voting + "/edit"),
         Visit("confirmation (delete issue)", "Olivia", site.voting + "/delete"),
         Visit("account", "Olivia", "/account"),

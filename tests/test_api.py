@@ -12,6 +12,7 @@ ISSUE_KEYS = {
     "group_id",
     "key",
     "description",
+    "details",
     "state",
     "round",
     "deck",

@@ -648,7 +648,7 @@ def test_a_group_holds_at_most_1000_issues(app, team):
     with app.app_context():
         found = db.session.get(Group, group)
         assert found is not None
-        rules.add_issues(found, [(f"BULK-{n}", "") for n in range(rules.MAX_ISSUES - 2)])
+        rules.add_issues(found, [rules.NewIssue(f"BULK-{n}", "") for n in range(rules.MAX_ISSUES - 2)])
         db.session.commit()
     add_issue(app, owner, group, "LAST-1")  # the 1000th
     assert rows(app, Issue, group_id=group) == 1000

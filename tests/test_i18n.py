@@ -213,6 +213,12 @@ SAME_IN_BOTH = {
     "Issue key",
     "summary",
     "description",
+    "Issue ID",
+    "Id",
+    "Identifier",
+    "Title",
+    "Name",
+    "Subject",
     "Team Rocket",  # the test's own names, keys and cards
     "PROJ-1",
     "PROJ-2",

@@ -243,7 +243,9 @@ def fill_to_the_limits(app, group_id: int, issues: int = 1000, members: int = 20
     with app.app_context():
         group = db.session.get(Group, group_id)
         assert group is not None
-        group_rules.add_issues(group, [(f"BIG-{n}", f"Issue number {n}") for n in range(issues)])
+        group_rules.add_issues(
+            group, [group_rules.NewIssue(f"BIG-{n}", f"Issue number {n}") for n in range(issues)]
+        )
         have = db.session.scalar(sa.select(sa.func.count()).where(Membership.group_id == group_id)) or 0
         for n in range(members - have):
             user = User(

@@ -477,13 +477,15 @@ def test_https_keeps_the_trackers_name_for_the_certificate_and_the_host(app, tls
 def test_an_import_updates_titles_by_look_and_stops_at_the_group_limit(app, owner, tracker):
     """#7 is in the group already: its title follows the tracker's and nothing else changes; #8
     would be the 1,001st issue and is skipped, saying why."""
-    from estimator.groups.rules import add_issues
+    from estimator.groups.rules import NewIssue, add_issues
     from estimator.models import Group
 
     group_id = create_group(owner)
     with app.app_context():
         group = db.session.get_one(Group, group_id)
-        add_issues(group, [("#7", "Old title")] + [(f"X-{number}", "") for number in range(999)])
+        add_issues(
+            group, [NewIssue("#7", "Old title")] + [NewIssue(f"X-{number}", "") for number in range(999)]
+        )
         db.session.commit()
     assert connect(owner, group_id, tracker["url"]).status_code == 302
     answer = owner.post(f"/groups/{group_id}/tracker/import", data={"query": "webshop"})
@@ -495,7 +497,7 @@ def test_an_import_updates_titles_by_look_and_stops_at_the_group_limit(app, owne
 
 
 def test_a_key_the_group_has_in_another_case_or_look_is_the_same_issue(app, owner):
-    from estimator.groups.rules import add_issues
+    from estimator.groups.rules import NewIssue, add_issues
     from estimator.models import Group
     from estimator.trackers.base import TrackerIssue
     from estimator.trackers.sync import take_in
@@ -503,7 +505,7 @@ def test_a_key_the_group_has_in_another_case_or_look_is_the_same_issue(app, owne
     group_id = create_group(owner)
     with app.test_request_context():
         group = db.session.get_one(Group, group_id)
-        add_issues(group, [("WEB-1", "Old"), ("WEB-2", "Same")])
+        add_issues(group, [NewIssue("WEB-1", "Old"), NewIssue("WEB-2", "Same")])
         found = [
             TrackerIssue("web-1", "New", "", "5", "10001"),
             TrackerIssue("WЕB-2", "Same", "", None, "10002"),  # a Cyrillic Е

@@ -24,6 +24,13 @@ from ..models import IssueState, Role
 Nickname = Annotated[str, Field(min_length=1, max_length=32)]
 IssueKey = Annotated[str, Field(min_length=1, max_length=32)]
 Description = Annotated[str, Field(max_length=500)]
+Details = Annotated[
+    str,
+    Field(
+        max_length=20_000,
+        description="The tracker's long description, as plain text (never HTML), or an empty string.",
+    ),
+]
 Card = Annotated[str, Field(description="A card of the group's deck, or `?`.")]
 DeckName = Annotated[str, Field(json_schema_extra={"enum": list(DECK_NAMES)})]
 
@@ -74,6 +81,7 @@ class IssueStatus(Shape):
     group_id: PositiveInt
     key: IssueKey
     description: Description
+    details: Details
     state: IssueState
     round: PositiveInt
     deck: DeckName

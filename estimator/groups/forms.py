@@ -20,6 +20,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 is newer than its stubs
 from wtforms.validators import AnyOf, InputRequired, NumberRange, Optional, StopValidation, ValidationError
 
+from ..backlog_files import DETAILS_MAX
 from ..estimates import CUSTOM, DECKS, DEFAULT_DECK, PRESELECTED_DECK, Deck, DeckError, parse_cards
 from ..models import MIN_VOTES_MAX, Role
 from ..text import CleanText
@@ -101,6 +102,23 @@ class IssueForm(FlaskForm):
     submit = SubmitField(_l("Add issue"))
 
 
+def keep_if_absent(_form: FlaskForm, field: Field) -> None:
+    """A setting the request does not mention stays as it is (build the form with obj=group)."""
+    if not field.raw_data:
+        raise StopValidation()
+
+
+class EditIssueForm(IssueForm):
+    """Change an issue: its key, title and the long description a tracker gave it. A request that
+    does not send `details` (an older page, a script) leaves them as they are."""
+
+    details = TextAreaField(
+        _l("Description from the tracker (optional)"),
+        validators=[keep_if_absent, CleanText(0, DETAILS_MAX, multiline=True, what=_l("A description"))],
+        render_kw={"maxlength": DETAILS_MAX, "rows": 6},
+    )
+
+
 class JoinForm(FlaskForm):
     """Confirm joining a group, as a voting member or as an observer."""
 
@@ -123,12 +141,6 @@ class RoleForm(FlaskForm):
         _l("Role"),
         choices=[SelectChoice(Role.MEMBER, _l("member")), SelectChoice(Role.OBSERVER, _l("observer"))],
     )
-
-
-def keep_if_absent(_form: FlaskForm, field: Field) -> None:
-    """A setting the request does not mention stays as it is (build the form with obj=group)."""
-    if not field.raw_data:
-        raise StopValidation()
 
 
 class SettingBox(BooleanField):

@@ -23,7 +23,7 @@ from ..live import Seat, live_context, live_view
 from ..models import Group, Issue, Membership, Role
 from ..permissions import require_member, require_owner
 from . import bp, rules
-from .forms import GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
+from .forms import EditIssueForm, GroupForm, IssueForm, JoinForm, MoveForm, OwnerForm, RoleForm, SettingsForm
 from .state import group_state, load_group
 
 
@@ -392,12 +392,13 @@ def move_issue(issue_id: int) -> ResponseReturnValue:
 @bp.route("/issues/<id:issue_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_issue(issue_id: int) -> ResponseReturnValue:
-    """Change an issue's key and description (owner only)."""
+    """Change an issue's key, description and details (owner only)."""
     issue = owned_issue(issue_id)[0]
-    form = IssueForm(obj=issue)
+    form = EditIssueForm(obj=issue)
     if form.validate_on_submit():
+        details = form.details.data if form.details.raw_data else None
         try:
-            rules.edit_issue(issue, form.key.data or "", form.description.data or "")
+            rules.edit_issue(issue, form.key.data or "", form.description.data or "", details)
         except RuleError as error:
             db.session.rollback()
             form.key.errors = [*form.key.errors, str(error)]

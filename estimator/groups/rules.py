@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
@@ -111,15 +112,28 @@ def unique_key(key: str, keys: set[str]) -> str:
     return key
 
 
-def add_issue(group: Group, key: str, description: str) -> Issue:
+@dataclass(frozen=True)
+class NewIssue:
+    """An issue to add, its fields checked: the key, the short title people estimate by (kept as
+    the issue's `description`), the tracker's long description, and an estimate made elsewhere
+    (a card of the group's deck) that is recorded as the final one."""
+
+    key: str
+    description: str
+    details: str = ""
+    estimate: str | None = None
+
+
+def add_issue(group: Group, key: str, description: str, details: str = "") -> Issue:
     """A new issue at the end of the backlog, its first round open; RuleError when the key is
     taken or the group is full."""
     change_group(group.id)
-    return add_issues(group, [(key, description)])[0]
+    return add_issues(group, [NewIssue(key, description, details)])[0]
 
 
-def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
-    """New issues at the end of the backlog, in order (the caller has locked the group)."""
+def add_issues(group: Group, rows: list[NewIssue]) -> list[Issue]:
+    """New issues at the end of the backlog, in order (the caller has locked the group); one with
+    an estimate is estimated already, as if the facilitator had recorded it."""
     taken = taken_keys(group)
     # Counted, not taken from `taken`: two keys from before the look-alike rule may look as one.
     count = (
@@ -137,22 +151,35 @@ def add_issues(group: Group, rows: list[tuple[str, str]]) -> list[Issue]:
         )
     last = db.session.scalar(sa.select(sa.func.max(Issue.position)).where(Issue.group_id == group.id)) or 0
     issues = []
-    for offset, (typed, description) in enumerate(rows, start=1):
-        key = unique_key(typed, taken)
+    for offset, row in enumerate(rows, start=1):
+        key = unique_key(row.key, taken)
         taken.add(looks(key))
-        issue = Issue(group_id=group.id, key=key, description=description, state=IssueState.VOTING)
+        issue = Issue(
+            group_id=group.id,
+            key=key,
+            description=row.description,
+            details=row.details,
+            state=IssueState.ESTIMATED if row.estimate else IssueState.VOTING,
+            final_estimate=row.estimate or None,
+        )
         issue.position = last + offset
-        issue.rounds.append(Round(number=1))
+        # An estimate made elsewhere reads with the deck it was taken with, as a voted round's
+        # does: a deck changed later must not drop it from the total or read it as another card.
+        taken_with = {"deck": group.deck, "cards": group.cards} if row.estimate else {}
+        issue.rounds.append(Round(number=1, **taken_with))
         db.session.add(issue)
         issues.append(issue)
     db.session.flush()
     return issues
 
 
-def edit_issue(issue: Issue, key: str, description: str) -> None:
-    """Change an issue's key and description; the key stays unique in the group."""
+def edit_issue(issue: Issue, key: str, description: str, details: str | None = None) -> None:
+    """Change an issue's key and description (and details, when given); the key stays unique in
+    the group."""
     change_group(issue.group_id)
     issue.key, issue.description = unique_key(key, taken_keys(issue.group, but=issue)), description
+    if details is not None:
+        issue.details = details
 
 
 #: How an issue moves in the backlog; "place" goes to a place given apart (dragging an issue).

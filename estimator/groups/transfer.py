@@ -1,9 +1,10 @@
-"""Bulk import of a backlog (CSV file or pasted lines) and its export as CSV."""
+"""Bulk import of a backlog (a tracker's file or pasted lines) and its export as CSV."""
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +21,17 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import SubmitField, TextAreaField
 
-from ..backlog_csv import MAX_BYTES, MAX_ROWS, Row, export_row, printable, read_csv, read_lines, write_csv
+from ..backlog_csv import export_row, printable, write_csv
+from ..backlog_files import (
+    DETAILS_MAX,
+    MAX_BYTES,
+    MAX_ROWS,
+    BacklogFile,
+    Row,
+    clean_details,
+    read_file,
+    read_lines,
+)
 from ..changes import RuleError
 from ..database import change_group
 from ..estimates import Result, aggregate
@@ -31,19 +42,22 @@ from ..text import looks
 from . import bp, rules
 from .forms import IssueForm
 
-#: The largest request body the import takes: a file just over MAX_BYTES still arrives, so that it
-#: gets the import page's own message; anything much larger is refused before it is read.
-MAX_IMPORT_REQUEST = 2 * MAX_BYTES
+#: The largest request body the import takes: a file up to a mebibyte over MAX_BYTES still arrives,
+#: so that it gets the import page's own message; anything larger is refused before it is read.
+MAX_IMPORT_REQUEST = MAX_BYTES + 1024 * 1024
 IMPORT_ENDPOINT = "groups.import_backlog"
+#: What the file field offers: every format `read_file` reads (it goes by content, not by name).
+ACCEPTED_FILES = ".csv,.xml,.json,text/csv,text/xml,application/xml,application/json"
 
 
 class ImportFileForm(FlaskForm):
-    """Import issues from a CSV file (a Jira export, or any file with a key column)."""
+    """Import issues from a tracker's file: CSV (Jira, GitLab, Linear, Plane, Redmine…), Jira's XML
+    or Trello's JSON."""
 
     file = FileField(
-        _l("CSV file"),
-        validators=[FileRequired(_l("Choose a CSV file to import."))],
-        render_kw={"accept": ".csv,text/csv"},
+        _l("Backlog file (CSV, XML or JSON)"),
+        validators=[FileRequired(_l("Choose a file to import."))],
+        render_kw={"accept": ACCEPTED_FILES},
     )
     submit_file = SubmitField(_l("Import the file"))
 
@@ -60,11 +74,21 @@ class ImportTextForm(FlaskForm):
 
 @dataclass(frozen=True)
 class Skipped:
-    """A row that was not added, with its line, its key as it may be shown, and why."""
+    """A row that was not added, or added with a note: its line, its key as it may be shown, and why."""
 
     line: int
     key: str
     reason: str
+
+
+@dataclass
+class Imported:
+    """What an import did: how many issues it added, the rows it skipped, and the rows it added
+    with a note (an estimate that is no card of the deck, a description cut short)."""
+
+    added: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    noted: list[Skipped] = field(default_factory=list)
 
 
 @bp.url_value_preprocessor
@@ -78,7 +102,7 @@ def allow_backlog_files(endpoint: str | None, _values: dict[str, Any] | None) ->
     if endpoint != IMPORT_ENDPOINT:
         return
     if (request.content_length or 0) > MAX_IMPORT_REQUEST:
-        raise RequestEntityTooLarge("A backlog file has at most 1 MiB. Split it into smaller files.")
+        raise RequestEntityTooLarge(_("A backlog file has at most 10 MiB. Split it into smaller files."))
     request.max_content_length = MAX_IMPORT_REQUEST
     request.max_form_memory_size = MAX_IMPORT_REQUEST  # pasted text arrives as a form field
 
@@ -88,8 +112,8 @@ def render_import(
     file_form: ImportFileForm,
     text_form: ImportTextForm,
     *,
-    added: int | None = None,
-    skipped: list[Skipped] | None = None,
+    imported: Imported | None = None,
+    backlog: BacklogFile | None = None,
     status: int = 200,
 ) -> ResponseReturnValue:
     """The import page, with what the last import did when there was one."""
@@ -98,45 +122,74 @@ def render_import(
         group=membership.group,
         file_form=file_form,
         text_form=text_form,
-        added=added,
-        skipped=skipped,
+        imported=imported,
+        unit=backlog.unit if backlog else "line",
+        notes=backlog.notes if backlog else [],
         max_rows=MAX_ROWS,
     ), status
 
 
-def sort_rows(rows: list[Row], taken: set[str]) -> tuple[list[tuple[str, str]], list[Skipped]]:
-    """The rows to add (trimmed, in order) and those skipped: a key the group or an earlier row
-    already has (by look, as the group tells keys apart: `looks`), or a row that breaks the
-    add-issue form's rules."""
-    to_add: list[tuple[str, str]] = []
-    skipped: list[Skipped] = []
+def sort_rows(
+    group: Group, rows: Sequence[Row], taken: set[str], unit: str = "line"
+) -> tuple[list[rules.NewIssue], Imported]:
+    """The rows to add (trimmed, checked, in order), and what happened to the others: skipped for
+    a key the group or an earlier row already has (by look, as the group tells keys apart:
+    `looks`) or for breaking the add-issue form's rules; noted for an estimate that is no card of
+    the group's deck (added without it) or a description cut at DETAILS_MAX."""
+    to_add: list[rules.NewIssue] = []
+    outcome = Imported()
     lines: dict[str, int] = {}  # what a key to add looks like → its line
+    deck = group.deck_rules
     for row in rows:
         key = row.key.strip()
         folded = looks(key)
         if key and folded in taken:
-            skipped.append(Skipped(row.line, printable(key), _("The group already has this issue.")))
+            outcome.skipped.append(Skipped(row.line, printable(key), _("The group already has this issue.")))
             continue
         if key and folded in lines:
-            reason = _("The same key is on line %(line)d.", line=lines[folded])
-            skipped.append(Skipped(row.line, printable(key), reason))
+            if unit == "line":
+                reason = _("The same key is on line %(line)d.", line=lines[folded])
+            else:
+                reason = _("The same key is in item %(item)d.", item=lines[folded])
+            outcome.skipped.append(Skipped(row.line, printable(key), reason))
             continue
-        form = IssueForm(
-            formdata=MultiDict({"key": row.key, "description": row.description}), meta={"csrf": False}
-        )
+        form = IssueForm(formdata=MultiDict({"key": row.key, "description": row.title}), meta={"csrf": False})
         if not form.validate():
             reason = next(error for errors in form.errors.values() for error in errors)
-            skipped.append(Skipped(row.line, printable(key), str(reason)))
+            outcome.skipped.append(Skipped(row.line, printable(key), str(reason)))
             continue
-        to_add.append((form.key.data or "", form.description.data or ""))
+        details, cut = clean_details(row.details)
+        if cut:
+            reason = _("The description was cut at %(max)d characters.", max=DETAILS_MAX)
+            outcome.noted.append(Skipped(row.line, printable(key), reason))
+        estimate = deck.fitting(row.estimate) if row.estimate.strip() else None
+        if row.estimate.strip() and estimate is None:
+            reason = _(
+                "The estimate %(estimate)s is not a card of this deck; the issue was imported without it.",
+                estimate=printable(row.estimate.strip(), 16),
+            )
+            outcome.noted.append(Skipped(row.line, printable(key), reason))
+        to_add.append(rules.NewIssue(form.key.data or "", form.description.data or "", details, estimate))
         lines[folded] = row.line
-    return to_add, skipped
+    return to_add, outcome
+
+
+def add_rows(group: Group, rows: Sequence[Row], unit: str = "line") -> Imported:
+    """Add a tracker's issues to the group: the one step every import takes, from a file, from
+    pasted lines or from a tracker's connection. Skips and notes rows as `sort_rows` says (`unit`:
+    what `Row.line` counts, "line" or "item"); RuleError (nothing added) when the rest would
+    overfill the group. The caller commits or rolls back."""
+    change_group(group.id)
+    to_add, outcome = sort_rows(group, rows, rules.taken_keys(group), unit)
+    if to_add:
+        outcome.added = len(rules.add_issues(group, to_add))
+    return outcome
 
 
 @bp.route("/groups/<id:group_id>/import", methods=["GET", "POST"])
 @login_required
 def import_backlog(group_id: int) -> ResponseReturnValue:
-    """Add many issues at once from a CSV file or pasted lines (owner only)."""
+    """Add many issues at once from a tracker's file or pasted lines (owner only)."""
     membership = require_owner(group_id)
     file_form, text_form = ImportFileForm(), ImportTextForm()
     if request.method != "POST":
@@ -147,29 +200,25 @@ def import_backlog(group_id: int) -> ResponseReturnValue:
         return render_import(membership, file_form, text_form, status=422)
     try:
         if isinstance(form, ImportFileForm):
-            rows = read_csv(form.file.data.stream.read(MAX_BYTES + 1))
+            backlog = read_file(form.file.data.stream.read(MAX_BYTES + 1))
         else:
-            rows = read_lines(form.text.data or "")
+            backlog = BacklogFile(read_lines(form.text.data or ""))
     except RuleError as error:
         failure.errors = [*failure.errors, str(error)]
         return render_import(membership, file_form, text_form, status=422)
 
-    group = membership.group
-    change_group(group.id)
-    to_add, skipped = sort_rows(rows, rules.taken_keys(group))
     try:
-        added = rules.add_issues(group, to_add) if to_add else []
+        imported = add_rows(membership.group, backlog.rows, backlog.unit)
     except RuleError as error:
         db.session.rollback()
         failure.errors = [*failure.errors, _("Nothing was imported. %(reason)s", reason=error)]
-        return render_import(membership, file_form, text_form, status=422)
+        return render_import(membership, file_form, text_form, backlog=backlog, status=422)
+    if imported.added:
+        db.session.commit()
     else:
-        if added:
-            db.session.commit()
-        else:
-            db.session.rollback()  # nothing changed: the open pages need not reload
-        fresh = ImportFileForm(formdata=None), ImportTextForm(formdata=None)
-        return render_import(membership, *fresh, added=len(added), skipped=skipped)
+        db.session.rollback()  # nothing changed: the open pages need not reload
+    fresh = ImportFileForm(formdata=None), ImportTextForm(formdata=None)
+    return render_import(membership, *fresh, imported=imported, backlog=backlog)
 
 
 @bp.route("/groups/<id:group_id>/export.csv")

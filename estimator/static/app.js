@@ -320,7 +320,32 @@
     later();
   });
 
+  // A long upload (a tracker's file of up to 10 MiB) says that it is under way: the button is
+  // busy and the page says "Importing…". Without the script the form posts just the same.
+  function showBusy(event) {
+    const form = event.target;
+    if (!form.matches("[data-busy-form]") || event.defaultPrevented) return;
+    if (form.dataset.busy) return void event.preventDefault(); // one upload at a time
+    form.dataset.busy = "true";
+    form.setAttribute("aria-busy", "true");
+    const status = form.querySelector("[data-busy-status]");
+    if (status) status.hidden = false;
+    // disabled after the browser has read the form, so the button's own name and value still go
+    setTimeout(() => form.querySelectorAll("[type=submit]").forEach((button) => {
+      button.disabled = true;
+      button.classList.add("busy");
+    }), 0);
+  }
+  // Back from the browser's cache (the back button): the form is ready again.
+  window.addEventListener("pageshow", () => document.querySelectorAll("form[data-busy]").forEach((form) => {
+    delete form.dataset.busy;
+    form.removeAttribute("aria-busy");
+    form.querySelectorAll("[type=submit]").forEach((button) => { button.disabled = false; button.classList.remove("busy"); });
+    form.querySelectorAll("[data-busy-status]").forEach((status) => { status.hidden = true; });
+  }));
+
   document.addEventListener("submit", vote);
+  document.addEventListener("submit", showBusy);
   document.addEventListener("keydown", voteByKey);
   showOwnCard();
   startCountdowns();

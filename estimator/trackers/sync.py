@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
+from ..backlog_files import DETAILS_MAX
 from ..extensions import db
 from ..groups.forms import IssueForm
-from ..groups.rules import MAX_ISSUES, add_issues
-from ..models import Group, Issue, IssueState, TrackerConnection
+from ..groups.rules import MAX_ISSUES, NewIssue, add_issues
+from ..models import Group, Issue, TrackerConnection
 from ..text import looks
 from . import CONNECTORS
 from .base import ESTIMATE_FIELD_ATTRIBUTE, Connector, TrackerError, TrackerIssue
@@ -130,15 +131,13 @@ def take_in(group: Group, found: list[TrackerIssue]) -> Imported:
             continue
         new.append((item, key, title))
     deck = group.deck_rules
-    for (item, _key, _title), issue in zip(new, add_issues(group, [(k, t) for _i, k, t in new]), strict=True):
+    rows = [
+        NewIssue(key, title, item.details[:DETAILS_MAX], deck.fitting(item.estimate))
+        for item, key, title in new
+    ]
+    for (item, _key, _title), issue in zip(new, add_issues(group, rows), strict=True):
         issue.tracker_ref = item.ref
-        card = deck.parse_estimate(item.estimate)
-        if card is not None:
-            issue.final_estimate, issue.state = card, IssueState.ESTIMATED
-            # The estimate reads with the deck it was taken with, as a voted round's does: a deck
-            # changed later must not drop it from the total or read it as another card.
-            issue.current_round.deck, issue.current_round.cards = group.deck, group.cards
-            result.estimated += 1
+        result.estimated += issue.final_estimate is not None
     result.added = len(new)
     return result
 

@@ -112,7 +112,16 @@ def back_to(issue: Issue) -> ResponseReturnValue:
 
 
 #: The regions of the room, as its template names them.
-ROOM_REGIONS = ("room-heading", "small-votes", "timer", "vote", "result", "controls", "voters")
+ROOM_REGIONS = (
+    "room-heading",
+    "room-details",
+    "small-votes",
+    "timer",
+    "vote",
+    "result",
+    "controls",
+    "voters",
+)
 
 
 @live_view("room", "voting/room.html", ROOM_REGIONS)

@@ -102,6 +102,7 @@ def issue_state(issue: Issue, voted: set[int] | None = None) -> dict[str, Any]:
         "group_id": issue.group_id,
         "key": issue.key,
         "description": issue.description,
+        "details": issue.details,
         "state": issue.state,
         "round": current.number,
         "deck": issue.deck_rules.name,
