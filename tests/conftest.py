@@ -237,6 +237,29 @@ def streams_held(monkeypatch):
 
 
 @pytest.fixture
+def voters(app, new_client):
+    """A factory of Olivia's groups (Fibonacci unless told) with three members who vote: the
+    group's id and the members' clients."""
+
+    def make(owner, deck: str = "fibonacci"):
+        group_id = create_group(owner, deck=deck)
+        members = [new_client(name) for name in ("Bob", "Carol", "Dave")]
+        for member in members:
+            assert join(app, member, group_id).status_code == 302
+        return group_id, members
+
+    return make
+
+
+def estimate(owner, members, issue_id: int, cards: list[str], final: str):
+    """The members vote, the facilitator reveals and records the final estimate."""
+    for member, card in zip(members, cards, strict=True):
+        assert vote(member, issue_id, card).status_code == 302
+    assert owner.post(f"/issues/{issue_id}/reveal").status_code == 302
+    return owner.post(f"/issues/{issue_id}/accept", data={"estimate": final}, follow_redirects=True)
+
+
+@pytest.fixture
 def no_presence(monkeypatch):
     """Pages whose arrival is not written as presence (tests/test_presence.py tests it): in a test
     that counts a page's events or entity tags, its own arrival would be one more change."""

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import estimator.trackers.http as tracker_http
 from estimator.extensions import db
 from estimator.models import Issue, TrackerConnection
-from tests.conftest import create_group, join, vote
+from tests.conftest import create_group, estimate
 from tests.fake_trackers import FakeGitLab, FakeJira, FakeTracker, JiraIssue, Received, running
 from tests.helpers import text as text_of
 from tests.helpers import visible
@@ -192,28 +192,6 @@ def connection_row(app) -> tuple[str, str, str | None, bool] | None:
             connection.estimate_field,
             connection.send_automatically,
         )
-
-
-@pytest.fixture
-def voters(app, new_client):
-    """Olivia's group with three members who vote."""
-
-    def make(owner, deck: str = "fibonacci"):
-        group_id = create_group(owner, deck=deck)
-        members = [new_client(name) for name in ("Bob", "Carol", "Dave")]
-        for member in members:
-            assert join(app, member, group_id).status_code == 302
-        return group_id, members
-
-    return make
-
-
-def estimate(owner, members, issue_id: int, cards: list[str], final: str):
-    """The members vote, the facilitator reveals and records the final estimate."""
-    for member, card in zip(members, cards, strict=True):
-        assert vote(member, issue_id, card).status_code == 302
-    assert owner.post(f"/issues/{issue_id}/reveal").status_code == 302
-    return owner.post(f"/issues/{issue_id}/accept", data={"estimate": final}, follow_redirects=True)
 
 
 def nothing_of_the_meeting(received: list[Received], written: list[Any]) -> None:

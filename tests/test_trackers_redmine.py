@@ -13,7 +13,7 @@ from estimator.extensions import db
 from estimator.models import Issue, TrackerConnection
 from estimator.trackers.http import GuardedTransport
 from tests import redmine as redmine_server
-from tests.conftest import create_group, join, vote
+from tests.conftest import create_group, estimate
 from tests.helpers import visible
 
 
@@ -62,28 +62,6 @@ def issue_of(app, group_id: int, key: str) -> Issue:
         assert isinstance(issue, Issue), key
         db.session.expunge(issue)
         return issue
-
-
-@pytest.fixture
-def voters(app, new_client):
-    """Olivia's Fibonacci group with three members who vote."""
-
-    def make(owner):
-        group_id = create_group(owner, deck="fibonacci")
-        members = [new_client(name) for name in ("Bob", "Carol", "Dave")]
-        for member in members:
-            assert join(app, member, group_id).status_code == 302
-        return group_id, members
-
-    return make
-
-
-def estimate(owner, members, issue_id: int, cards: list[str], final: str):
-    """Members vote, the facilitator reveals and records the final estimate."""
-    for member, card in zip(members, cards, strict=True):
-        assert vote(member, issue_id, card).status_code == 302
-    assert owner.post(f"/issues/{issue_id}/reveal").status_code == 302
-    return owner.post(f"/issues/{issue_id}/accept", data={"estimate": final}, follow_redirects=True)
 
 
 def test_import_estimate_send_and_read_back_in_redmine(app, owner, voters, redmine, project):
