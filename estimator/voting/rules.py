@@ -309,9 +309,9 @@ def reveal(issue: Issue) -> Round:
     readable = [card for card in cards if card is not None]
     lost = len(cards) - len(readable)
     readers = {ballot.user_id for ballot, card in zip(round_.ballots, cards, strict=True) if card is not None}
-    needed = reveal_threshold(issue)
-    if cover(issue, readers) < needed:
-        raise RuleError(threshold_message(needed, cover(issue, readers), lost))
+    needed, covering = reveal_threshold(issue), cover(issue, readers)
+    if covering < needed:
+        raise RuleError(threshold_message(needed, covering, lost))
     tally = Counter(readable)
     for card in sorted(tally, key=issue.deck_rules.sort_key):
         db.session.add(Tally(round_id=round_.id, card=card, count=tally[card]))
