@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route, ViewportSize, expect
 
 from tests.helpers import logged_in_page, wait_until
 
@@ -356,3 +356,26 @@ def test_rooms_follow_by_the_event_stream_or_by_polling_when_it_is_blocked(room_
     )
     assert asked["bob"] == [], asked["bob"]  # no request at all: the stream brought the regions
     assert len(polls()) >= 2, asked["carol"]
+
+
+def test_a_page_loaded_just_before_a_change_flashes_only_what_the_change_touched(room_team) -> None:
+    """Bob's page loads, then Carol votes before its event stream opens: the stream sends every
+    region once, and Bob's page swaps (and flashes) only the one that reads differently."""
+    team = room_team()
+    start_first_issue(team)
+    held: list[Route] = []
+    team.bob.route("**/events?*", lambda route: held.append(route))
+    team.bob.reload()
+    wait_until(lambda: held, 5, "Bob's page to open its stream", pause=lambda s: team.bob.wait_for_timeout(s * 1000))
+    card(team.carol, "5").click()
+    expect(team.owner.locator("#voters")).to_contain_text("1 of 3", timeout=LIVE)
+    team.bob.evaluate("document.querySelectorAll('[data-live] *').forEach((node) => { node.__before = true; })")
+
+    held[0].continue_()
+    expect(team.bob.locator("#voters")).to_contain_text("1 of 3", timeout=LIVE)
+    expect(team.bob.locator("#voters")).to_have_class(re.compile("live-flash"))
+    for region in ("#room-heading", "#vote", "#result", "#controls", "#timer"):
+        expect(team.bob.locator(region)).not_to_have_class(re.compile("live-flash"))
+    assert heading(team.bob).evaluate("h => h.__before === true")  # the same element, never replaced
+    assert team.bob.locator("#own-card").evaluate("box => box.__before === true")  # kept in its place
+    assert team.console_errors() == []

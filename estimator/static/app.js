@@ -78,6 +78,12 @@
 
   // Regions the person is typing in wait until they leave them.
   const waiting = new Map();
+  const sent = new Map();
+  document.querySelectorAll("[data-live][id]").forEach((region) => {
+    const content = document.createDocumentFragment();
+    region.childNodes.forEach((node) => content.append(node.cloneNode(true)));
+    sent.set(region.id, comparable(content));
+  });
 
   // Swap in the regions the server sent (only those that changed), leaving alone a region in
   // which the person is typing. Focus stays on the same control across the swap.
@@ -103,10 +109,35 @@
   }
 
   function swap(region, html) {
-    region.innerHTML = html;
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    const last = sent.get(region.id);
+    sent.set(region.id, comparable(fresh.content.cloneNode(true)));
+    if (last?.isEqualNode(sent.get(region.id))) return; // nothing to flash; focus and scroll stay put
+    region.replaceChildren(fresh.content);
     region.classList.remove("live-flash");
     void region.offsetWidth; // restart the highlight animation
     region.classList.add("live-flash");
+  }
+
+  // What the server last sent for each region, as compared: the page's own touches since (its
+  // voter's card, a busy button) are not the server's. A page that loaded just before a change is
+  // sent every region once; those the change left alone differ only in the white space between
+  // tags (regions come without the page's indentation), in their CSRF tokens (each page load signs
+  // its own, all valid for the whole session) and in the voter's own card (only the page itself
+  // has it), so none of these counts.
+  function comparable(content) {
+    content.querySelectorAll("input[name=csrf_token]").forEach((input) => input.removeAttribute("value"));
+    content.querySelectorAll("#own-card").forEach((box) => box.remove());
+    const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
+    const blank = [];
+    while (walker.nextNode()) {
+      const text = walker.currentNode;
+      if (text.data.trim()) text.data = text.data.replace(/\s+/g, " ");
+      else blank.push(text);
+    }
+    blank.forEach((text) => text.remove());
+    return content;
   }
 
   function swapWaiting(id) {
