@@ -366,16 +366,16 @@ def test_a_page_loaded_just_before_a_change_flashes_only_what_the_change_touched
     held: list[Route] = []
     team.bob.route("**/events?*", lambda route: held.append(route))
     team.bob.reload()
-    wait_until(lambda: held, 5, "Bob's page to open its stream", pause=lambda s: team.bob.wait_for_timeout(s * 1000))
+    wait_until(lambda: held, 5, "Bob's stream", pause=lambda s: team.bob.wait_for_timeout(s * 1000))
     card(team.carol, "5").click()
     expect(team.owner.locator("#voters")).to_contain_text("1 of 3", timeout=LIVE)
-    team.bob.evaluate("document.querySelectorAll('[data-live] *').forEach((node) => { node.__before = true; })")
+    team.bob.evaluate("document.querySelectorAll('[data-live] *').forEach((node) => { node.__old = true; })")
 
     held[0].continue_()
     expect(team.bob.locator("#voters")).to_contain_text("1 of 3", timeout=LIVE)
     expect(team.bob.locator("#voters")).to_have_class(re.compile("live-flash"))
     for region in ("#room-heading", "#vote", "#result", "#controls", "#timer"):
         expect(team.bob.locator(region)).not_to_have_class(re.compile("live-flash"))
-    assert heading(team.bob).evaluate("h => h.__before === true")  # the same element, never replaced
-    assert team.bob.locator("#own-card").evaluate("box => box.__before === true")  # kept in its place
+    assert heading(team.bob).evaluate("h => h.__old === true")  # the same element, never replaced
+    assert team.bob.locator("#own-card").evaluate("box => box.__old === true")  # kept in its place
     assert team.console_errors() == []
