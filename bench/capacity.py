@@ -38,7 +38,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -78,6 +78,7 @@ PAGE = "room"
 #: The longest wait for every page to load and hold its stream, and for the last votes' screens.
 CONNECT_WAIT = 300.0
 DRAIN_WAIT = 10.0
+SETTLE_WAIT = 30.0
 #: The body's attributes that link a live page to its stream.
 BODY = re.compile(rb"<body\b[^>]*>", re.S)
 ATTRIBUTE = re.compile(r'\s(data-live-[\w-]+)="([^"]*)"')
@@ -540,9 +541,15 @@ def every_screen_reached(teams: list[Team], votes: list[Vote], tally: Tally) -> 
 
 
 async def drive(
-    base: str, server: int, teams: list[Team], args: argparse.Namespace, lifetime: float
+    base: str,
+    server: int,
+    teams: list[Team],
+    args: argparse.Namespace,
+    lifetime: float,
+    versions: Callable[[], dict[int, int]],
 ) -> Figures:
-    """Load every page and open its stream, vote for args.seconds, and measure."""
+    """Load every page and open its stream, vote for args.seconds, and measure. `versions` reads
+    each group's version from the database."""
     participants = sum(len(team.members) for team in teams)
     tally = Tally(pages=participants)
     loading, gate = asyncio.Semaphore(LOADING), asyncio.Semaphore(CONNECTING)
@@ -577,6 +584,9 @@ async def drive(
         except TimeoutError:
             pass
         connect_time = time.monotonic() - began
+        # Each member's arrival is a change of their group (who is here): the votes count from
+        # the versions once everybody's arrival has been written.
+        await settle(teams, versions)
         quiet_cpu = cpu_seconds(server)
         await asyncio.sleep(5)
         idle = (cpu_seconds(server) - quiet_cpu) / 5
@@ -608,6 +618,19 @@ async def drive(
         await requests.close()
         await loads.close()
     return summarize(teams, votes, moves, tally, connect_time, idle, cpu, voting, client_cpu, machine, memory)
+
+
+async def settle(teams: list[Team], versions: Callable[[], dict[int, int]]) -> None:
+    """Wait until no group's version has moved for a second (at most SETTLE_WAIT seconds), and
+    take those versions as where the groups start."""
+    now, deadline = versions(), time.monotonic() + SETTLE_WAIT
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        now, before = versions(), now
+        if now == before:
+            break
+    for team in teams:
+        team.version = team.reached = now[team.group_id]
 
 
 def summarize(
@@ -707,7 +730,10 @@ def measure(bench: Bench, participants: int, args: argparse.Namespace) -> Figure
         command, bench.environment, bench.workdir / f"server-{participants}.log", base + "/healthz"
     )
     try:
-        figures = asyncio.run(drive(base, server.pid, teams, args, bench.app.config["LIVE_STREAM_SECONDS"]))
+        lifetime = bench.app.config["LIVE_STREAM_SECONDS"]
+        figures = asyncio.run(
+            drive(base, server.pid, teams, args, lifetime, lambda: read_versions(bench, teams))
+        )
     finally:
         stop(server)
     figures.version_mismatches = count_mismatches(bench, teams)
