@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..estimates import Result, aggregate
 from ..extensions import db
@@ -21,7 +21,8 @@ def load_issue(issue_id: int) -> Issue | None:
         sa.select(Issue)
         .where(Issue.id == issue_id)
         .options(
-            selectinload(Issue.group).selectinload(Group.memberships).selectinload(Membership.user),
+            # Many-to-one in the same statement, one-to-many in one more each: six round trips.
+            joinedload(Issue.group).selectinload(Group.memberships).joinedload(Membership.user),
             # A ballot's user is loaded only when it is not a member's (voter_list): rarely.
             selectinload(Issue.rounds).selectinload(Round.ballots),
             selectinload(Issue.rounds).selectinload(Round.tallies),
