@@ -22,6 +22,10 @@ first vote until the last screen was updated (the fan-out included); how busy th
 and how much of it the host of a virtual machine took away (from /proc): a run on a machine near
 100 % measures the machine as much as the server.
 
+The pages' streams come from one loopback address per 100 pages (127.0.1.1, 127.0.1.2, …), as
+offices do: the server holds at most LIVE_STREAMS_PER_ADDRESS (500) streams of one address in each
+process, and answers more with 429 (the page then polls).
+
 Users, groups and issues are made directly in the database and the session cookies signed with
 the server's key. Uses DATABASE_URL when set (PostgreSQL), else a fresh SQLite file. This script,
 the server and anything else running share the machine's cores. Loopback only; every wait is
@@ -79,6 +83,7 @@ PAGE = "room"
 CONNECT_WAIT = 300.0
 DRAIN_WAIT = 10.0
 SETTLE_WAIT = 30.0
+PER_ADDRESS = 100  # pages behind one address: a large office's meeting
 #: The body's attributes that link a live page to its stream.
 BODY = re.compile(rb"<body\b[^>]*>", re.S)
 ATTRIBUTE = re.compile(r'\s(data-live-[\w-]+)="([^"]*)"')
@@ -553,13 +558,18 @@ async def drive(
     participants = sum(len(team.members) for team in teams)
     tally = Tally(pages=participants)
     loading, gate = asyncio.Semaphore(LOADING), asyncio.Semaphore(CONNECTING)
-    streams = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # No read timeout: re-arming it at every event cost this process a third of its time.
-        # A stream that stops sending shows as screens missing from the count.
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None),
-    )
+    # People come from many addresses (the server holds at most LIVE_STREAMS_PER_ADDRESS streams of
+    # one address in each process): an office of PER_ADDRESS pages on each loopback address.
+    streams = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, local_addr=(address, 0)),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # No read timeout: re-arming it at every event cost this process a third of its time.
+            # A stream that stops sending shows as screens missing from the count.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None),
+        )
+        for address in client_addresses(math.ceil(participants / PER_ADDRESS))
+    ]
     # A connection of its own per page load: one kept from an earlier load may be closed by the
     # server (gunicorn keeps an idle one 2 s) just as it is reused, which the load would not survive.
     loads = aiohttp.ClientSession(
@@ -574,9 +584,12 @@ async def drive(
     )
     began = time.monotonic()
     pages = [
-        asyncio.create_task(page(loads, requests, streams, base, team, login, tally, loading, gate, lifetime))
-        for team in teams
-        for login in team.members
+        asyncio.create_task(
+            page(
+                loads, requests, streams[n % len(streams)], base, team, login, tally, loading, gate, lifetime
+            )
+        )
+        for n, (team, login) in enumerate((team, login) for team in teams for login in team.members)
     ]
     try:
         try:
@@ -614,10 +627,16 @@ async def drive(
         for task in pages:
             task.cancel()
         await asyncio.gather(*pages, return_exceptions=True)
-        await streams.close()
+        for session in streams:
+            await session.close()
         await requests.close()
         await loads.close()
     return summarize(teams, votes, moves, tally, connect_time, idle, cpu, voting, client_cpu, machine, memory)
+
+
+def client_addresses(count: int) -> list[str]:
+    """This many loopback addresses to send from (all of 127.0.0.0/8 reaches this machine)."""
+    return [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(count)]
 
 
 async def settle(teams: list[Team], versions: Callable[[], dict[int, int]]) -> None:
