@@ -202,3 +202,34 @@ def test_a_lost_key_reaches_the_open_pages_within_two_seconds_without_anyone_vot
     assert received[-1][0] - lost_at < 2.0, "the pages learnt it too late"
     assert "0 of 3" in received[0][2]["regions"]["voters"]
     assert team["owner"].get(f"/api/issues/{issue_id}").get_json()["votes_cast"] == 0
+
+
+def test_an_edit_of_the_issue_reaches_its_status_page_with_its_details(app, team, monkeypatch):
+    """The facilitator rewrites the issue's long description and the group's small-votes setting:
+    a member's open status page gets both, as it gets the heading."""
+    status = f"/issues/{team['issue']}"
+    shown = version_of(team["carol"], status)
+    monkeypatch.setitem(app.config, "LIVE_STREAM_SECONDS", 3.0)
+    sent: list[tuple[str, Any]] = []
+    listening = threading.Thread(
+        target=lambda: sent.extend(events(team["carol"], team["group"], f"issue-{team['issue']}", shown))
+    )
+    listening.start()
+    time.sleep(0.5)  # the stream is open (the page shows `shown`) when Olivia edits
+    edit = f"/issues/{team['issue']}/edit"
+    token = TOKEN.search(team["owner"].get(edit).get_data(as_text=True))[1]  # type: ignore[index]
+    answer = team["owner"].post(
+        edit,
+        data={"csrf_token": token, "key": "PROJ-1", "description": "Short", "details": "Steps: <b>one</b>"},
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    listening.join()
+    regions = {name for name, data in sent if name == "regions" for name in data["regions"]}
+    assert {"heading", "details"} <= regions
+    details = next(
+        data["regions"]["details"]
+        for name, data in sent
+        if name == "regions" and "details" in data["regions"]
+    )
+    assert "Steps: &lt;b&gt;one&lt;/b&gt;" in details
+    assert "Steps: &lt;b&gt;one&lt;/b&gt;" in team["carol"].get(status).get_data(as_text=True)

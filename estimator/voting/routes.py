@@ -76,7 +76,9 @@ def issue_page(
 
 
 @live_view(
-    "issue", "voting/status.html", ("heading", "timer", "vote", "result", "controls", "voters", "history")
+    "issue",
+    "voting/status.html",
+    ("heading", "details", "small-votes", "timer", "vote", "result", "controls", "voters", "history"),
 )
 def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, Any] | None:
     """What the status page of an issue shows a viewer in this role (their own card aside)."""
