@@ -78,6 +78,7 @@
 
   // Regions the person is typing in wait until they leave them.
   const waiting = new Map();
+  // What the server last sent for each region, comparable (below); at first, what the page shows.
   const sent = new Map();
   document.querySelectorAll("[data-live][id]").forEach((region) => {
     const content = document.createDocumentFragment();
