@@ -102,6 +102,9 @@ class Config:
     DATABASE_PREPARED_STATEMENTS = os.environ.get("DATABASE_PREPARED_STATEMENTS") or "1"
     # Memory each process may spend on live regions and JSON states shared by their viewers, in bytes.
     LIVE_CACHE_BYTES = 32 * 1024 * 1024
+    # Whether the workers of one machine share their live builds (estimator/live/shelf.py): one
+    # render per change instead of one per worker. Only with the one-machine (shm) ballot key store.
+    LIVE_SHARED_BUILDS = os.environ.get("LIVE_SHARED_BUILDS", "1").strip().lower() not in {"0", "false", "no"}
 
     # Log lines as `text` or as `json` objects (one a line, with the request id); see docs/deploy.md.
     LOG_FORMAT = os.environ.get("LOG_FORMAT") or "text"

@@ -415,16 +415,22 @@ def key_store_from_uri(uri: str) -> KeyStore:
 
 
 def default_key_folder(instance_path: str) -> str:
-    """The one-machine store's folder: made once with an unguessable name under /dev/shm (the temp
-    dir without one, which is on disk: use Redis), and recorded in the instance folder.
+    """The one-machine store's folder (see machine_folder)."""
+    return machine_folder(instance_path, "ballot_key_folder", "estimator-keys-")
+
+
+def machine_folder(instance_path: str, name: str, prefix: str) -> str:
+    """A folder private to this machine's workers: made once with an unguessable name (`prefix…`)
+    under /dev/shm (the temp dir without one, which is on disk: use Redis for the keys), and
+    recorded in the instance folder under `name`.
 
     A folder someone else could have made first is never used: a recorded folder that is gone (a
     reboot empties /dev/shm) or is not this user's private one is replaced by a new one. Workers
     starting together take a lock, so they all agree on one folder.
     """
     Path(instance_path).mkdir(parents=True, exist_ok=True)
-    record = Path(instance_path) / "ballot_key_folder"
-    with open(Path(instance_path) / ".ballot_key_folder.lock", "a") as lock:  # noqa: PTH123  # flock needs the file
+    record = Path(instance_path) / name
+    with open(Path(instance_path) / f".{name}.lock", "a") as lock:  # noqa: PTH123  # flock needs the file
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             folder = record.read_text().strip()
@@ -433,7 +439,7 @@ def default_key_folder(instance_path: str) -> str:
         if folder and _private_folder(folder):
             return folder
         root = SHM_ROOT if os.path.isdir(SHM_ROOT) else tempfile.gettempdir()
-        folder = tempfile.mkdtemp(prefix="estimator-keys-", dir=root)
+        folder = tempfile.mkdtemp(prefix=prefix, dir=root)
         with tempfile.NamedTemporaryFile("w", dir=instance_path, delete=False) as handle:
             handle.write(folder + "\n")
         os.replace(handle.name, record)

@@ -38,11 +38,13 @@ from werkzeug.exceptions import TooManyRequests
 
 from ..errors import RETRY_AFTER
 from ..extensions import db
+from ..sealing import SharedMemoryKeyStore, machine_folder
 from .board import VersionBoard, Watched
 from .cache import VersionCache
 from .presence import present_users
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
 from .seen import Seen, etag, key_fingerprint, member_sees, tag_matches
+from .shelf import Shelf
 from .stencils import Filler, personal
 from .streams import Holding, StreamSlots
 
@@ -296,6 +298,10 @@ def register_live(app: Flask) -> None:
     app.extensions["live_regions"] = VersionCache[Any](budget * 3 // 4)
     app.extensions["live_json"] = VersionCache[bytes](budget // 4)
     app.extensions["live_roles"] = {}
+    # This machine's workers share their builds where they share their ballot keys: in memory.
+    if isinstance(app.extensions["ballot_keys"], SharedMemoryKeyStore) and app.config["LIVE_SHARED_BUILDS"]:
+        folder = lambda: machine_folder(app.instance_path, "live_build_folder", "estimator-builds-")  # noqa: E731
+        app.extensions["live_shelf"] = Shelf(folder, app.config["SQLALCHEMY_DATABASE_URI"])
     app.extensions["live_streams"] = StreamSlots()
     app.jinja_env.globals.update(personal=personal)
 

@@ -12,10 +12,11 @@ its event stream: a vote in a room of ten costs one render per process, not ten 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,11 +24,13 @@ from flask import current_app
 from flask_babel import get_locale
 from jinja2 import Environment, nodes
 from jinja2_fragments import render_block
+from markupsafe import Markup
 
 from ..extensions import db
 from ..models import Role, takes_part
 from .cache import VersionCache
 from .seen import Seen
+from .shelf import Shelf
 from .stencils import Filler, Holes, Stencil
 
 
@@ -143,7 +146,7 @@ def built(asked: Asked, seen: Seen) -> Built:
     cache: VersionCache[Variants] = current_app.extensions["live_regions"]
 
     def build() -> Variants:
-        return render(asked, seen, wanted)
+        return rendered(asked, seen, wanted, key)
 
     def size(variants: Variants) -> int:
         return sum(variant.size for variant in variants.values())
@@ -151,9 +154,69 @@ def built(asked: Asked, seen: Seen) -> Built:
     subject = (seen.group_id, seen.created_at)
     variants = cache.get_or_build(key, build, subject=subject, version=seen.version, size=size)
     if seen.role not in variants:  # a role first seen after this version was rendered
-        variants = {**variants, **render(asked, seen, frozenset({seen.role}))}
+        variants = {**variants, **rendered(asked, seen, frozenset({seen.role}), key)}
         cache.put(key, variants, size(variants), subject=subject, version=seen.version)
     return variants[seen.role]
+
+
+def rendered(asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable) -> Variants:
+    """These roles' variants: those another worker of this machine left on the shelf, read; the
+    rest rendered here and left there for the others (shelf.py)."""
+    shelf: Shelf | None = current_app.extensions.get("live_shelf")
+    if shelf is None:
+        return render(asked, seen, roles)
+    names = {role: hashlib.sha256(repr((key, role)).encode()).hexdigest()[:32] for role in roles}
+    found: Variants = {}
+    for role, name in names.items():
+        data = shelf.get(seen.group_id, seen.version, name)
+        variant = decoded(data) if data is not None else None
+        if variant is not None and variant.version == seen.version:
+            found[role] = variant
+    missing = roles - found.keys()
+    if missing:
+        fresh = render(asked, seen, frozenset(missing))
+        for role, variant in fresh.items():
+            shelf.put(seen.group_id, seen.version, names[role], encoded(variant))
+        found |= fresh
+    return found
+
+
+def encoded(variant: Built) -> bytes:
+    """A variant as the shelf keeps it: JSON, its holes' arguments marked when they are markup."""
+
+    def stencil(each: Stencil) -> list[Any]:
+        holes = [
+            [name, [{"html": str(arg)} if isinstance(arg, Markup) else arg for arg in args]]
+            for name, args in each.holes
+        ]
+        return [list(each.pieces), holes, each.digest]
+
+    regions = {name: stencil(each) for name, each in variant.regions.items()}
+    return json.dumps(
+        {"version": variant.version, "title": stencil(variant.title), "regions": regions}
+    ).encode()
+
+
+def decoded(data: bytes) -> Built | None:
+    """The variant `encoded` wrote, or None for anything else."""
+
+    def stencil(item: list[Any]) -> Stencil:
+        pieces, holes, digest = item
+        return Stencil(
+            tuple(str(piece) for piece in pieces),
+            tuple(
+                (str(name), tuple(Markup(arg["html"]) if isinstance(arg, dict) else arg for arg in args))
+                for name, args in holes
+            ),
+            str(digest),
+        )
+
+    try:
+        found = json.loads(data)
+        regions = {str(name): stencil(item) for name, item in found["regions"].items()}
+        return Built(int(found["version"]), stencil(found["title"]), regions)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:

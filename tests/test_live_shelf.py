@@ -1,0 +1,132 @@
+"""The workers of one machine share their builds: a change is rendered once, not once per worker,
+and what they share holds nothing of any viewer."""
+
+import json
+import os
+import re
+import stat
+
+import pytest
+
+from estimator.live import regions as live_regions
+from tests.conftest import vote
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def _quiet(no_presence):
+    """What these tests count of a change is not mixed with the pages' own arrivals."""
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """Each render of a view's variants, in any app of this process: the view and its roles."""
+    counted: list[str] = []
+    real = live_regions.render
+
+    def counting(asked, seen, roles):
+        counted.append(f"{asked.name}:{'+'.join(sorted(roles))}")
+        return real(asked, seen, roles)
+
+    monkeypatch.setattr(live_regions, "render", counting)
+    return counted
+
+
+@pytest.fixture
+def second_worker(make_app, team):
+    """Another worker of the same machine: an app on the same database and instance folder, with
+    Bob's and Carol's browsers (their session cookies) pointed at it."""
+    worker = make_app()
+    clients = {}
+    for name in ("bob", "carol"):
+        client = worker.test_client()
+        client.set_cookie("session", team[name].get_cookie("session").value)
+        clients[name] = client
+    return worker, clients
+
+
+def regions(client, group_id: int, view: str) -> dict:
+    response = client.get(f"/api/groups/{group_id}/regions?view={view}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def without_tokens(found: dict) -> dict:
+    return {**found, "regions": {name: TOKEN.sub("", html) for name, html in found["regions"].items()}}
+
+
+def shelved(app, group_id: int) -> dict[str, bytes]:
+    folder = app.extensions["live_shelf"].root / str(group_id)
+    return {entry.name: entry.read_bytes() for entry in folder.iterdir()} if folder.exists() else {}
+
+
+def test_the_second_worker_reads_the_first_ones_build_instead_of_rendering(app, team, second_worker, renders):
+    worker, on_second = second_worker
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    group = team["group"]
+
+    first = regions(team["bob"], group, "room")
+    assert renders == ["room:member"]
+    again = regions(on_second["bob"], group, "room")
+    assert renders == ["room:member"]  # read from the shelf: no load, no render
+    assert without_tokens(again) == without_tokens(first)
+    regions(on_second["carol"], group, "room")
+    assert renders == ["room:member"]
+
+    # A vote is a new version: rendered once more, by whichever worker is asked first, and the
+    # group's older version leaves the shelf.
+    before = set(shelved(app, group))
+    assert vote(team["carol"], team["issue"], "5").status_code in (200, 302)
+    after_vote = regions(on_second["bob"], group, "room")
+    assert renders == ["room:member", "room:member"]
+    assert "1 of 3" in after_vote["regions"]["voters"]
+    assert regions(team["bob"], group, "room")["regions"]["voters"] == after_vote["regions"]["voters"]
+    assert renders == ["room:member", "room:member"]
+    now = set(shelved(app, group))
+    assert now and not now & before
+    assert {name.split("-")[0] for name in now} == {str(after_vote["version"])}
+
+
+def test_what_workers_share_holds_nobody_s_own_parts(app, team, second_worker, renders):
+    """The group page marks the viewer "(you)", and the facilitator's forms carry her token: Bob's
+    build, read by Carol's worker, shows Carol as herself, and the shelf holds no token or mark."""
+    worker, on_second = second_worker
+    group = team["group"]
+    bobs = regions(team["bob"], group, "group")
+    olivias = regions(team["owner"], group, "group")  # her forms carry her token
+    carols = regions(on_second["carol"], group, "group")
+    assert renders == ["group:member", "group:owner"]
+    members = lambda found: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found["regions"]["members"]))  # noqa: E731
+    assert "Bob (you)" in members(bobs) and "Carol (you)" not in members(bobs)
+    assert "Carol (you)" in members(carols) and "Bob (you)" not in members(carols)
+
+    files = shelved(app, group)
+    assert files
+    tokens = {token for html in olivias["regions"].values() for token in TOKEN.findall(html)}
+    assert tokens
+    for data in files.values():
+        assert not any(token in data.decode() for token in tokens)
+        variant = json.loads(data)
+        for pieces, _holes, _digest in [variant["title"], *variant["regions"].values()]:
+            assert "(you)" not in "".join(pieces)  # only a hole for each member, filled per viewer
+    # The machine's folder is this user's alone, as the key store's is.
+    folder = app.extensions["live_shelf"].root.parent
+    info = os.lstat(folder)
+    assert info.st_uid == os.getuid() and not stat.S_IMODE(info.st_mode) & 0o077
+
+
+def test_a_damaged_build_on_the_shelf_is_rendered_again(app, make_app, team, second_worker, renders):
+    worker, on_second = second_worker
+    group = team["group"]
+    regions(team["bob"], group, "room")
+    for name in shelved(app, group):
+        (app.extensions["live_shelf"].root / str(group) / name).write_bytes(b'{"version": "half')
+    found = regions(on_second["bob"], group, "room")
+    assert renders == ["room:member", "room:member"]
+    assert "Waiting for the facilitator" in found["regions"]["room-heading"]
+
+
+def test_workers_share_nothing_when_told_not_to(make_app):
+    worker = make_app(LIVE_SHARED_BUILDS=False)
+    assert "live_shelf" not in worker.extensions
