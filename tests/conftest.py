@@ -134,6 +134,9 @@ def make_app(schema, key_store_uri, tmp_path):
         return app
 
     yield make
+    shelf = tmp_path / "live_build_folder"  # the workers' shared builds, in memory: gone with the test
+    if shelf.exists():
+        shutil.rmtree(shelf.read_text().strip(), ignore_errors=True)
     for app in made:
         app.extensions["instances"].stop()  # a serving app's heartbeat ends with its test
         app.extensions["live_board"].stop()  # and its watcher, which writes who has pages open
