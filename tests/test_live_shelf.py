@@ -5,10 +5,14 @@ import json
 import os
 import re
 import stat
+import threading
+import time
+from typing import Any
 
 import pytest
 
 from estimator.live import regions as live_regions
+from estimator.live.shelf import Shelf
 from tests.conftest import vote
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -46,19 +50,22 @@ def second_worker(make_app, team):
     return worker, clients
 
 
-def regions(client, group_id: int, view: str) -> dict:
+def regions(client, group_id: int, view: str) -> dict[str, Any]:
     response = client.get(f"/api/groups/{group_id}/regions?view={view}")
     assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
+    found: dict[str, Any] = response.get_json()
+    return found
 
 
-def without_tokens(found: dict) -> dict:
+def without_tokens(found: dict[str, Any]) -> dict[str, Any]:
     return {**found, "regions": {name: TOKEN.sub("", html) for name, html in found["regions"].items()}}
 
 
 def shelved(app, group_id: int) -> dict[str, bytes]:
     folder = app.extensions["live_shelf"].root / str(group_id)
-    return {entry.name: entry.read_bytes() for entry in folder.iterdir()} if folder.exists() else {}
+    if not folder.exists():
+        return {}
+    return {entry.name: entry.read_bytes() for entry in folder.iterdir() if not entry.name.endswith(".claim")}
 
 
 def test_the_second_worker_reads_the_first_ones_build_instead_of_rendering(app, team, second_worker, renders):
@@ -130,3 +137,38 @@ def test_a_damaged_build_on_the_shelf_is_rendered_again(app, make_app, team, sec
 def test_workers_share_nothing_when_told_not_to(make_app):
     worker = make_app(LIVE_SHARED_BUILDS=False)
     assert "live_shelf" not in worker.extensions
+
+
+def test_two_workers_asked_at_once_render_once(app, team, second_worker, renders, monkeypatch):
+    """Both workers wake for the same change at the same moment: the second waits for the first's
+    rendering (slowed here) instead of rendering the same."""
+    worker, on_second = second_worker
+    counting = live_regions.render
+
+    def slow(asked, seen, roles):
+        time.sleep(0.2)
+        return counting(asked, seen, roles)
+
+    monkeypatch.setattr(live_regions, "render", slow)
+    found: dict[str, dict[str, Any]] = {}
+    first = threading.Thread(target=lambda: found.update(first=regions(team["bob"], team["group"], "room")))
+    first.start()
+    time.sleep(0.05)  # the first worker has claimed the room and is rendering it
+    found["second"] = regions(on_second["carol"], team["group"], "room")
+    first.join()
+    assert renders == ["room:member"]
+    assert without_tokens(found["first"]) == without_tokens(found["second"])
+
+
+def test_a_claim_nobody_fulfils_is_waited_for_a_moment_only(tmp_path):
+    shelf = Shelf(lambda: str(tmp_path), "a database")
+    assert shelf.claim(7, 3, "room") is True
+    assert shelf.claim(7, 3, "room") is False  # another worker renders it
+    started = time.monotonic()
+    assert shelf.wait(7, 3, "room", 0.2) is None  # that worker died: render for yourself
+    assert 0.2 <= time.monotonic() - started < 1
+    later = threading.Timer(0.05, lambda: shelf.put(7, 3, "room", b"built"))
+    later.start()
+    assert shelf.wait(7, 3, "room", 2) == b"built"
+    shelf.put(7, 4, "room", b"newer")
+    assert shelf.get(7, 3, "room") is None and shelf.claim(7, 3, "room") is True  # older versions go

@@ -123,6 +123,8 @@ class Built:
 
 
 _ROLES_LOCK = threading.Lock()
+#: How long a worker waits for a variant another worker of the machine is rendering, in seconds.
+SHELF_WAIT = 0.5
 
 Variants = dict[str, Built]  # role → its variant
 
@@ -168,17 +170,30 @@ def rendered(asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable) -> 
     names = {role: hashlib.sha256(repr((key, role)).encode()).hexdigest()[:32] for role in roles}
     found: Variants = {}
     for role, name in names.items():
-        data = shelf.get(seen.group_id, seen.version, name)
-        variant = decoded(data) if data is not None else None
-        if variant is not None and variant.version == seen.version:
+        if (variant := shelved(shelf, seen, name)) is not None:
             found[role] = variant
+    # What nobody renders yet, this worker renders (and shelves); what another worker claimed, it
+    # waits for, and renders only if that does not come.
     missing = roles - found.keys()
-    if missing:
-        fresh = render(asked, seen, frozenset(missing))
+    mine = frozenset(role for role in missing if shelf.claim(seen.group_id, seen.version, names[role]))
+    if mine:
+        fresh = render(asked, seen, mine)
         for role, variant in fresh.items():
             shelf.put(seen.group_id, seen.version, names[role], encoded(variant))
         found |= fresh
+    for role in missing - mine:
+        if (variant := shelved(shelf, seen, names[role], SHELF_WAIT)) is not None:
+            found[role] = variant
+    if late := roles - found.keys():
+        found |= render(asked, seen, frozenset(late))
     return found
+
+
+def shelved(shelf: Shelf, seen: Seen, name: str, seconds: float = 0.0) -> Built | None:
+    """The variant on the shelf under name at the version seen (waiting up to `seconds` for it)."""
+    data = shelf.wait(seen.group_id, seen.version, name, seconds)
+    variant = decoded(data) if data is not None else None
+    return variant if variant is not None and variant.version == seen.version else None
 
 
 def encoded(variant: Built) -> bytes:

@@ -19,10 +19,14 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: How often a worker looks for what another one is rendering, in seconds.
+WAIT_STEP = 0.005
 
 
 class Shelf:
@@ -50,14 +54,36 @@ class Shelf:
         except OSError:  # not there (yet, or any more), or no folder: render instead
             return None
 
+    def claim(self, group_id: int, version: int, name: str) -> bool:
+        """Say that this worker renders it: True for the first worker to ask, False for the others,
+        which wait for it (`wait`) instead of rendering the same at the same moment. Without a
+        folder every worker renders for itself."""
+        try:
+            # Never the machine's folder itself: one that vanished is not made again, open to all.
+            self.root.mkdir(mode=0o700, exist_ok=True)
+            folder = self.root / str(int(group_id))
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.close(
+                os.open(folder / f"{int(version)}-{name}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            )
+        except FileExistsError:
+            return False
+        except OSError:
+            return True
+        return True
+
+    def wait(self, group_id: int, version: int, name: str, seconds: float) -> bytes | None:
+        """What another worker that claimed it leaves within `seconds`, or None (then render)."""
+        deadline = time.monotonic() + seconds
+        while (data := self.get(group_id, version, name)) is None and time.monotonic() < deadline:
+            time.sleep(WAIT_STEP)  # cooperative under gevent
+        return data
+
     def put(self, group_id: int, version: int, name: str, data: bytes) -> None:
         """Leave data for the other workers, and drop the group's older versions. Failing to write
         costs the others a render of their own, never an error."""
         try:
             folder = self.root / str(int(group_id))
-            # Never the machine's folder itself: one that vanished is not made again, open to all.
-            self.root.mkdir(mode=0o700, exist_ok=True)
-            folder.mkdir(mode=0o700, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=folder, prefix=".new-")
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
