@@ -14,6 +14,7 @@ import pytest
 from estimator.live import regions as live_regions
 from estimator.live.shelf import Shelf
 from tests.conftest import vote
+from tests.helpers import wait_until
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -150,10 +151,12 @@ def test_two_workers_asked_at_once_render_once(app, team, second_worker, renders
         return counting(asked, seen, roles)
 
     monkeypatch.setattr(live_regions, "render", slow)
+    monkeypatch.setattr(live_regions, "SHELF_WAIT", 30.0)  # however slow this machine is now
     found: dict[str, dict[str, Any]] = {}
     first = threading.Thread(target=lambda: found.update(first=regions(team["bob"], team["group"], "room")))
     first.start()
-    time.sleep(0.05)  # the first worker has claimed the room and is rendering it
+    folder = app.extensions["live_shelf"].root / str(team["group"])
+    wait_until(lambda: folder.exists() and any(folder.glob("*.claim")), 5, "the first worker's claim")
     found["second"] = regions(on_second["carol"], team["group"], "room")
     first.join()
     assert renders == ["room:member"]
