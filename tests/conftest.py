@@ -5,7 +5,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,23 @@ def database_of_its_own(url: str, suffix: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture
+def own_database(database_uri, tmp_path) -> Iterator[str]:
+    """A fresh database of this test's own, at the schema's version: one that nothing else of the
+    run writes to (the session's gunicorn server shares the test database)."""
+    place: AbstractContextManager[str]
+    if database_uri.startswith("sqlite"):
+        place = nullcontext(f"sqlite:///{tmp_path / 'own.sqlite'}")
+    else:
+        place = database_of_its_own(database_uri, f"own_{os.getpid()}")
+    with place as uri:
+        app = create_app(make_config(uri))
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+        yield uri
 
 
 def make_config(uri: str, **settings) -> type:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -18,34 +17,17 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 
 from estimator import create_app
 from estimator.extensions import db
 from estimator.instances import InstanceRefused
 from estimator.models import Instance, Issue, Round, utcnow
 from estimator.sealing import filesystem_of
-from tests.conftest import add_issue, create_group, database_of_its_own, invite_path, login, make_config
+from tests.conftest import add_issue, create_group, invite_path, login, make_config
 from tests.helpers import start_redis, stop_redis
 from tests.server import ROOT, free_port, start_gunicorn, stop
 
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture
-def own_database(database_uri, tmp_path) -> Iterator[str]:
-    """A fresh database of this test's own, at the schema's version."""
-    place: AbstractContextManager[str]
-    if database_uri.startswith("sqlite"):
-        place = nullcontext(f"sqlite:///{tmp_path / 'own.sqlite'}")
-    else:
-        place = database_of_its_own(database_uri, f"instances_{os.getpid()}")
-    with place as uri:
-        app = create_app(make_config(uri))
-        with app.app_context():
-            upgrade()
-            db.engine.dispose()
-        yield uri
 
 
 @pytest.fixture

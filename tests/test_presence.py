@@ -20,6 +20,14 @@ from tests.helpers import group_json, text, visible, wait_until
 NUDGE = "The facilitator nudges you: the team is waiting for your vote."
 
 
+@pytest.fixture
+def settings(own_database):
+    """Presence on a database of the test's own: the session's browser server shares the suite's
+    database, and its open pages' presence is written again (as after an outage) whenever a test
+    empties the tables, into whichever group has that id now."""
+    return {"SQLALCHEMY_DATABASE_URI": own_database}
+
+
 def user_id(app, nickname: str) -> int:
     with app.app_context():
         found = db.session.scalar(sa.select(User.id).where(User.nickname == nickname))
