@@ -280,6 +280,22 @@ def estimate(owner, members, issue_id: int, cards: list[str], final: str):
 
 
 @pytest.fixture
+def renders(monkeypatch):
+    """Each render of a live view's variants, in any app of this process: `view:roles`."""
+    from estimator.live import regions as live_regions
+
+    counted: list[str] = []
+    real = live_regions.render
+
+    def counting(asked, seen, roles):
+        counted.append(f"{asked.name}:{'+'.join(sorted(roles))}")
+        return real(asked, seen, roles)
+
+    monkeypatch.setattr(live_regions, "render", counting)
+    return counted
+
+
+@pytest.fixture
 def no_presence(monkeypatch):
     """Pages whose arrival is not written as presence (tests/test_presence.py tests it): in a test
     that counts a page's events or entity tags, its own arrival would be one more change."""

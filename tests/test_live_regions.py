@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from estimator.extensions import db
-from estimator.live import regions as live_regions
 from estimator.models import Round
 from estimator.sealing import ballot_keys
 from tests.conftest import join, vote
@@ -42,20 +41,6 @@ def version_of(client, path: str) -> int:
 def _streams(streams_held, no_presence):
     """Streams are served in-process as a gevent worker serves them; what these tests count of a
     change is not mixed with the pages' own arrivals."""
-
-
-@pytest.fixture
-def renders(monkeypatch):
-    """How many times each view's regions were rendered."""
-    counted: list[str] = []
-    real = live_regions.render
-
-    def counting(asked, seen, roles):
-        counted.append(f"{asked.name}:{'+'.join(sorted(roles))}")
-        return real(asked, seen, roles)
-
-    monkeypatch.setattr(live_regions, "render", counting)
-    return counted
 
 
 def test_a_vote_reaches_the_room_as_its_changed_regions_only(app, team, monkeypatch):

@@ -25,20 +25,6 @@ def _quiet(no_presence):
 
 
 @pytest.fixture
-def renders(monkeypatch):
-    """Each render of a view's variants, in any app of this process: the view and its roles."""
-    counted: list[str] = []
-    real = live_regions.render
-
-    def counting(asked, seen, roles):
-        counted.append(f"{asked.name}:{'+'.join(sorted(roles))}")
-        return real(asked, seen, roles)
-
-    monkeypatch.setattr(live_regions, "render", counting)
-    return counted
-
-
-@pytest.fixture
 def second_worker(make_app, team):
     """Another worker of the same machine: an app on the same database and instance folder, with
     Bob's and Carol's browsers (their session cookies) pointed at it."""
