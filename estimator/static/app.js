@@ -123,8 +123,8 @@
 
   // What the server last sent for each region, as compared: the page's own touches since (its
   // voter's card, a busy button) are not the server's. A page that loaded just before a change is
-  // sent every region once; those the change left alone differ only in the white space between
-  // tags (regions come without the page's indentation), in their CSRF tokens (each page load signs
+  // sent every region once; those the change left alone differ only in white space between tags
+  // and in indentation (regions come without the page's), in their CSRF tokens (each page load signs
   // its own, all valid for the whole session) and in the voter's own card (only the page itself
   // has it), so none of these counts.
   function comparable(content) {
@@ -134,7 +134,7 @@
     const blank = [];
     while (walker.nextNode()) {
       const text = walker.currentNode;
-      if (text.data.trim()) text.data = text.data.replace(/\s+/g, " ");
+      if (text.data.trim()) text.data = text.data.replace(/[ \t]*\n[ \t]*/g, "\n"); // line breaks stay: a description's count
       else blank.push(text);
     }
     blank.forEach((text) => text.remove());
