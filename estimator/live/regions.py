@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 from flask import current_app
 from flask_babel import get_locale
 from jinja2 import Environment, nodes
-from jinja2_fragments import render_block
 from markupsafe import Markup
 
+from ..database import INTENT, READ
 from ..extensions import db
 from ..models import Role, takes_part
 from .cache import VersionCache
@@ -237,6 +237,7 @@ def decoded(data: bytes) -> Built | None:
 def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
     """Load what the view shows once, and render its title and regions for each of these roles,
     with holes for the viewer."""
+    reading = INTENT.set(READ)  # a build only reads: on PostgreSQL, without BEGIN and ROLLBACK
     try:
         context = asked.view.build(seen.group_id, asked.arg, seen.role)
         if context is None:
@@ -249,18 +250,26 @@ def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
             variants[role] = render_variant(asked.view, seen.version, context | {"membership": seat})
     finally:
         db.session.close()  # a stream holds no database connection while it waits
+        INTENT.reset(reading)
     return variants
 
 
 def render_variant(view: View, version: int, context: dict[str, Any]) -> Built:
-    """The view's title and regions in this context, cut at their holes."""
+    """The view's title and regions in this context, cut at their holes: each a block of the
+    view's template, all rendered in one template context (a block's own variables stay its own)."""
     environment = current_app.jinja_env
+    template = environment.get_template(view.template)
+    blocks = template.new_context(context)
+
+    def block(name: str) -> str:
+        try:
+            return environment.concat(template.blocks[name.replace("-", "_")](blocks))
+        except Exception:
+            environment.handle_exception()
+
     with Holes() as holes:
-        title = holes.cut(render_block(environment, view.template, "title", **context))
-        regions = {
-            name: holes.cut(render_block(environment, view.template, name.replace("-", "_"), **context))
-            for name in view.regions
-        }
+        title = holes.cut(block("title"))
+        regions = {name: holes.cut(block(name)) for name in view.regions}
     return Built(version, title, regions)
 
 
