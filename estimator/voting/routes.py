@@ -26,7 +26,7 @@ from ..trackers.sync import Outgoing, automatic, deliver
 from . import bp, rules
 from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
-from .state import issue_state, joined_late, load_issue, seconds_left, voted_now
+from .state import issue_state, joined_late, load_current_issue, load_issue, seconds_left, voted_now
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
 VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
@@ -129,15 +129,20 @@ ROOM_REGIONS = (
 @live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
-    group = db.session.get(Group, group_id)
+    issue = load_current_issue(group_id)  # with its group, in one statement
+    group = issue.group if issue is not None else db.session.get(Group, group_id)
     if group is None:
         return None
-    return room_page(group, Seat.of(role, group.facilitator_votes), None)
+    return room_page(group, Seat.of(role, group.facilitator_votes), None, issue)
 
 
-def room_page(group: Group, seat: Membership | Seat, viewer_id: int | None) -> dict[str, Any]:
-    """The room's template context; the own card of `viewer_id` when the page is theirs alone."""
-    issue = load_issue(group.current_issue_id) if group.current_issue_id else None
+def room_page(
+    group: Group, seat: Membership | Seat, viewer_id: int | None, issue: Issue | None = None
+) -> dict[str, Any]:
+    """The room's template context; the own card of `viewer_id` when the page is theirs alone.
+    `issue`: the room's current issue when the caller loaded it already (load_current_issue)."""
+    if issue is None and group.current_issue_id:
+        issue = load_issue(group.current_issue_id)
     if issue is not None:
         own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else None
         page = issue_page(issue, seat, own)

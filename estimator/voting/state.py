@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, defaultload, joinedload, selectinload
 
 from ..estimates import Result, aggregate
 from ..extensions import db
@@ -18,16 +18,30 @@ from .rules import counted_voters, key_alive
 def load_issue(issue_id: int) -> Issue | None:
     """The issue with its group's members, its rounds, their ballots and tallies loaded."""
     return db.session.scalar(
-        sa.select(Issue)
-        .where(Issue.id == issue_id)
-        .options(
-            # Many-to-one in the same statement, one-to-many in one more each: six round trips.
-            joinedload(Issue.group).selectinload(Group.memberships).joinedload(Membership.user),
-            # A ballot's user is loaded only when it is not a member's (voter_list): rarely.
-            selectinload(Issue.rounds).selectinload(Round.ballots),
-            selectinload(Issue.rounds).selectinload(Round.tallies),
-        )
+        sa.select(Issue).where(Issue.id == issue_id).options(joinedload(Issue.group), *LOADED_WITH_ISSUE)
     )
+
+
+def load_current_issue(group_id: int) -> Issue | None:
+    """The issue the group's room is on, loaded as load_issue loads it, from the group's id: None
+    when the room has none (or the group is gone)."""
+    return db.session.scalar(
+        sa.select(Issue)
+        .join(Group, Group.current_issue_id == Issue.id)
+        .where(Group.id == group_id)
+        .options(contains_eager(Issue.group), *LOADED_WITH_ISSUE)
+    )
+
+
+#: What comes with an issue besides its group (in the same statement): five statements in all.
+LOADED_WITH_ISSUE = (
+    # One-to-many in one more statement each; a member's user with the member.
+    defaultload(Issue.group).selectinload(Group.memberships).joinedload(Membership.user),
+    # A round's ballots with the rounds (an issue has a round or two, a round at most one ballot
+    # per member); a ballot's user is loaded only when it is not a member's (voter_list): rarely.
+    selectinload(Issue.rounds).joinedload(Round.ballots),
+    selectinload(Issue.rounds).selectinload(Round.tallies),
+)
 
 
 def round_result(issue: Issue, round_: Round) -> Result | None:
