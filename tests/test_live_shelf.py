@@ -52,7 +52,11 @@ def shelved(app, group_id: int) -> dict[str, bytes]:
     folder = app.extensions["live_shelf"].root / str(group_id)
     if not folder.exists():
         return {}
-    return {entry.name: entry.read_bytes() for entry in folder.iterdir() if not entry.name.endswith(".claim")}
+    return {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if not entry.name.endswith(".claim") and not entry.name.startswith("mark-")
+    }
 
 
 def test_the_second_worker_reads_the_first_ones_build_instead_of_rendering(app, team, second_worker, renders):
@@ -82,6 +86,27 @@ def test_the_second_worker_reads_the_first_ones_build_instead_of_rendering(app, 
     assert {name.split("-")[0] for name in now} == {str(after_vote["version"])}
 
 
+def test_a_change_is_loaded_once_for_the_machine_whoever_each_worker_serves(app, team, second_worker, renders):
+    """Bob's page is on one worker, the facilitator's on the other: whichever wakes first for a
+    change renders it for both roles from one load, and the other reads both from the shelf."""
+    worker, on_second = second_worker
+    owner = worker.test_client()
+    owner.set_cookie("session", team["owner"].get_cookie("session").value)
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    group = team["group"]
+    regions(team["bob"], group, "room")
+    regions(owner, group, "room")
+    assert renders == ["room:member", "room:owner"]  # each worker learns the other's role
+
+    assert vote(team["carol"], team["issue"], "5").status_code in (200, 302)
+    bobs = regions(team["bob"], group, "room")
+    assert renders[2:] == ["room:member+owner"]
+    facilitators = regions(owner, group, "room")
+    assert renders[3:] == []  # read from the shelf: no second load of the room
+    assert "1 of 3" in bobs["regions"]["voters"] and "1 of 3" in facilitators["regions"]["voters"]
+    assert facilitators["regions"]["controls"] != bobs["regions"]["controls"]  # her own buttons
+
+
 def test_what_workers_share_holds_nobody_s_own_parts(app, team, second_worker, renders):
     """The group page marks the viewer "(you)", and the facilitator's forms carry her token: Bob's
     build, read by Carol's worker, shows Carol as herself, and the shelf holds no token or mark."""
@@ -101,9 +126,9 @@ def test_what_workers_share_holds_nobody_s_own_parts(app, team, second_worker, r
     assert tokens
     for data in files.values():
         assert not any(token in data.decode() for token in tokens)
-        variant = json.loads(data)
-        for pieces, _holes, _digest in [variant["title"], *variant["regions"].values()]:
-            assert "(you)" not in "".join(pieces)  # only a hole for each member, filled per viewer
+        for variant in json.loads(data).values():  # by role
+            for pieces, _holes, _digest in [variant["title"], *variant["regions"].values()]:
+                assert "(you)" not in "".join(pieces)  # only a hole for each member, filled per viewer
     # The machine's folder is this user's alone, as the key store's is.
     folder = app.extensions["live_shelf"].root.parent
     info = os.lstat(folder)

@@ -162,42 +162,46 @@ def built(asked: Asked, seen: Seen) -> Built:
 
 
 def rendered(asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable) -> Variants:
-    """These roles' variants: those another worker of this machine left on the shelf, read; the
-    rest rendered here and left there for the others (shelf.py)."""
+    """These roles' variants: read from the shelf when another worker of this machine left them
+    there; else rendered here from one load of the group, for these roles and every other role a
+    worker of the machine shows the group's views to, and left there for the others (shelf.py).
+    One load per version for the machine, whichever worker wakes first and whoever it serves."""
     shelf: Shelf | None = current_app.extensions.get("live_shelf")
     if shelf is None:
         return render(asked, seen, roles)
-    names = {role: hashlib.sha256(repr((key, role)).encode()).hexdigest()[:32] for role in roles}
-    found: Variants = {}
-    for role, name in names.items():
-        if (variant := shelved(shelf, seen, name)) is not None:
-            found[role] = variant
-    # What nobody renders yet, this worker renders (and shelves); what another worker claimed, it
-    # waits for, and renders only if that does not come.
-    missing = roles - found.keys()
-    mine = frozenset(role for role in missing if shelf.claim(seen.group_id, seen.version, names[role]))
-    if mine:
-        fresh = render(asked, seen, mine)
-        for role, variant in fresh.items():
-            shelf.put(seen.group_id, seen.version, names[role], encoded(variant))
-        found |= fresh
-    for role in missing - mine:
-        if (variant := shelved(shelf, seen, names[role], SHELF_WAIT)) is not None:
-            found[role] = variant
-    if late := roles - found.keys():
-        found |= render(asked, seen, frozenset(late))
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    for role in roles:
+        shelf.mark(seen.group_id, f"role-{role}")
+    found = shelved(shelf, seen, name)
+    if found is None and shelf.claim(seen.group_id, seen.version, name):
+        everybody = {mark.removeprefix("role-") for mark in shelf.marks(seen.group_id)} & ROLES
+        found = render(asked, seen, roles | everybody)
+        shelf.put(seen.group_id, seen.version, name, encoded(found))
+        return found
+    if found is None:  # another worker claimed it: wait for it, and render only if it does not come
+        found = shelved(shelf, seen, name, SHELF_WAIT) or {}
+    if late := roles - found.keys():  # a role that worker did not know of yet (or a damaged file)
+        found = found | render(asked, seen, frozenset(late))
+        shelf.put(seen.group_id, seen.version, name, encoded(found))
     return found
 
 
-def shelved(shelf: Shelf, seen: Seen, name: str, seconds: float = 0.0) -> Built | None:
-    """The variant on the shelf under name at the version seen (waiting up to `seconds` for it)."""
+#: The roles a variant may be rendered for (marks on the shelf name them).
+ROLES = frozenset(role.value for role in Role)
+
+
+def shelved(shelf: Shelf, seen: Seen, name: str, seconds: float = 0.0) -> Variants | None:
+    """The variants on the shelf under name at the version seen (waiting up to `seconds` for them)."""
     data = shelf.wait(seen.group_id, seen.version, name, seconds)
-    variant = decoded(data) if data is not None else None
-    return variant if variant is not None and variant.version == seen.version else None
+    variants = decoded(data) if data is not None else None
+    if variants is None or any(variant.version != seen.version for variant in variants.values()):
+        return None
+    return variants
 
 
-def encoded(variant: Built) -> bytes:
-    """A variant as the shelf keeps it: JSON, its holes' arguments marked when they are markup."""
+def encoded(variants: Variants) -> bytes:
+    """Variants as the shelf keeps them: JSON by role, their holes' arguments marked when they are
+    markup."""
 
     def stencil(each: Stencil) -> list[Any]:
         holes = [
@@ -206,14 +210,20 @@ def encoded(variant: Built) -> bytes:
         ]
         return [list(each.pieces), holes, each.digest]
 
-    regions = {name: stencil(each) for name, each in variant.regions.items()}
     return json.dumps(
-        {"version": variant.version, "title": stencil(variant.title), "regions": regions}
+        {
+            role: {
+                "version": variant.version,
+                "title": stencil(variant.title),
+                "regions": {name: stencil(each) for name, each in variant.regions.items()},
+            }
+            for role, variant in variants.items()
+        }
     ).encode()
 
 
-def decoded(data: bytes) -> Built | None:
-    """The variant `encoded` wrote, or None for anything else."""
+def decoded(data: bytes) -> Variants | None:
+    """The variants `encoded` wrote, or None for anything else."""
 
     def stencil(item: list[Any]) -> Stencil:
         pieces, holes, digest = item
@@ -227,9 +237,15 @@ def decoded(data: bytes) -> Built | None:
         )
 
     try:
-        found = json.loads(data)
-        regions = {str(name): stencil(item) for name, item in found["regions"].items()}
-        return Built(int(found["version"]), stencil(found["title"]), regions)
+        return {
+            str(role): Built(
+                int(found["version"]),
+                stencil(found["title"]),
+                {str(name): stencil(item) for name, item in found["regions"].items()},
+            )
+            for role, found in json.loads(data).items()
+            if role in ROLES
+        }
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 

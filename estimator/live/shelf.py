@@ -39,6 +39,7 @@ class Shelf:
         # One database's groups under one name: servers of other databases (tests, a staging copy
         # beside production) sharing the folder never read each other's group 1.
         self._namespace = hashlib.sha256(namespace.encode()).hexdigest()[:16]
+        self._marked: set[tuple[int, str]] = set()
 
     @property
     def root(self) -> Path:
@@ -78,6 +79,31 @@ class Shelf:
         while (data := self.get(group_id, version, name)) is None and time.monotonic() < deadline:
             time.sleep(WAIT_STEP)  # cooperative under gevent
         return data
+
+    def mark(self, group_id: int, word: str) -> None:
+        """Note a word about the group for every worker (`marks`), once per process: which roles
+        its views are shown to, so that whichever worker renders a change renders it for all."""
+        if (group_id, word) in self._marked:
+            return
+        try:
+            self.root.mkdir(mode=0o700, exist_ok=True)  # as in claim: never the machine's folder
+            folder = self.root / str(int(group_id))
+            folder.mkdir(mode=0o700, exist_ok=True)
+            (folder / f"mark-{word}").touch(mode=0o600)
+            self._marked.add((group_id, word))
+        except OSError:
+            pass  # unmarked: the worker that needs it renders it for itself
+
+    def marks(self, group_id: int) -> set[str]:
+        """The words the machine's workers noted about the group."""
+        try:
+            return {
+                entry.name.removeprefix("mark-")
+                for entry in os.scandir(self.root / str(int(group_id)))
+                if entry.name.startswith("mark-")
+            }
+        except OSError:
+            return set()
 
     def put(self, group_id: int, version: int, name: str, data: bytes) -> None:
         """Leave data for the other workers, and drop the group's older versions. Failing to write
