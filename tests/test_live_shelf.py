@@ -86,7 +86,7 @@ def test_the_second_worker_reads_the_first_ones_build_instead_of_rendering(app, 
     assert {name.split("-")[0] for name in now} == {str(after_vote["version"])}
 
 
-def test_a_change_is_loaded_once_for_the_machine_whoever_each_worker_serves(app, team, second_worker, renders):
+def test_a_change_is_loaded_once_per_machine_whoever_each_worker_serves(app, team, second_worker, renders):
     """Bob's page is on one worker, the facilitator's on the other: whichever wakes first for a
     change renders it for both roles from one load, and the other reads both from the shelf."""
     worker, on_second = second_worker
