@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from bench import page_model
 from bench.sse import EventReader, Message
 from estimator.extensions import db
-from estimator.live.presence import present_statement
+from estimator.live import present_users
 from estimator.models import Group, Issue, User
 from tests.helpers import logged_in_page, wait_until
 from tests.http import Person
@@ -46,7 +46,7 @@ def read_group(group_id: int) -> Group:
 def present(group_id: int) -> set[str]:
     """Who the database says has a page of the group open now."""
     db.session.remove()
-    ids = db.session.scalars(present_statement(group_id))
+    ids = present_users(group_id)
     return {user.nickname for user in db.session.scalars(sa.select(User).where(User.id.in_(list(ids))))}
 
 

@@ -186,16 +186,15 @@ def bump_versions(connection: sa.Connection, group_ids: Collection[int]) -> None
     )
 
 
-def present_statement(group_id: int) -> sa.Select[int]:
-    """Who has a live page of the group open now: their user ids."""
-    cutoff = utcnow() - timedelta(seconds=TTL_SECONDS)
-    return (
-        sa.select(Presence.user_id)
-        .where(Presence.group_id == group_id, Presence.seen_at >= cutoff)
-        .distinct()
-    )
+#: Who has a live page of a group open now: their user ids (made once, as state.ISSUE_BY_ID).
+PRESENT = (
+    sa.select(Presence.user_id)
+    .where(Presence.group_id == sa.bindparam("group_id"), Presence.seen_at >= sa.bindparam("cutoff"))
+    .distinct()
+)
 
 
 def present_users(group_id: int) -> set[int]:
     """The ids of the members who have a live page of the group open now."""
-    return set(db.session.scalars(present_statement(group_id)))
+    cutoff = utcnow() - timedelta(seconds=TTL_SECONDS)
+    return set(db.session.scalars(PRESENT, {"group_id": group_id, "cutoff": cutoff}))

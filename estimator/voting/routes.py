@@ -136,6 +136,16 @@ def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] |
     return room_page(group, Seat.of(role, group.facilitator_votes), None, issue)
 
 
+_other = sa.orm.aliased(Round)
+_LATEST = sa.select(sa.func.max(_other.number)).where(_other.issue_id == Issue.id).scalar_subquery()
+#: Each issue of a group with its latest round's deck (made once, as state.ISSUE_BY_ID).
+BACKLOG = (
+    sa.select(Issue.state, Issue.final_estimate, Round.deck, Round.cards)
+    .join(Round, (Round.issue_id == Issue.id) & (Round.number == _LATEST))
+    .where(Issue.group_id == sa.bindparam("group_id"))
+)
+
+
 def room_page(
     group: Group, seat: Membership | Seat, viewer_id: int | None, issue: Issue | None = None
 ) -> dict[str, Any]:
@@ -154,13 +164,8 @@ def room_page(
             "own": rules.OwnBallot() if viewer_id else None,
             "present": {m.user.nickname for m in group.memberships if m.user_id in present},
         }
-    other = sa.orm.aliased(Round)
-    latest = sa.select(sa.func.max(other.number)).where(other.issue_id == Issue.id).scalar_subquery()
-    backlog = db.session.execute(
-        sa.select(Issue.state, Issue.final_estimate, Round.deck, Round.cards)
-        .join(Round, (Round.issue_id == Issue.id) & (Round.number == latest))
-        .where(Issue.group_id == group.id)
-    ).all()  # plain rows: the room needs only how many there are, what was recorded and with which deck
+    # plain rows: the room needs only how many there are, what was recorded and with which deck
+    backlog = db.session.execute(BACKLOG, {"group_id": group.id}).all()
     estimated = sum(1 for state, *_rest in backlog if state == IssueState.ESTIMATED)
     finals = [
         (final, deck_named(deck, cards) if deck else group.deck_rules)
