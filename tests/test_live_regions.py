@@ -5,12 +5,15 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from jinja2 import DictLoader, Environment
 
 from estimator.extensions import db
+from estimator.live.regions import seat_free
 from estimator.models import Round
 from estimator.sealing import ballot_keys
 from tests.conftest import join, vote
@@ -88,6 +91,50 @@ def test_ten_screens_of_one_variant_cost_one_render(app, team, new_client, rende
     for client in [*members, team["owner"]]:
         assert events(client, team["group"], "room", since=shown)[0][0] == "regions"
     assert renders == ["room:member+owner"]
+
+
+def test_what_no_seat_changes_is_rendered_once_for_every_role(app, team, renders, monkeypatch):
+    """Who has voted reads the same for the facilitator and the members: one rendering of it per
+    change serves both; the controls, hers alone, are rendered for each seat."""
+    template = app.jinja_env.get_template("voting/room.html")
+    calls: Counter[str] = Counter()
+    for name in ("voters", "controls"):
+        real = template.blocks[name]
+        monkeypatch.setitem(
+            template.blocks, name, lambda ctx, real=real, name=name: calls.update([name]) or real(ctx)
+        )
+    team["owner"].post(f"/issues/{team['issue']}/start")
+    shown = version_of(team["bob"], f"/groups/{team['group']}/room")
+    for client in (team["bob"], team["owner"]):  # this process learns both seats
+        events(client, team["group"], "room", since=shown)
+    assert vote(team["carol"], team["issue"], "5").status_code in (200, 302)
+    renders.clear()
+    calls.clear()
+    bobs = dict(events(team["bob"], team["group"], "room", since=shown))["regions"]["regions"]
+    hers = dict(events(team["owner"], team["group"], "room", since=shown))["regions"]["regions"]
+    assert renders == ["room:member+owner"]
+    assert calls == {"voters": 1, "controls": 2}
+    assert "1 of 3" in bobs["voters"] and hers["voters"] == bobs["voters"]
+    assert "Facilitator" in hers["controls"] and "Facilitator" not in bobs.get("controls", "")
+
+
+def test_a_block_that_could_see_the_seat_is_rendered_for_each_seat():
+    macros = "{% macro shown() %}{{ membership.role }}{% endmacro %}{% macro plain(x) %}{{ x }}{% endmacro %}"
+    page = (
+        "{% macro own() %}{{ membership.role }}{% endmacro %}"
+        "{% from 'macros.html' import shown with context %}{% from 'macros.html' import plain %}"
+        "{% block named %}{{ membership.role }}{% endblock %}"
+        "{% block via_own_macro %}{{ own() }}{% endblock %}"
+        "{% block via_import_with_context %}{{ shown() }}{% endblock %}"
+        "{% block via_include %}{% include 'macros.html' %}{% endblock %}"
+        "{% block via_self %}{{ self.named() }}{% endblock %}"
+        "{% block free %}{{ plain(group) }}{% endblock %}"
+    )
+    environment = Environment(loader=DictLoader({"page.html": page, "macros.html": macros}))
+    assert seat_free(environment, "page.html") == {"free"}
+    # What the rule guards against: a macro imported with the context does see the seat.
+    rendered = environment.get_template("page.html").render(membership={"role": "owner"}, group="G")
+    assert rendered.count("owner") == 4
 
 
 def test_personal_parts_never_enter_what_is_shared(app, team):

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -260,33 +260,72 @@ def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
             raise LookupError(asked.name)
         current_app.update_template_context(context)  # the context processors, once
         context |= imported(current_app.jinja_env, asked.view.template)
-        variants = {}
+        variants: Variants = {}
+        free = seat_free(current_app.jinja_env, asked.view.template)
+        shared: dict[str, Stencil] = {}
         for role in roles:
             seat = Seat.of(role, context["group"].facilitator_votes)
-            variants[role] = render_variant(asked.view, seen.version, context | {"membership": seat})
+            variants[role] = render_variant(asked.view, seen.version, context | {SEAT: seat}, shared)
+            # What no seat changes is rendered for the first role only, and shared by the others.
+            shared = {name: it for name, it in variants[role].regions.items() if block_of(name) in free}
     finally:
         db.session.close()  # a stream holds no database connection while it waits
         INTENT.reset(reading)
     return variants
 
 
-def render_variant(view: View, version: int, context: dict[str, Any]) -> Built:
+def render_variant(
+    view: View, version: int, context: dict[str, Any], rendered_already: Mapping[str, Stencil]
+) -> Built:
     """The view's title and regions in this context, cut at their holes: each a block of the
-    view's template, all rendered in one template context (a block's own variables stay its own)."""
+    view's template, all rendered in one template context (a block's own variables stay its own);
+    a region in `rendered_already` (the same for every seat) is taken as it is."""
     environment = current_app.jinja_env
     template = environment.get_template(view.template)
     blocks = template.new_context(context)
 
     def block(name: str) -> str:
         try:
-            return environment.concat(template.blocks[name.replace("-", "_")](blocks))
+            return environment.concat(template.blocks[block_of(name)](blocks))
         except Exception:
             environment.handle_exception()
 
     with Holes() as holes:
         title = holes.cut(block("title"))
-        regions = {name: holes.cut(block(name)) for name in view.regions}
+        regions = {name: rendered_already.get(name) or holes.cut(block(name)) for name in view.regions}
     return Built(version, title, regions)
+
+
+def block_of(region: str) -> str:
+    """The template block a region is rendered from: `room-heading` from `room_heading`."""
+    return region.replace("-", "_")
+
+
+#: The name of the viewer's seat in a view's context: the one thing in it that differs by role.
+SEAT = "membership"
+
+
+@functools.lru_cache(maxsize=64)
+def seat_free(environment: Environment, template: str) -> frozenset[str]:
+    """The blocks of a template whose text cannot depend on the viewer's seat, so that one
+    rendering serves every role: they name no `membership`, and nothing that could see it without
+    naming it — no include, no `self` or `super`, no macro of the template itself or imported with
+    its context (a macro imported without context sees only its arguments)."""
+    source = environment.loader.get_source(environment, template)[0]  # type: ignore[union-attr]
+    tree = environment.parse(source)
+    seeing = {SEAT, "self", "super"} | {macro.name for macro in tree.find_all(nodes.Macro)}
+    for whole in tree.find_all(nodes.Import):
+        if whole.with_context:
+            seeing.add(whole.target)
+    for some in tree.find_all(nodes.FromImport):
+        if some.with_context:
+            seeing.update(item[1] if isinstance(item, tuple) else item for item in some.names)
+    free = set()
+    for found in tree.find_all(nodes.Block):
+        names = {name.name for name in found.find_all(nodes.Name)}
+        if not names & seeing and not any(True for _include in found.find_all(nodes.Include)):
+            free.add(found.name)
+    return frozenset(free)
 
 
 @functools.lru_cache(maxsize=64)
