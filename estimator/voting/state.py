@@ -26,14 +26,16 @@ def load_current_issue(group_id: int) -> Issue | None:
     return db.session.scalar(CURRENT_ISSUE, {"group_id": group_id})
 
 
-#: What comes with an issue besides its group: three statements in all.
+#: What comes with an issue besides its group: two statements in all.
 LOADED_WITH_ISSUE = (
     # The group's members and their users in the issue's statement: a row per member.
     defaultload(Issue.group).joinedload(Group.memberships).joinedload(Membership.user),
-    # A round's ballots with the rounds (an issue has a round or two, a round at most one ballot
-    # per member); a ballot's user is loaded only when it is not a member's (voter_list): rarely.
+    # The rounds with their ballots and tallies, in a second statement: a row per ballot of an
+    # open round (it has no tally yet), a ballot times a card of a revealed one. An issue has a
+    # round or two, a round at most a ballot per member and a tally per card. A ballot's user is
+    # loaded only when it is not a member's (voter_list): rarely.
     selectinload(Issue.rounds).joinedload(Round.ballots),
-    selectinload(Issue.rounds).selectinload(Round.tallies),
+    selectinload(Issue.rounds).joinedload(Round.tallies),
 )
 # Made once: SQLAlchemy keeps a statement's cache key with it, so that each load does not build
 # the statement and its loader options again and work out their key (a fifth of a room's load).
