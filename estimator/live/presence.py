@@ -186,7 +186,8 @@ def bump_versions(connection: sa.Connection, group_ids: Collection[int]) -> None
     )
 
 
-#: Who has a live page of a group open now: their user ids (made once, as state.ISSUE_BY_ID).
+#: Who has a live page of a group open now: their user ids. Made once: SQLAlchemy keeps a
+#: statement's cache key with it, instead of building and keying it again for every build.
 PRESENT = (
     sa.select(Presence.user_id)
     .where(Presence.group_id == sa.bindparam("group_id"), Presence.seen_at >= sa.bindparam("cutoff"))

@@ -127,6 +127,8 @@ _ROLES_LOCK = threading.Lock()
 SHELF_WAIT = 0.5
 
 Variants = dict[str, Built]  # role → its variant
+#: The roles a variant may be rendered for (marks on the shelf name them).
+ROLES = frozenset(role.value for role in Role)
 
 
 def built(asked: Asked, seen: Seen) -> Built:
@@ -184,10 +186,6 @@ def rendered(asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable) -> 
         found = found | render(asked, seen, frozenset(late))
         shelf.put(seen.group_id, seen.version, name, encoded(found))
     return found
-
-
-#: The roles a variant may be rendered for (marks on the shelf name them).
-ROLES = frozenset(role.value for role in Role)
 
 
 def shelved(shelf: Shelf, seen: Seen, name: str, seconds: float = 0.0) -> Variants | None:
@@ -262,12 +260,11 @@ def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
         context |= imported(current_app.jinja_env, asked.view.template)
         variants: Variants = {}
         free = seat_free(current_app.jinja_env, asked.view.template)
-        shared: dict[str, Stencil] = {}
+        shared: dict[str, Stencil] = {}  # what no seat changes, as the first role's variant has it
         for role in roles:
             seat = Seat.of(role, context["group"].facilitator_votes)
             variants[role] = render_variant(asked.view, seen.version, context | {SEAT: seat}, shared)
-            # What no seat changes is rendered for the first role only, and shared by the others.
-            shared = {name: it for name, it in variants[role].regions.items() if block_of(name) in free}
+            shared = shared or {n: it for n, it in variants[role].regions.items() if block_of(n) in free}
     finally:
         db.session.close()  # a stream holds no database connection while it waits
         INTENT.reset(reading)

@@ -138,7 +138,8 @@ def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] |
 
 _other = sa.orm.aliased(Round)
 _LATEST = sa.select(sa.func.max(_other.number)).where(_other.issue_id == Issue.id).scalar_subquery()
-#: Each issue of a group with its latest round's deck (made once, as state.ISSUE_BY_ID).
+#: Each issue of a group with its latest round's deck (made once, as the issue's statements in
+#: state.py are).
 BACKLOG = (
     sa.select(Issue.state, Issue.final_estimate, Round.deck, Round.cards)
     .join(Round, (Round.issue_id == Issue.id) & (Round.number == _LATEST))
