@@ -287,9 +287,9 @@ def renders(monkeypatch):
     counted: list[str] = []
     real = live_regions.render
 
-    def counting(asked, seen, roles):
+    def counting(asked, seen, roles, settled=None):
         counted.append(f"{asked.name}:{'+'.join(sorted(roles))}")
-        return real(asked, seen, roles)
+        return real(asked, seen, roles, settled)
 
     monkeypatch.setattr(live_regions, "render", counting)
     return counted

@@ -157,9 +157,9 @@ def test_two_workers_asked_at_once_render_once(app, team, second_worker, renders
     worker, on_second = second_worker
     counting = live_regions.render
 
-    def slow(asked, seen, roles):
+    def slow(asked, seen, roles, settled=None):
         time.sleep(0.2)
-        return counting(asked, seen, roles)
+        return counting(asked, seen, roles, settled)
 
     monkeypatch.setattr(live_regions, "render", slow)
     monkeypatch.setattr(live_regions, "SHELF_WAIT", 30.0)  # however slow this machine is now

@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Group, Issue, Round
 
 
-def bump_version(group_id: int, *along: UpdateBase, **values: Any) -> None:
+def bump_version(group_id: int, *along: UpdateBase, ballot_only: bool = False, **values: Any) -> None:
     """Bump the group's version: live pages learn that something they show has changed.
 
     Only changes somebody can see bump it, so that watching the version tells nothing more than the
@@ -25,14 +25,17 @@ def bump_version(group_id: int, *along: UpdateBase, **values: Any) -> None:
     `along` are the change's own writes, made of bound `values` named after no column, each to rows
     no other of them touches. On PostgreSQL they go in the same statement, as WITH clauses: a
     vote's writes are one round trip, not three.
+
+    `ballot_only`: the change adds a voter's ballot to an open round and nothing else, which the
+    group's `ballot_versions` counts (live pages then read only the ballots again).
     """
     connection = db.session.connection()
     if along and connection.dialect.name == "postgresql":
-        connection.execute(_bump_with(along), {"bumped": group_id, **values})
+        connection.execute(_bump_with(along, ballot_only), {"bumped": group_id, **values})
     else:
         for write in along:
             connection.execute(write, values)
-        connection.execute(_BUMP, {"bumped": group_id})
+        connection.execute(_BUMPS[ballot_only], {"bumped": group_id})
     loaded = db.session.identity_map.get(sa.inspect(Group).identity_key_from_primary_key((group_id,)))
     if loaded is not None:
         db.session.expire(loaded, ["version"])
@@ -41,12 +44,14 @@ def bump_version(group_id: int, *along: UpdateBase, **values: Any) -> None:
 
 
 _BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(version=Group.version + 1)
+#: The bump of any change, and of a change that only adds a ballot.
+_BUMPS = {False: _BUMP, True: _BUMP.values(ballot_versions=Group.ballot_versions + 1)}
 
 
 @functools.cache
-def _bump_with(along: tuple[UpdateBase, ...]) -> UpdateBase:
+def _bump_with(along: tuple[UpdateBase, ...], ballot_only: bool) -> UpdateBase:
     """The bump with these writes as its WITH clauses, built once per combination."""
-    return _along(_BUMP, along)
+    return _along(_BUMPS[ballot_only], along)
 
 
 def _along(statement: UpdateBase, writes: tuple[UpdateBase, ...]) -> UpdateBase:
@@ -54,17 +59,20 @@ def _along(statement: UpdateBase, writes: tuple[UpdateBase, ...]) -> UpdateBase:
     return statement.add_cte(*(write.cte(f"along_{number}") for number, write in enumerate(writes)))
 
 
-def bump_version_unless_changed(group_id: int, seen: int, *along: UpdateBase, **values: Any) -> bool:
+def bump_version_unless_changed(
+    group_id: int, seen: int, *along: UpdateBase, ballot_only: bool = False, **values: Any
+) -> bool:
     """On PostgreSQL, outside a transaction: bump the group's version and make its `along` writes
     in one statement, only if the version is still `seen`; True when they were made.
 
     The statement locks the group's row first (waiting for a change that holds it), and every
     write is guarded by that lock having found the version unchanged: if anything anyone can see
     changed since `seen` was read, nothing is written. Each `along` write must be guarded by
-    `group_unchanged()`. One statement is its own transaction: no BEGIN, no COMMIT.
+    `group_unchanged()`. One statement is its own transaction: no BEGIN, no COMMIT. `ballot_only`
+    as for bump_version.
     """
     parameters = {"bumped": group_id, "seen": seen, **values}
-    if db.session.connection().execute(_guarded_bump(along), parameters).first() is None:
+    if db.session.connection().execute(_guarded_bump(along, ballot_only), parameters).first() is None:
         return False
     db.session.info.setdefault("bumped_groups", set()).add(group_id)
     return True
@@ -86,14 +94,9 @@ def group_unchanged() -> sa.ColumnElement[bool]:
 
 
 @functools.cache
-def _guarded_bump(along: tuple[UpdateBase, ...]) -> UpdateBase:
+def _guarded_bump(along: tuple[UpdateBase, ...], ballot_only: bool) -> UpdateBase:
     """The guarded bump with these guarded writes as its WITH clauses, built once per combination."""
-    bump = (
-        sa.update(Group)
-        .where(Group.id == sa.bindparam("bumped"), group_unchanged())
-        .values(version=Group.version + 1)
-        .returning(Group.id)
-    )
+    bump = _BUMPS[ballot_only].where(group_unchanged()).returning(Group.id)
     return _along(bump, along)
 
 

@@ -43,6 +43,7 @@ from .board import VersionBoard, Watched
 from .cache import VersionCache
 from .presence import present_users
 from .regions import Asked, Seat, built, live_view, parse_view, payload, sse
+from .reuse import Loads, reused
 from .seen import Seen, etag, key_fingerprint, member_sees, tag_matches
 from .shelf import Shelf
 from .stencils import Filler, personal
@@ -60,6 +61,7 @@ __all__ = [
     "present_users",
     "regions_response",
     "register_live",
+    "reused",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,7 +209,8 @@ class Screen:
             version=entry.version, role=role, key_ids=key_ids, fingerprint=key_fingerprint(key_ids)
         )
         try:
-            return sse("regions", entry.version, payload(built(self.asked, seen), self.filler, self.shown))
+            regions = built(self.asked, seen, entry.settled)
+            return sse("regions", entry.version, payload(regions, self.filler, self.shown))
         except LookupError:
             return None  # the issue went away: the version event makes the page reload
         except sa.exc.SQLAlchemyError as error:
@@ -298,6 +301,7 @@ def register_live(app: Flask) -> None:
     app.extensions["live_regions"] = VersionCache[Any](budget * 3 // 4)
     app.extensions["live_json"] = VersionCache[bytes](budget // 4)
     app.extensions["live_roles"] = {}
+    app.extensions["live_loads"] = Loads()
     # This machine's workers share their builds where they share their ballot keys: in memory.
     if isinstance(app.extensions["ballot_keys"], SharedMemoryKeyStore) and app.config["LIVE_SHARED_BUILDS"]:
         folder = lambda: machine_folder(app.instance_path, "live_build_folder", "estimator-builds-")  # noqa: E731

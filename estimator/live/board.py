@@ -44,6 +44,9 @@ class Watched:
     version: int
     keys: dict[int, set[str]]  # issue id → key ids of its open rounds
     read_at: float
+    #: The version less the versions that only added a ballot: versions with the same one differ
+    #: only in who has voted (reuse.py).
+    settled: int | None = None
     changed: threading.Event = field(default_factory=threading.Event)
     logins: dict[str, str] | None = None  # "user id:session token" of its members → role, when asked
     listeners: int = 0
@@ -85,15 +88,15 @@ class VersionBoard:
         """Read the versions and open keys of these groups (and the logins of their members)."""
         keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, self.engine.dialect.name))
         statement = (
-            sa.select(Group.id, Group.version, Round.issue_id, Round.key_id)
+            sa.select(Group.id, Group.version, Group.ballot_versions, Round.issue_id, Round.key_id)
             .select_from(sa.outerjoin(Group.__table__, Round.__table__, keyed))
             .where(self._among(Group.id, group_ids))
         )
         now = time.monotonic()
         found: dict[int, Watched] = {}
         with self._connect() as connection:
-            for group_id, version, issue_id, key_id in connection.execute(statement):
-                entry = found.setdefault(group_id, Watched(int(version), {}, now))
+            for group_id, version, ballots, issue_id, key_id in connection.execute(statement):
+                entry = found.setdefault(group_id, Watched(int(version), {}, now, int(version - ballots)))
                 if key_id:
                     entry.keys.setdefault(issue_id, set()).add(key_id)
             if with_logins:

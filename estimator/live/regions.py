@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from flask import current_app
 from flask_babel import get_locale
 from jinja2 import Environment, nodes
@@ -29,9 +31,12 @@ from ..database import INTENT, READ
 from ..extensions import db
 from ..models import Role, takes_part
 from .cache import VersionCache
+from .reuse import Loads, reusing
 from .seen import Seen
 from .shelf import Shelf
 from .stencils import Filler, Holes, Stencil
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,10 @@ Variants = dict[str, Built]  # role → its variant
 ROLES = frozenset(role.value for role in Role)
 
 
-def built(asked: Asked, seen: Seen) -> Built:
+def built(asked: Asked, seen: Seen, settled: int | None = None) -> Built:
     """The view's regions as `seen` (a member's role at a version), rendered once per process for
-    everybody who sees the same; raises LookupError when what the view shows is gone.
+    everybody who sees the same; raises LookupError when what the view shows is gone. `settled`:
+    the group's settled version at `seen.version`, when known (reuse.py).
 
     The group is loaded once per version for every role this process has shown it to, and each
     role's variant rendered from that load: the facilitator's and the members' screens of a room
@@ -150,7 +156,7 @@ def built(asked: Asked, seen: Seen) -> Built:
     cache: VersionCache[Variants] = current_app.extensions["live_regions"]
 
     def build() -> Variants:
-        return rendered(asked, seen, wanted, key)
+        return rendered(asked, seen, wanted, key, settled)
 
     def size(variants: Variants) -> int:
         return sum(variant.size for variant in variants.values())
@@ -158,32 +164,34 @@ def built(asked: Asked, seen: Seen) -> Built:
     subject = (seen.group_id, seen.created_at)
     variants = cache.get_or_build(key, build, subject=subject, version=seen.version, size=size)
     if seen.role not in variants:  # a role first seen after this version was rendered
-        variants = {**variants, **rendered(asked, seen, frozenset({seen.role}), key)}
+        variants = {**variants, **rendered(asked, seen, frozenset({seen.role}), key, settled)}
         cache.put(key, variants, size(variants), subject=subject, version=seen.version)
     return variants[seen.role]
 
 
-def rendered(asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable) -> Variants:
+def rendered(
+    asked: Asked, seen: Seen, roles: frozenset[str], key: Hashable, settled: int | None = None
+) -> Variants:
     """These roles' variants: read from the shelf when another worker of this machine left them
     there; else rendered here from one load of the group, for these roles and every other role a
     worker of the machine shows the group's views to, and left there for the others (shelf.py).
     One load per version for the machine, whichever worker wakes first and whoever it serves."""
     shelf: Shelf | None = current_app.extensions.get("live_shelf")
     if shelf is None:
-        return render(asked, seen, roles)
+        return render(asked, seen, roles, settled)
     name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
     for role in roles:
         shelf.mark(seen.group_id, f"role-{role}")
     found = shelved(shelf, seen, name)
     if found is None and shelf.claim(seen.group_id, seen.version, name):
         everybody = {mark.removeprefix("role-") for mark in shelf.marks(seen.group_id)} & ROLES
-        found = render(asked, seen, roles | everybody)
+        found = render(asked, seen, roles | everybody, settled)
         shelf.put(seen.group_id, seen.version, name, encoded(found))
         return found
     if found is None:  # another worker claimed it: wait for it, and render only if it does not come
         found = shelved(shelf, seen, name, SHELF_WAIT) or {}
     if late := roles - found.keys():  # a role that worker did not know of yet (or a damaged file)
-        found = found | render(asked, seen, frozenset(late))
+        found = found | render(asked, seen, frozenset(late), settled)
         shelf.put(seen.group_id, seen.version, name, encoded(found))
     return found
 
@@ -248,26 +256,41 @@ def decoded(data: bytes) -> Variants | None:
         return None
 
 
-def render(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
+def render(asked: Asked, seen: Seen, roles: frozenset[str], settled: int | None = None) -> Variants:
     """Load what the view shows once, and render its title and regions for each of these roles,
-    with holes for the viewer."""
+    with holes for the viewer. With the group's `settled` version, what an earlier build of the
+    same settled version loaded is reused, its ballots read again (reuse.py); should that fail
+    (something the build asks for was not loaded), the build is done again from a fresh load."""
+    loads: Loads = current_app.extensions["live_loads"]
     reading = INTENT.set(READ)  # a build only reads: on PostgreSQL, without BEGIN and ROLLBACK
     try:
-        context = asked.view.build(seen.group_id, asked.arg, seen.role)
-        if context is None:
-            raise LookupError(asked.name)
-        current_app.update_template_context(context)  # the context processors, once
-        context |= imported(current_app.jinja_env, asked.view.template)
-        variants: Variants = {}
-        free = seat_free(current_app.jinja_env, asked.view.template)
-        shared: dict[str, Stencil] = {}  # what no seat changes, as the first role's variant has it
-        for role in roles:
-            seat = Seat.of(role, context["group"].facilitator_votes)
-            variants[role] = render_variant(asked.view, seen.version, context | {SEAT: seat}, shared)
-            shared = shared or {n: it for n, it in variants[role].regions.items() if block_of(n) in free}
+        with reusing(loads, (seen.group_id, seen.created_at, asked.name), settled):
+            return render_loaded(asked, seen, roles)
+    except sa.exc.SQLAlchemyError as error:
+        if settled is None:
+            raise
+        log.warning("Live updates: a kept load of group %s did not serve: %s", seen.group_id, error)
+        db.session.close()
+        return render_loaded(asked, seen, roles)
     finally:
         db.session.close()  # a stream holds no database connection while it waits
         INTENT.reset(reading)
+
+
+def render_loaded(asked: Asked, seen: Seen, roles: frozenset[str]) -> Variants:
+    """The view's variants for these roles, from one build of its context."""
+    context = asked.view.build(seen.group_id, asked.arg, seen.role)
+    if context is None:
+        raise LookupError(asked.name)
+    current_app.update_template_context(context)  # the context processors, once
+    context |= imported(current_app.jinja_env, asked.view.template)
+    variants: Variants = {}
+    free = seat_free(current_app.jinja_env, asked.view.template)
+    shared: dict[str, Stencil] = {}  # what no seat changes, as the first role's variant has it
+    for role in roles:
+        seat = Seat.of(role, context["group"].facilitator_votes)
+        variants[role] = render_variant(asked.view, seen.version, context | {SEAT: seat}, shared)
+        shared = shared or {n: it for n, it in variants[role].regions.items() if block_of(n) in free}
     return variants
 
 

@@ -18,7 +18,7 @@ from ..extensions import db, login_manager
 from ..forms import EmptyForm
 from ..groups.forms import SettingsForm
 from ..groups.routes import confirm
-from ..live import Seat, live_context, live_view, present_users
+from ..live import Seat, live_context, live_view, present_users, reused
 from ..models import Group, Issue, IssueState, Membership, Round
 from ..permissions import ensure_owner, ensure_voter, require_member, require_owner
 from ..trackers.base import TrackerError
@@ -26,7 +26,15 @@ from ..trackers.sync import Outgoing, automatic, deliver
 from . import bp, rules
 from .booth import open_booth
 from .forms import AcceptForm, EstimateForm, TimerForm
-from .state import issue_state, joined_late, load_current_issue, load_issue, seconds_left, voted_now
+from .state import (
+    issue_state,
+    joined_late,
+    load_current_issue,
+    load_issue,
+    read_ballots_again,
+    seconds_left,
+    voted_now,
+)
 
 #: The answer to every accepted vote, whatever the card: nothing in it varies with the card.
 VOTE_RECORDED = _l("Your vote is recorded. Only you can see your card; you can change it until the reveal.")
@@ -82,7 +90,8 @@ def issue_page(
 )
 def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, Any] | None:
     """What the status page of an issue shows a viewer in this role (their own card aside)."""
-    issue = load_issue(issue_id) if issue_id is not None else None
+    # A vote's build reads only the ballots again (live/reuse.py)
+    issue = reused("issue", lambda: load_issue(issue_id), read_ballots_again) if issue_id else None
     if issue is None or issue.group_id != group_id:
         return None
     return status_page(issue, Seat.of(role, issue.group.facilitator_votes), None)
@@ -129,7 +138,8 @@ ROOM_REGIONS = (
 @live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
-    issue = load_current_issue(group_id)  # with its group, in one statement
+    # with its group, in one statement; a vote's build reads only the ballots again (live/reuse.py)
+    issue = reused("room", lambda: load_current_issue(group_id), read_ballots_again)
     group = issue.group if issue is not None else db.session.get(Group, group_id)
     if group is None:
         return None

@@ -8,10 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import contains_eager, defaultload, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..estimates import Result, aggregate
 from ..extensions import db
-from ..models import Group, Issue, Membership, Round, utcnow
+from ..models import Ballot, Group, Issue, Membership, Round, utcnow
 from .rules import counted_voters, key_alive
 
 
@@ -50,6 +51,35 @@ CURRENT_ISSUE = (
     .where(Group.id == sa.bindparam("group_id"))
     .options(contains_eager(Issue.group), *LOADED_WITH_ISSUE)
 )
+
+
+#: The ballots of a round, each with the group's settled version as of the same read (one row of
+#: NULLs and the version when there are none): see live/reuse.py.
+_BALLOTS_NOW = (
+    sa.select((Group.version - Group.ballot_versions).label("settled"), Ballot.user_id, Ballot.sealed)
+    .select_from(Group)
+    .outerjoin(Ballot, Ballot.round_id == sa.bindparam("round_id"))
+    .where(Group.id == sa.bindparam("group_id"))
+    .order_by(Ballot.id)
+)
+
+
+def read_ballots_again(issue: Issue) -> int | None:
+    """Read the ballots of the open round of an issue loaded earlier (load_issue, load_current_issue)
+    again into it; returns the group's settled version as of that read. None, and the issue left
+    as it was, when the group is gone or a ballot is not a member's (whose user was not loaded)."""
+    round_ = issue.current_round
+    rows = db.session.execute(_BALLOTS_NOW, {"round_id": round_.id, "group_id": issue.group_id}).all()
+    members = {membership.user_id for membership in issue.group.memberships}
+    if not rows or any(user_id is not None and user_id not in members for _, user_id, _ in rows):
+        return None
+    ballots = [
+        Ballot(round_id=round_.id, user_id=user_id, sealed=sealed)
+        for _, user_id, sealed in rows
+        if user_id is not None
+    ]
+    set_committed_value(round_, "ballots", ballots)
+    return int(rows[0].settled)
 
 
 def round_result(issue: Issue, round_: Round) -> Result | None:
