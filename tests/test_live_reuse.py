@@ -17,15 +17,15 @@ from tests.conftest import vote
 
 @pytest.fixture
 def loads(monkeypatch) -> list[int]:
-    """Each load of a room's issue from the database (the group ids)."""
+    """Each load of a room's issue and backlog from the database (the group ids)."""
     counted: list[int] = []
-    real = voting_routes.load_current_issue
+    real = voting_routes.load_room
 
     def counting(group_id: int):
         counted.append(group_id)
         return real(group_id)
 
-    monkeypatch.setattr(voting_routes, "load_current_issue", counting)
+    monkeypatch.setattr(voting_routes, "load_room", counting)
     return counted
 
 
@@ -54,7 +54,7 @@ def room(app, owner_id: int, group_id: int, settled: int | None) -> dict[str, An
 
 def owner_id(app, group_id: int) -> int:
     with app.app_context():
-        return int(db.session.scalar(sa.select(Group.owner_id).where(Group.id == group_id)))
+        return db.session.execute(sa.select(Group.owner_id).where(Group.id == group_id)).scalar_one()
 
 
 @pytest.fixture

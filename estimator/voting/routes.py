@@ -138,12 +138,24 @@ ROOM_REGIONS = (
 @live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
-    # with its group, in one statement; a vote's build reads only the ballots again (live/reuse.py)
-    issue = reused("room", lambda: load_current_issue(group_id), read_ballots_again)
+    # A vote's build reads only the ballots again (live/reuse.py): the issue and the backlog's
+    # rows change with no ballot.
+    issue, backlog = reused("room", lambda: load_room(group_id), read_room_ballots) or (None, None)
     group = issue.group if issue is not None else db.session.get(Group, group_id)
     if group is None:
         return None
-    return room_page(group, Seat.of(role, group.facilitator_votes), None, issue)
+    return room_page(group, Seat.of(role, group.facilitator_votes), None, issue, backlog)
+
+
+def load_room(group_id: int) -> tuple[Issue | None, list[Any]]:
+    """The room's issue (None when it has none), loaded with its group in one statement, and the
+    rows of its backlog."""
+    return load_current_issue(group_id), backlog_of(group_id)
+
+
+def read_room_ballots(room: tuple[Issue | None, list[Any]]) -> int | None:
+    """Read the ballots of the room's issue again (read_ballots_again); None without an issue."""
+    return read_ballots_again(room[0]) if room[0] is not None else None
 
 
 _other = sa.orm.aliased(Round)
@@ -157,11 +169,21 @@ BACKLOG = (
 )
 
 
+def backlog_of(group_id: int) -> list[Any]:
+    """Each issue of the group: its state, its final estimate, its latest round's deck."""
+    return list(db.session.execute(BACKLOG, {"group_id": group_id}).all())
+
+
 def room_page(
-    group: Group, seat: Membership | Seat, viewer_id: int | None, issue: Issue | None = None
+    group: Group,
+    seat: Membership | Seat,
+    viewer_id: int | None,
+    issue: Issue | None = None,
+    backlog: list[Any] | None = None,
 ) -> dict[str, Any]:
     """The room's template context; the own card of `viewer_id` when the page is theirs alone.
-    `issue`: the room's current issue when the caller loaded it already (load_current_issue)."""
+    `issue` and `backlog`: the room's current issue (load_current_issue) and the backlog's rows
+    (backlog_of) when the caller has them already."""
     if issue is None and group.current_issue_id:
         issue = load_issue(group.current_issue_id)
     if issue is not None:
@@ -176,7 +198,8 @@ def room_page(
             "present": {m.user.nickname for m in group.memberships if m.user_id in present},
         }
     # plain rows: the room needs only how many there are, what was recorded and with which deck
-    backlog = db.session.execute(BACKLOG, {"group_id": group.id}).all()
+    if backlog is None:
+        backlog = backlog_of(group.id)
     estimated = sum(1 for state, *_rest in backlog if state == IssueState.ESTIMATED)
     finals = [
         (final, deck_named(deck, cards) if deck else group.deck_rules)

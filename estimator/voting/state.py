@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import contains_eager, defaultload, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..database import read_rows
 from ..estimates import Result, aggregate
 from ..extensions import db
 from ..models import Ballot, Group, Issue, Membership, Round, utcnow
@@ -69,7 +70,8 @@ def read_ballots_again(issue: Issue) -> int | None:
     again into it; returns the group's settled version as of that read. None, and the issue left
     as it was, when the group is gone or a ballot is not a member's (whose user was not loaded)."""
     round_ = issue.current_round
-    rows = db.session.execute(_BALLOTS_NOW, {"round_id": round_.id, "group_id": issue.group_id}).all()
+    values = {"round_id": round_.id, "group_id": issue.group_id}
+    rows = read_rows(db.session.connection(), _BALLOTS_NOW, values)
     members = {membership.user_id for membership in issue.group.memberships}
     if not rows or any(user_id is not None and user_id not in members for _, user_id, _ in rows):
         return None
@@ -79,7 +81,7 @@ def read_ballots_again(issue: Issue) -> int | None:
         if user_id is not None
     ]
     set_committed_value(round_, "ballots", ballots)
-    return int(rows[0].settled)
+    return int(rows[0][0])
 
 
 def round_result(issue: Issue, round_: Round) -> Result | None:
