@@ -126,3 +126,21 @@ def test_a_kept_load_that_fails_a_build_is_dropped_and_the_build_done_afresh(
     monkeypatch.undo()
     assert built == room_of(None)
     assert "3 of 4" in "".join(str(piece) for piece in built["member"]["voters"])
+
+
+def test_the_vote_that_reveals_automatically_is_a_change_of_everything(app, team, room_of, loads):
+    group_id, issue_id = team["group"], team["issue"]
+    with app.app_context():
+        db.session.execute(sa.update(Group).where(Group.id == group_id).values(auto_reveal=True))
+        db.session.commit()
+    for name in ("owner", "bob", "carol"):
+        assert vote(team[name], issue_id, "13").status_code == 302
+    settled = settled_version(app, group_id)
+    room_of(settled)
+    before = len(loads)
+    assert vote(team["dave"], issue_id, "13").status_code == 302  # the last voter: revealed with it
+    assert settled_version(app, group_id) > settled
+    after = room_of(settled_version(app, group_id))
+    assert len(loads) == before + 1
+    assert after == room_of(None)
+    assert "13" in "".join(str(piece) for piece in after["member"]["result"])
