@@ -263,11 +263,12 @@ def render(asked: Asked, seen: Seen, roles: frozenset[str], settled: int | None 
     (something the build asks for was not loaded), the build is done again from a fresh load."""
     loads: Loads = current_app.extensions["live_loads"]
     reading = INTENT.set(READ)  # a build only reads: on PostgreSQL, without BEGIN and ROLLBACK
+    scope = None
     try:
-        with reusing(loads, (seen.group_id, seen.created_at, asked.name), settled):
+        with reusing(loads, (seen.group_id, seen.created_at, asked.name), settled) as scope:
             return render_loaded(asked, seen, roles)
     except sa.exc.SQLAlchemyError as error:
-        if settled is None:
+        if scope is None or not scope.held:
             raise
         log.warning("Live updates: a kept load of group %s did not serve: %s", seen.group_id, error)
         db.session.close()

@@ -35,7 +35,8 @@ class Kept:
 
     settled: int
     value: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # made when the load is kept, from the threading module as it is then (gevent patches it)
+    lock: threading.Lock = field(default_factory=lambda: threading.Lock())
 
 
 class Loads:
@@ -101,17 +102,17 @@ _scope: ContextVar[Scope | None] = ContextVar("live_reuse", default=None)
 
 
 @contextmanager
-def reusing(loads: Loads, subject: Hashable, settled: int | None) -> Iterator[None]:
+def reusing(loads: Loads, subject: Hashable, settled: int | None) -> Iterator[Scope | None]:
     """Let the build in this block take a load kept for this subject (a group) at this settled
     version (None: load afresh), and keep what it loads for the next. A load taken is not kept
-    any longer when the block fails."""
+    any longer when the block fails. Gives the scope (its `held`: the loads taken)."""
     if settled is None:
-        yield
+        yield None
         return
     scope = Scope(loads, subject, settled)
     token = _scope.set(scope)
     try:
-        yield
+        yield scope
     except BaseException:
         for key, kept in scope.held:
             loads.drop(key, kept)
