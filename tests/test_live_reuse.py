@@ -11,7 +11,7 @@ import estimator.voting.routes as voting_routes
 from estimator.extensions import db
 from estimator.live.regions import parse_view, render
 from estimator.live.seen import member_sees
-from estimator.models import Group
+from estimator.models import Group, Membership, User
 from tests.conftest import vote
 
 
@@ -144,3 +144,24 @@ def test_the_vote_that_reveals_automatically_is_a_change_of_everything(app, team
     assert len(loads) == before + 1
     assert after == room_of(None)
     assert "13" in "".join(str(piece) for piece in after["member"]["result"])
+
+
+def test_who_opens_the_group_is_a_change_of_everything(app, team, room_of, loads):
+    group_id, issue_id = team["group"], team["issue"]
+    for name in ("bob", "carol"):
+        assert vote(team[name], issue_id, "2").status_code == 302
+    settled = settled_version(app, group_id)
+    before = room_of(settled)
+    loaded = len(loads)
+    with app.app_context():
+        bob = db.session.execute(
+            sa.select(Membership.user_id).join(User).where(User.nickname == "Bob")
+        ).scalar_one()
+        board = app.extensions["live_board"]
+        board.presence.opened(group_id, bob)
+        assert board.presence.turn(db.engine) == {group_id}
+    assert settled_version(app, group_id) > settled
+    after = room_of(settled_version(app, group_id))
+    assert len(loads) == loaded + 1
+    assert after == room_of(None)
+    assert after != before  # Bob is shown as here

@@ -1,6 +1,6 @@
 """Issue status, secret estimates, reveal, final estimate, re-vote, and the room."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -54,13 +54,19 @@ def wants_json() -> bool:
 
 
 def issue_page(
-    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot | None, accept_form: AcceptForm | None = None
+    issue: Issue,
+    seat: Membership | Seat,
+    own: rules.OwnBallot | None,
+    accept_form: AcceptForm | None = None,
+    present: set[int] | None = None,
 ) -> dict[str, Any]:
     """What the issue's pages and the room share: the state, the voter's own ballot (`own`: on
-    a page for one viewer, never in shared regions), the facilitator's form and the timer."""
+    a page for one viewer, never in shared regions), the facilitator's form and the timer.
+    `present`: who has the group open, when the caller read it already."""
     voted = voted_now(issue)
     state = issue_state(issue, voted)
-    present = present_users(issue.group_id)
+    if present is None:
+        present = present_users(issue.group_id)
     expected = rules.expected_voters(issue, present)
     if accept_form is None:
         suggestion = (state["result"] or {}).get("suggestion")
@@ -90,18 +96,42 @@ def issue_page(
 )
 def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, Any] | None:
     """What the status page of an issue shows a viewer in this role (their own card aside)."""
-    # A vote's build reads only the ballots again (live/reuse.py)
-    issue = reused("issue", lambda: load_issue(issue_id), read_ballots_again) if issue_id else None
+    if issue_id is None:
+        return None
+    loaded = reused("issue", lambda: Loaded(load_issue(issue_id), present_users(group_id)), read_again)
+    issue = loaded.issue if loaded is not None else None
     if issue is None or issue.group_id != group_id:
         return None
-    return status_page(issue, Seat.of(role, issue.group.facilitator_votes), None)
+    seat = Seat.of(role, issue.group.facilitator_votes)
+    return status_page(issue, seat, None, present=loaded.present if loaded is not None else None)
+
+
+class Loaded(NamedTuple):
+    """What a live view's build reads of its group before it derives anything: all of it stays as
+    it is while only ballots are added (live/reuse.py keeps it for such versions; presence, like
+    any change but a ballot, is a version of its own)."""
+
+    issue: Issue | None
+    #: Who has the group open (present_users).
+    present: set[int]
+    #: The rows of the group's backlog (backlog_of), for the room.
+    backlog: list[Any] | None = None
+
+
+def read_again(loaded: Loaded) -> int | None:
+    """Read the ballots of the loaded issue again (read_ballots_again); None without an issue."""
+    return read_ballots_again(loaded.issue) if loaded.issue is not None else None
 
 
 def status_page(
-    issue: Issue, seat: Membership | Seat, own: rules.OwnBallot | None, accept_form: AcceptForm | None = None
+    issue: Issue,
+    seat: Membership | Seat,
+    own: rules.OwnBallot | None,
+    accept_form: AcceptForm | None = None,
+    present: set[int] | None = None,
 ) -> dict[str, Any]:
     """The status page's template context."""
-    page = issue_page(issue, seat, own, accept_form)
+    page = issue_page(issue, seat, own, accept_form, present)
     history = [(h["round"], h["result"]) for h in reversed(page["state"]["history"])]
     return page | {"history": history}
 
@@ -138,24 +168,18 @@ ROOM_REGIONS = (
 @live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
-    # A vote's build reads only the ballots again (live/reuse.py): the issue and the backlog's
-    # rows change with no ballot.
-    issue, backlog = reused("room", lambda: load_room(group_id), read_room_ballots) or (None, None)
-    group = issue.group if issue is not None else db.session.get(Group, group_id)
+    loaded = reused("room", lambda: load_room(group_id), read_again) or Loaded(None, set())
+    group = loaded.issue.group if loaded.issue is not None else db.session.get(Group, group_id)
     if group is None:
         return None
-    return room_page(group, Seat.of(role, group.facilitator_votes), None, issue, backlog)
+    seat = Seat.of(role, group.facilitator_votes)
+    return room_page(group, seat, None, loaded.issue, loaded.backlog, loaded.present)
 
 
-def load_room(group_id: int) -> tuple[Issue | None, list[Any]]:
-    """The room's issue (None when it has none), loaded with its group in one statement, and the
-    rows of its backlog."""
-    return load_current_issue(group_id), backlog_of(group_id)
-
-
-def read_room_ballots(room: tuple[Issue | None, list[Any]]) -> int | None:
-    """Read the ballots of the room's issue again (read_ballots_again); None without an issue."""
-    return read_ballots_again(room[0]) if room[0] is not None else None
+def load_room(group_id: int) -> Loaded:
+    """The room's issue (None when it has none), loaded with its group in one statement, who has
+    the group open, and the rows of its backlog."""
+    return Loaded(load_current_issue(group_id), present_users(group_id), backlog_of(group_id))
 
 
 _other = sa.orm.aliased(Round)
@@ -180,17 +204,18 @@ def room_page(
     viewer_id: int | None,
     issue: Issue | None = None,
     backlog: list[Any] | None = None,
+    present: set[int] | None = None,
 ) -> dict[str, Any]:
     """The room's template context; the own card of `viewer_id` when the page is theirs alone.
-    `issue` and `backlog`: the room's current issue (load_current_issue) and the backlog's rows
-    (backlog_of) when the caller has them already."""
+    `issue`, `backlog` and `present`: the room's current issue (load_current_issue), the backlog's
+    rows (backlog_of) and who has the group open, when the caller has them already."""
     if issue is None and group.current_issue_id:
         issue = load_issue(group.current_issue_id)
     if issue is not None:
         own = rules.own_ballot(issue.current_round, viewer_id) if viewer_id else None
-        page = issue_page(issue, seat, own)
+        page = issue_page(issue, seat, own, present=present)
     else:
-        present = present_users(group.id)
+        present = present_users(group.id) if present is None else present
         page = {
             "group": group,
             "membership": seat,
