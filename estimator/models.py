@@ -113,9 +113,9 @@ class Group(db.Model):  # type: ignore[name-defined]  # db.Model is made at runt
     invite_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_token)
     #: Bumped by every change anyone can see; live pages poll it through the ETag.
     version: Mapped[int] = mapped_column(default=1)
-    #: How many of those bumps were a new voter's ballot and nothing else: versions whose
-    #: `version - ballot_versions` is the same differ only in who has voted (live/reuse.py).
-    ballot_versions: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: How many of those bumps were a vote, a change of one open round alone: versions whose
+    #: `version - vote_versions` is the same differ only in their rounds' votes (live/reuse.py).
+    vote_versions: Mapped[int] = mapped_column(default=0, server_default="0")
     #: A round is revealed only with at least this many numeric votes, so no result shows one card.
     min_votes: Mapped[int] = mapped_column(default=MIN_VOTES_DEFAULT, server_default=str(MIN_VOTES_DEFAULT))
     #: The vote that completes a round reveals it, in the same transaction (when the threshold is met).

@@ -1,5 +1,5 @@
-"""A vote that only adds a voter is built from what the last build loaded, its ballots read again:
-the pages show exactly what a fresh load shows, and any other change loads afresh."""
+"""A vote's build takes what the last build loaded and reads the voted round again: the pages show
+exactly what a fresh load shows, and any other change loads afresh."""
 
 import logging
 from typing import Any
@@ -11,7 +11,8 @@ import estimator.voting.routes as voting_routes
 from estimator.extensions import db
 from estimator.live.regions import parse_view, render
 from estimator.live.seen import member_sees
-from estimator.models import Group, Membership, User
+from estimator.models import Group, Membership, Round, User
+from estimator.sealing import ballot_keys
 from tests.conftest import vote
 
 
@@ -32,9 +33,9 @@ def loads(monkeypatch) -> list[int]:
 def settled_version(app, group_id: int) -> int:
     with app.app_context():
         found = db.session.execute(
-            sa.select(Group.version, Group.ballot_versions).where(Group.id == group_id)
+            sa.select(Group.version, Group.vote_versions).where(Group.id == group_id)
         ).one()
-    return int(found.version - found.ballot_versions)
+    return int(found.version - found.vote_versions)
 
 
 def room(app, owner_id: int, group_id: int, settled: int | None) -> dict[str, Any]:
@@ -66,23 +67,29 @@ def room_of(app, team, dave):
 
 
 def test_a_vote_is_built_from_the_kept_load_and_reads_as_a_fresh_load(app, team, room_of, loads):
+    """The round's first ballot too (it gives the round its key, deck and threshold), and a vote
+    after the round's key was lost (it forgets the cards sealed under it and makes a new key)."""
     group_id, issue_id = team["group"], team["issue"]
-    settled = settled_version(app, group_id)
-    room_of(settled)
-    assert len(loads) == 1
-    for count, name in enumerate(("bob", "carol"), start=1):
-        assert vote(team[name], issue_id, "5").status_code == 302
-        if count == 1:  # the round's first ballot makes its key: a change of the round itself
-            assert settled_version(app, group_id) > settled
+    room_of(settled_version(app, group_id))
+    for count, name in enumerate(("bob", "carol", "dave"), start=1):
+        if name == "carol":  # the facilitator starts a timer: a change of its own, loaded afresh
             settled = settled_version(app, group_id)
-            room_of(settled)
-            continue
-        assert settled_version(app, group_id) == settled, "a second voter changes only who has voted"
+            assert team["owner"].post(f"/issues/{issue_id}/timer", data={"seconds": "60"}).status_code == 302
+            assert settled_version(app, group_id) > settled
+            room_of(settled_version(app, group_id))
+        if name == "dave":  # the key store loses the round's key: Bob's and Carol's votes go
+            with app.app_context():
+                key_id = db.session.scalar(sa.select(Round.key_id).where(Round.issue_id == issue_id))
+                assert key_id is not None
+                ballot_keys.store.destroy(key_id)
+            count = 1
+        settled = settled_version(app, group_id)
+        assert vote(team[name], issue_id, "5").status_code == 302
+        assert settled_version(app, group_id) == settled, "a vote changes only its round"
         before = len(loads)
         kept = room_of(settled)
         assert len(loads) == before, "the vote's build loaded the room again"
-        fresh = room_of(None)
-        assert kept == fresh
+        assert kept == room_of(None)  # loads afresh
         voters = "".join(str(piece) for piece in kept["member"]["voters"])
         assert f"{count} of 4" in voters
 
@@ -117,7 +124,7 @@ def test_a_kept_load_that_fails_a_build_is_dropped_and_the_build_done_afresh(
     def failing(issue):
         raise sa.orm.exc.DetachedInstanceError("not loaded")
 
-    monkeypatch.setattr(voting_routes, "read_ballots_again", failing)
+    monkeypatch.setattr(voting_routes, "read_round_again", failing)
     before = len(loads)
     with caplog.at_level(logging.WARNING, logger="estimator.live.regions"):
         built = room_of(settled)

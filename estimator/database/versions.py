@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Group, Issue, Round
 
 
-def bump_version(group_id: int, *along: UpdateBase, ballot_only: bool = False, **values: Any) -> None:
+def bump_version(group_id: int, *along: UpdateBase, vote: bool = False, **values: Any) -> None:
     """Bump the group's version: live pages learn that something they show has changed.
 
     Only changes somebody can see bump it, so that watching the version tells nothing more than the
@@ -26,16 +26,17 @@ def bump_version(group_id: int, *along: UpdateBase, ballot_only: bool = False, *
     no other of them touches. On PostgreSQL they go in the same statement, as WITH clauses: a
     vote's writes are one round trip, not three.
 
-    `ballot_only`: the change adds a voter's ballot to an open round and nothing else, which the
-    group's `ballot_versions` counts (live pages then read only the ballots again).
+    `vote`: the change is a vote, which changes one open round (its ballots, and its key and
+    settings with its first ballot) and nothing else: the group's `vote_versions` counts these
+    (live pages then read only that round again).
     """
     connection = db.session.connection()
     if along and connection.dialect.name == "postgresql":
-        connection.execute(_bump_with(along, ballot_only), {"bumped": group_id, **values})
+        connection.execute(_bump_with(along, vote), {"bumped": group_id, **values})
     else:
         for write in along:
             connection.execute(write, values)
-        connection.execute(_BUMPS[ballot_only], {"bumped": group_id})
+        connection.execute(_BUMPS[vote], {"bumped": group_id})
     loaded = db.session.identity_map.get(sa.inspect(Group).identity_key_from_primary_key((group_id,)))
     if loaded is not None:
         db.session.expire(loaded, ["version"])
@@ -44,14 +45,14 @@ def bump_version(group_id: int, *along: UpdateBase, ballot_only: bool = False, *
 
 
 _BUMP = sa.update(Group).where(Group.id == sa.bindparam("bumped")).values(version=Group.version + 1)
-#: The bump of any change, and of a change that only adds a ballot.
-_BUMPS = {False: _BUMP, True: _BUMP.values(ballot_versions=Group.ballot_versions + 1)}
+#: The bump of any change, and of a vote.
+_BUMPS = {False: _BUMP, True: _BUMP.values(vote_versions=Group.vote_versions + 1)}
 
 
 @functools.cache
-def _bump_with(along: tuple[UpdateBase, ...], ballot_only: bool) -> UpdateBase:
+def _bump_with(along: tuple[UpdateBase, ...], vote: bool) -> UpdateBase:
     """The bump with these writes as its WITH clauses, built once per combination."""
-    return _along(_BUMPS[ballot_only], along)
+    return _along(_BUMPS[vote], along)
 
 
 def _along(statement: UpdateBase, writes: tuple[UpdateBase, ...]) -> UpdateBase:
@@ -60,7 +61,7 @@ def _along(statement: UpdateBase, writes: tuple[UpdateBase, ...]) -> UpdateBase:
 
 
 def bump_version_unless_changed(
-    group_id: int, seen: int, *along: UpdateBase, ballot_only: bool = False, **values: Any
+    group_id: int, seen: int, *along: UpdateBase, vote: bool = False, **values: Any
 ) -> bool:
     """On PostgreSQL, outside a transaction: bump the group's version and make its `along` writes
     in one statement, only if the version is still `seen`; True when they were made.
@@ -68,11 +69,11 @@ def bump_version_unless_changed(
     The statement locks the group's row first (waiting for a change that holds it), and every
     write is guarded by that lock having found the version unchanged: if anything anyone can see
     changed since `seen` was read, nothing is written. Each `along` write must be guarded by
-    `group_unchanged()`. One statement is its own transaction: no BEGIN, no COMMIT. `ballot_only`
+    `group_unchanged()`. One statement is its own transaction: no BEGIN, no COMMIT. `vote`
     as for bump_version.
     """
     parameters = {"bumped": group_id, "seen": seen, **values}
-    if db.session.connection().execute(_guarded_bump(along, ballot_only), parameters).first() is None:
+    if db.session.connection().execute(_guarded_bump(along, vote), parameters).first() is None:
         return False
     db.session.info.setdefault("bumped_groups", set()).add(group_id)
     return True
@@ -94,9 +95,9 @@ def group_unchanged() -> sa.ColumnElement[bool]:
 
 
 @functools.cache
-def _guarded_bump(along: tuple[UpdateBase, ...], ballot_only: bool) -> UpdateBase:
+def _guarded_bump(along: tuple[UpdateBase, ...], vote: bool) -> UpdateBase:
     """The guarded bump with these guarded writes as its WITH clauses, built once per combination."""
-    bump = _BUMPS[ballot_only].where(group_unchanged()).returning(Group.id)
+    bump = _BUMPS[vote].where(group_unchanged()).returning(Group.id)
     return _along(bump, along)
 
 

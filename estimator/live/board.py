@@ -44,8 +44,8 @@ class Watched:
     version: int
     keys: dict[int, set[str]]  # issue id → key ids of its open rounds
     read_at: float
-    #: The version less the versions that only added a ballot: versions with the same one differ
-    #: only in who has voted (reuse.py).
+    #: The version less the versions that were a vote: versions with the same one differ only in
+    #: their rounds' votes (reuse.py).
     settled: int | None = None
     changed: threading.Event = field(default_factory=threading.Event)
     logins: dict[str, str] | None = None  # "user id:session token" of its members → role, when asked
@@ -88,7 +88,7 @@ class VersionBoard:
         """Read the versions and open keys of these groups (and the logins of their members)."""
         keyed = sa.and_(Round.key_id.is_not(None), in_group(Group.id, self.engine.dialect.name))
         statement = (
-            sa.select(Group.id, Group.version, Group.ballot_versions, Round.issue_id, Round.key_id)
+            sa.select(Group.id, Group.version, Group.vote_versions, Round.issue_id, Round.key_id)
             .select_from(sa.outerjoin(Group.__table__, Round.__table__, keyed))
             .where(self._among(Group.id, group_ids))
         )

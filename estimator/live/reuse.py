@@ -1,12 +1,12 @@
-"""What a build loaded of a group, kept for its next version when that version only added a ballot.
+"""What a build loaded of a group, kept for its next version when that version was a vote.
 
-A vote that adds a voter to an open round changes who has voted and nothing else: it bumps the
-group's `ballot_versions` with its version (database.bump_version), so versions whose difference
-of the two, their *settled* version, is the same differ only in their ballots. A build of such a
-version does not load the group again: it takes what the last build of the same settled version
-loaded in this process (ORM objects, detached from their session) and reads the round's ballots
-into it again (the view's `refresh`, one small statement), then derives and renders as ever. Every
-other change moves the settled version, and the next build loads afresh.
+A vote changes one open round (its ballots, and its key and settings with its first ballot) and
+nothing else: it bumps the group's `vote_versions` with its version (database.bump_version), so
+versions whose difference of the two, their *settled* version, is the same differ only in their
+rounds. A build of such a version does not load the group again: it takes what the last build of
+the same settled version loaded in this process (ORM objects, detached from their session) and
+reads the open round into it again (the view's `refresh`, one small statement), then derives and
+renders as ever. Every other change moves the settled version, and the next build loads afresh.
 
 This is what a vote's build costs less for: the room's load through the ORM was two thirds of it
 (docs/architecture.md, "Figures"). A kept load is used by one build at a time (its lock is held
@@ -88,8 +88,8 @@ class Scope:
         if kept is not None and kept.settled == self.settled:
             kept.lock.acquire()
             self.held.append((key, kept))
-            # The kept load's ballots read again, with the group's settled version as of that read:
-            # another one means a change other than a ballot came in since (load afresh).
+            # The kept load's round read again, with the group's settled version as of that read:
+            # another one means a change other than a vote came in since (load afresh).
             if refresh(kept.value) == self.settled:
                 return kept.value  # type: ignore[no-any-return]  # what `load` made for this name
         value = load()
@@ -128,8 +128,8 @@ def reusing(loads: Loads, subject: Hashable, settled: int | None) -> Iterator[Sc
 
 def reused(name: Hashable, load: Callable[[], T | None], refresh: Callable[[T], int | None]) -> T | None:
     """What `load` gives, or, in a build that may reuse (`reusing`), what it gave an earlier build
-    of the group's same settled version, brought up to date by `refresh`: it reads the ballots
-    again into the loaded objects and returns the group's settled version as of that read (None
+    of the group's same settled version, brought up to date by `refresh`: it reads the open
+    round again into the loaded objects and returns the group's settled version as of that read (None
     when it cannot bring them up to date)."""
     scope = _scope.get()
     return load() if scope is None else scope.load(name, load, refresh)

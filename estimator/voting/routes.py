@@ -31,7 +31,7 @@ from .state import (
     joined_late,
     load_current_issue,
     load_issue,
-    read_ballots_again,
+    read_round_again,
     seconds_left,
     voted_now,
 )
@@ -119,8 +119,8 @@ class Loaded(NamedTuple):
 
 
 def read_again(loaded: Loaded) -> int | None:
-    """Read the ballots of the loaded issue again (read_ballots_again); None without an issue."""
-    return read_ballots_again(loaded.issue) if loaded.issue is not None else None
+    """Read the loaded issue's open round again (read_round_again); None without an issue."""
+    return read_round_again(loaded.issue) if loaded.issue is not None else None
 
 
 def status_page(

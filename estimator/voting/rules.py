@@ -131,15 +131,12 @@ def cast_vote(booth: Booth, card: str) -> None:
             "round_deck": booth.deck.name,
             "round_cards": " ".join(booth.deck.cards) if booth.deck.name == CUSTOM else None,
         }
-    # A ballot and nothing else: the round's key and settings stand (an automatic reveal that
-    # follows bumps the version again, as a change of everything).
-    ballot_only = _ROUND_SETTINGS not in writes
     if booth.glanced:
         if not bump_version_unless_changed(
             booth.group_id,
             booth.version,
             *(_GUARDED[write] for write in writes),
-            ballot_only=ballot_only,
+            vote=True,
             **values,
         ):
             if key_id != booth.key_id:
@@ -150,7 +147,9 @@ def cast_vote(booth: Booth, card: str) -> None:
         for write in writes:
             connection.execute(write, values)
         return
-    bump_version(booth.group_id, *writes, ballot_only=ballot_only, **values)
+    # A vote: a change of the open round alone (an automatic reveal that follows bumps the version
+    # again, as a change of anything).
+    bump_version(booth.group_id, *writes, vote=True, **values)
     issue = load_issue_to_vote(booth.issue_id) if booth.auto_reveal else None
     if issue is not None and everybody_voted(issue) and revealable(issue, key):
         reveal(issue)

@@ -54,30 +54,40 @@ CURRENT_ISSUE = (
 )
 
 
-#: The ballots of a round, each with the group's settled version as of the same read (one row of
-#: NULLs and the version when there are none): see live/reuse.py.
-_BALLOTS_NOW = (
-    sa.select((Group.version - Group.ballot_versions).label("settled"), Ballot.user_id, Ballot.sealed)
+#: A round as it is now: each of its ballots with the round's columns and the group's settled
+#: version as of the same read (the ballot's columns NULL when it has none). See live/reuse.py.
+_ROUND_COLUMNS = tuple(attribute.key for attribute in sa.inspect(Round).column_attrs)
+_ROUND_NOW = (
+    sa.select(
+        (Group.version - Group.vote_versions).label("settled"),
+        Ballot.user_id,
+        Ballot.sealed,
+        *(getattr(Round, column) for column in _ROUND_COLUMNS),
+    )
     .select_from(Group)
-    .outerjoin(Ballot, Ballot.round_id == sa.bindparam("round_id"))
+    .join(Round, Round.id == sa.bindparam("round_id"))
+    .outerjoin(Ballot, Ballot.round_id == Round.id)
     .where(Group.id == sa.bindparam("group_id"))
     .order_by(Ballot.id)
 )
 
 
-def read_ballots_again(issue: Issue) -> int | None:
-    """Read the ballots of the open round of an issue loaded earlier (load_issue, load_current_issue)
-    again into it; returns the group's settled version as of that read. None, and the issue left
-    as it was, when the group is gone or a ballot is not a member's (whose user was not loaded)."""
+def read_round_again(issue: Issue) -> int | None:
+    """Read the open round of an issue loaded earlier (load_issue, load_current_issue) again into
+    it, its ballots and its columns (a vote may give it its key, deck and threshold); returns the
+    group's settled version as of that read. None, and the issue left as it was, when the round or
+    the group is gone or a ballot is not a member's (whose user was not loaded)."""
     round_ = issue.current_round
     values = {"round_id": round_.id, "group_id": issue.group_id}
-    rows = read_rows(db.session.connection(), _BALLOTS_NOW, values)
+    rows = read_rows(db.session.connection(), _ROUND_NOW, values)
     members = {membership.user_id for membership in issue.group.memberships}
-    if not rows or any(user_id is not None and user_id not in members for _, user_id, _ in rows):
+    if not rows or any(row[1] is not None and row[1] not in members for row in rows):
         return None
+    for column, value in zip(_ROUND_COLUMNS, rows[0][3:], strict=True):
+        set_committed_value(round_, column, value)
     ballots = [
         Ballot(round_id=round_.id, user_id=user_id, sealed=sealed)
-        for _, user_id, sealed in rows
+        for _settled, user_id, sealed, *_round in rows
         if user_id is not None
     ]
     set_committed_value(round_, "ballots", ballots)
