@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,15 +74,32 @@ def logged_in_page(
     viewport: ViewportSize | None = None,
 ) -> Page:
     """A new browser context logged in as nickname; its console errors are collected in problems."""
-    context = browser.new_context(base_url=server, viewport=viewport)
-    contexts.append(context)
-    page = context.new_page()
-    page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
+    page = watched_page(browser, server, nickname, contexts, problems, viewport)
     page.goto("/login")
     page.fill("#nickname", nickname)
     page.click("main [type=submit]")
     expect(page.get_by_role("heading", name="My groups")).to_be_visible()
+    return page
+
+
+def watched_page(
+    browser: Browser,
+    server: str,
+    nickname: str,
+    contexts: list[BrowserContext],
+    problems: list[str],
+    viewport: ViewportSize | None = None,
+    cookies: CookieJar | None = None,
+) -> Page:
+    """A new page in a browser context of its own, with these cookies (a login made over HTTP, say);
+    its console errors are collected in problems under nickname."""
+    context = browser.new_context(base_url=server, viewport=viewport)
+    contexts.append(context)
+    if cookies is not None:
+        context.add_cookies([{"name": c.name, "value": c.value or "", "url": server} for c in cookies])
+    page = context.new_page()
+    page.on("console", lambda m: problems.append(f"{nickname}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"{nickname}: {error}"))
     return page
 
 
