@@ -54,6 +54,11 @@ class Person:
     def login(self, nickname: str) -> int:
         return self.post("/login", {"nickname": nickname}, self.token("/login"))
 
+    def join(self, invite: str) -> int:
+        """Join a group as a member through its invite link (an address or a path); the status."""
+        path = invite.removeprefix(self.base_url)
+        return self.post(path, {"role": "member"}, self.token(path))
+
     def api(self, path: str) -> dict[str, Any]:
         status, body, _ = self.request(path, headers={"Accept": "application/json"})
         assert status == 200, (path, status, body)
@@ -80,7 +85,7 @@ def started_meeting(base_url: str, names: list[str]) -> tuple[Person, int, int, 
     for name in names:
         person = Person(base_url)
         assert person.login(f"{name} {run}") == 302
-        assert person.post(invite.group(0), {"role": "member"}, person.token(invite.group(0))) == 302
+        assert person.join(invite.group(0)) == 302
         people.append(person)
     return owner, group_id, issue_id, people
 

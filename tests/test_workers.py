@@ -195,7 +195,6 @@ def test_twenty_open_rooms_load_at_once_and_follow_every_change(
     try:
         owner, group_id, invite = room_of_a_new_group(url)
         room = f"/groups/{group_id}/room"
-        join = invite.removeprefix(url)
         pages, loads = [], []
         for n in range(PAGES):
             # Each member logs in and joins over HTTP just before opening the room, so that the
@@ -203,7 +202,7 @@ def test_twenty_open_rooms_load_at_once_and_follow_every_change(
             # join are not what is measured, and twenty of each in the browser took most of the test.
             member = Person(url)
             assert member.login(f"Member {n + 1}") == 302
-            assert member.post(join, {"role": "member"}, member.token(join)) == 302
+            assert member.join(invite) == 302
             page = watched_page(browser, url, f"Member {n + 1}", contexts, problems, cookies=member.cookies)
             started = time.monotonic()
             page.goto(room)
@@ -224,7 +223,7 @@ def test_twenty_open_rooms_load_at_once_and_follow_every_change(
         # Somebody votes: every page shows one vote cast.
         voter = Person(url)
         assert voter.login("Victor") == 302
-        assert voter.post(join, {"role": "member"}, voter.token(join)) == 302
+        assert voter.join(invite) == 302
         issue_id = owner.api(f"/api/groups/{group_id}")["issues"][0]["id"]
         token = voter.token(f"/issues/{issue_id}/estimate")
         follow(pages, "#voters .votes-progress", "value", "1")
