@@ -99,11 +99,10 @@ def status_context(group_id: int, issue_id: int | None, role: str) -> dict[str, 
     if issue_id is None:
         return None
     loaded = reused("issue", lambda: Loaded(load_issue(issue_id), present_users(group_id)), read_again)
-    issue = loaded.issue if loaded is not None else None
+    issue = loaded.issue
     if issue is None or issue.group_id != group_id:
         return None
-    seat = Seat.of(role, issue.group.facilitator_votes)
-    return status_page(issue, seat, None, present=loaded.present if loaded is not None else None)
+    return status_page(issue, Seat.of(role, issue.group.facilitator_votes), None, present=loaded.present)
 
 
 class Loaded(NamedTuple):
@@ -168,7 +167,7 @@ ROOM_REGIONS = (
 @live_view("room", "voting/room.html", ROOM_REGIONS)
 def room_context(group_id: int, _arg: int | None, role: str) -> dict[str, Any] | None:
     """What the room shows a viewer in this role (their own card aside)."""
-    loaded = reused("room", lambda: load_room(group_id), read_again) or Loaded(None, set())
+    loaded = reused("room", lambda: load_room(group_id), read_again)
     group = loaded.issue.group if loaded.issue is not None else db.session.get(Group, group_id)
     if group is None:
         return None
